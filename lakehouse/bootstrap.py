@@ -1,0 +1,385 @@
+"""`lakehouse setup`: everything the local stack needs, installed idempotently.
+
+Each step prints its name and duration; a step that cannot finish raises
+``SetupError`` with a message that names the missing piece. JVM artifacts are
+resolved by Maven (cached in ~/.m2) from the poms in ``infra/jvm/`` and copied
+into ``<state_dir>/jvm/``; a stamp file per component (the hash of its pom)
+makes a rerun skip what is already in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.settings import PROJECT_ROOT, Settings, SettingsError, child_env
+
+JVM_POMS = PROJECT_ROOT / "infra" / "jvm"
+APT_PACKAGES = {  # binary on PATH -> Debian package that provides it
+    "redis-server": "redis-server",
+    "prometheus": "prometheus",
+    "prometheus-pushgateway": "prometheus-pushgateway",
+    "mvn": "maven",
+}
+#: Trino plugins the platform loads (password-authenticators: for the authentication
+#: that comes later). Fewer plugins also means a faster start and a smaller heap.
+TRINO_PLUGINS = ("delta-lake", "password-authenticators")
+#: Bumped when the way the Trino directory is assembled changes, so caches are rebuilt.
+TRINO_LAYOUT = 4
+_JAR_VERSION = re.compile(r"-\d[^-]*(-[0-9A-Za-z.]+)?\.jar$")
+
+
+class SetupError(RuntimeError):
+    """A setup step failed; the message names what is missing and how to get it."""
+
+
+@dataclass
+class StepResult:
+    name: str
+    seconds: float
+    detail: str
+
+
+Log = Callable[[str], None]
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise SetupError(f"{what}: `{cmd[0]}` is not installed") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise SetupError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return proc.stdout
+
+
+def _stamp_ok(stamp: Path, key: str) -> bool:
+    return stamp.exists() and stamp.read_text().strip() == key
+
+
+def _hash_files(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def pom_property(pom: Path, name: str) -> str:
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    root = ET.parse(pom).getroot()  # noqa: S314 - our own pom from infra/jvm
+    node = root.find(f"m:properties/m:{name}", ns)
+    if node is None or not node.text:
+        raise SetupError(f"{pom} has no <{name}> property")
+    return node.text.strip()
+
+
+def jar_base_name(filename: str) -> str:
+    """``jackson-core-2.13.5.jar`` -> ``jackson-core``: the artifact without its version."""
+    return _JAR_VERSION.sub("", filename)
+
+
+def jars_not_in(candidates: Iterable[str], provided: Iterable[str]) -> list[str]:
+    """The candidate jars whose artifact the runtime does not already provide.
+
+    Spark ships its own Hadoop, Jackson, Parquet, Scala and logging jars; a second,
+    older copy of any of them on ``spark.jars`` would shadow or clash with them.
+    """
+    have = {jar_base_name(p) for p in provided}
+    return sorted(c for c in candidates if jar_base_name(c) not in have)
+
+
+class Setup:
+    def __init__(self, settings: Settings, log: Log = print) -> None:
+        self.s = settings
+        self.log = log
+        self._apt_updated = False
+
+    # -- steps --------------------------------------------------------------
+    def steps(self) -> list[tuple[str, Callable[[], str]]]:
+        return [
+            ("python packages", self.check_python),
+            ("java 17 (kafka, spark)", self.check_java17),
+            ("java 25 (trino)", self.check_java25),
+            ("debian packages", self.apt_packages),
+            ("kafka broker jars", self.kafka_jars),
+            ("spark connector jars", self.spark_jars),
+            ("trino server + delta lake plugin", self.trino_server),
+            ("state directories", self.state_dirs),
+        ]
+
+    def run(self) -> list[StepResult]:
+        results: list[StepResult] = []
+        total = time.monotonic()
+        for i, (name, fn) in enumerate(self.steps(), 1):
+            self.log(f"[{i}/{len(self.steps())}] {name} ...")
+            t0 = time.monotonic()
+            try:
+                detail = fn()
+            except SettingsError as exc:
+                raise SetupError(f"step '{name}': {exc}") from None
+            except SetupError as exc:
+                raise SetupError(f"step '{name}': {exc}") from None
+            dt = time.monotonic() - t0
+            results.append(StepResult(name, dt, detail))
+            self.log(f"      ok in {dt:5.1f}s  {detail}")
+        self.log(f"setup complete in {time.monotonic() - total:.1f}s; state in {self.s.state_dir}")
+        return results
+
+    def check_python(self) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        missing, found = [], []
+        for pkg in ("pyspark", "delta-spark", "dagster", "dagster-webserver", "kafka-python", "redis", "trino"):
+            try:
+                found.append(f"{pkg} {version(pkg)}")
+            except PackageNotFoundError:
+                missing.append(pkg)
+        if missing:
+            raise SetupError(f"Python packages missing: {', '.join(missing)}; run `pip install -e .` (make setup does)")
+        return ", ".join(found[:3]) + ", ..."
+
+    def _java_major(self, java_home: Path) -> int:
+        java = java_home / "bin" / "java"
+        if not java.exists():
+            raise SetupError(f"no java executable at {java}")
+        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, check=False).stderr
+        m = re.search(r'version "(\d+)', out)
+        if not m:
+            raise SetupError(f"cannot read the version of {java}: {out.strip()[:200]}")
+        return int(m.group(1))
+
+    def check_java17(self) -> str:
+        home = self.s.java17()
+        major = self._java_major(home)
+        if major < 17:
+            raise SetupError(f"Kafka 4 and Spark 4 need Java 17+, found {major} at {home} (set LAKEHOUSE_JAVA17_HOME)")
+        return f"Java {major} at {home}"
+
+    def check_java25(self) -> str:
+        home = self.s.java25()
+        major = self._java_major(home)
+        if major < 24:
+            raise SetupError(f"Trino 476 needs Java 24+, found {major} at {home} (set LAKEHOUSE_JAVA25_HOME)")
+        return f"Java {major} at {home}"
+
+    def apt_packages(self) -> str:
+        missing = sorted({pkg for binary, pkg in APT_PACKAGES.items() if shutil.which(binary) is None})
+        if not missing:
+            return "redis-server, prometheus, prometheus-pushgateway, maven present"
+        if os.geteuid() != 0:
+            raise SetupError(
+                f"missing Debian packages: {' '.join(missing)}. Not root, so not installing them: "
+                f"run `sudo apt-get install -y {' '.join(missing)}` and rerun `make setup`"
+            )
+        env = child_env(DEBIAN_FRONTEND="noninteractive")
+        if not self._apt_updated:
+            _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
+            self._apt_updated = True
+        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], "apt-get install", env=env)
+        still = [pkg for binary, pkg in APT_PACKAGES.items() if pkg in missing and shutil.which(binary) is None]
+        if still:
+            raise SetupError(f"apt-get installed {missing} but {still} are still not on PATH")
+        return f"installed {' '.join(missing)}"
+
+    def _mvn(self, *args: str, what: str) -> str:
+        if shutil.which("mvn") is None:
+            raise SetupError("Maven (`mvn`) is missing: apt-get install maven")
+        env = child_env(JAVA_HOME=str(self.s.java17()))
+        return _run(["mvn", "-q", "-B", "-Dstyle.color=never", *args], what, env=env)
+
+    def kafka_jars(self) -> str:
+        pom = JVM_POMS / "kafka.pom.xml"
+        dest = self.s.jvm_dir / "kafka"
+        stamp = dest / ".stamp"
+        key = _hash_files(pom)
+        if _stamp_ok(stamp, key):
+            return f"cached in {dest}"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        self._mvn(
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={dest}",
+            what="resolving the Kafka broker from Maven Central",
+        )
+        stamp.write_text(key)
+        return f"{len(list(dest.glob('*.jar')))} jars, Kafka {pom_property(pom, 'kafka.version')}"
+
+    def spark_jars(self) -> str:
+        import pyspark
+
+        pom = JVM_POMS / "spark-connectors.pom.xml"
+        dest = self.s.jvm_dir / "spark"
+        stamp = dest / ".stamp"
+        pyspark_jars = Path(pyspark.__file__).parent / "jars"
+        key = f"{_hash_files(pom)}-pyspark-{pyspark.__version__}"
+        if _stamp_ok(stamp, key):
+            return f"cached in {dest}"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        with tempfile.TemporaryDirectory(dir=self.s.state_dir) as tmp:
+            self._mvn(
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp}",
+                what="resolving the Spark Kafka and Delta connectors from Maven Central",
+            )
+            keep = jars_not_in(os.listdir(tmp), os.listdir(pyspark_jars))
+            for name in keep:
+                shutil.move(os.path.join(tmp, name), dest / name)
+        stamp.write_text(key)
+        main_jars = ", ".join(n for n in keep if "delta-spark" in n or "kafka-0-10" in n)
+        return f"{len(keep)} jars not already in pyspark ({main_jars})"
+
+    def trino_server(self) -> str:
+        pom = JVM_POMS / "trino.pom.xml"
+        version = pom_property(pom, "trino.version")
+        home = trino_home(self.s, version)
+        stamp = home / ".stamp"
+        key = f"{_hash_files(pom)}-{'+'.join(TRINO_PLUGINS)}-layout{TRINO_LAYOUT}"
+        if _stamp_ok(stamp, key) and all((home / "plugin" / p).is_dir() for p in TRINO_PLUGINS):
+            return f"cached in {home}"
+        shutil.rmtree(home, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=self.s.state_dir) as tmp:
+            # dependency:copy, not copy-dependencies: the tarball already holds its jars,
+            # and its pom's transitive plugin zips are not all served.
+            self._mvn(
+                "dependency:copy",
+                f"-Dartifact=io.trino:trino-server-core:{version}:tar.gz",
+                f"-DoutputDirectory={tmp}",
+                what=f"resolving trino-server-core {version} from Maven Central",
+            )
+            core = Path(tmp) / f"trino-server-core-{version}.tar.gz"
+            self.log(f"      unpacking {core.name}")
+            _extract_tar(core, home, strip=1)
+            plugin_root = home / "plugin"
+            for extra in plugin_root.iterdir():
+                if extra.is_dir() and extra.name not in TRINO_PLUGINS:
+                    shutil.rmtree(extra)
+            sources = self._plugins(version, Path(tmp), plugin_root)
+        stamp.write_text(key)
+        return f"Trino {version} in {home}; plugins {', '.join(TRINO_PLUGINS)} from {', '.join(sorted(set(sources)))}"
+
+    def _plugins(self, version: str, tmp: Path, plugin_root: Path) -> list[str]:
+        sources = [f"io.trino:trino-server-core:{version}:tar.gz"]
+        unserved = []
+        for name in TRINO_PLUGINS:
+            if (plugin_root / name).is_dir():  # shipped in the core tarball
+                continue
+            artifact = f"io.trino:trino-{name}:{version}:zip"
+            try:
+                self._mvn("dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={tmp}", what=artifact)
+            except SetupError:
+                unserved.append(name)
+                continue
+            with zipfile.ZipFile(tmp / f"trino-{name}-{version}.zip") as zf:
+                _extract_zip_stripped(zf, plugin_root / name)
+            sources.append(artifact)
+        if unserved:
+            full = f"io.trino:trino-server:{version}:tar.gz"
+            self.log(f"      plugin zips not served for {', '.join(unserved)}; taking them from {full}")
+            self._mvn(
+                "dependency:copy",
+                f"-Dartifact={full}",
+                f"-DoutputDirectory={tmp}",
+                what=f"resolving trino-server {version} (for its plugins)",
+            )
+            archive = tmp / f"trino-server-{version}.tar.gz"
+            prefixes = tuple(f"trino-server-{version}/plugin/{name}/" for name in unserved)
+            _extract_tar(archive, plugin_root, strip=2, member_prefix=prefixes)
+            archive.unlink()
+            for name in unserved:
+                if not any((plugin_root / name).glob("*.jar")):
+                    raise SetupError(f"no {name} plugin jars in trino-server-{version}.tar.gz")
+            sources.append(full)
+        return sources
+
+    def state_dirs(self) -> str:
+        for d in (self.s.state_dir, self.s.logs_dir, self.s.run_dir, self.s.lake_dir, self.s.dagster_home):
+            d.mkdir(parents=True, exist_ok=True)
+        return str(self.s.state_dir)
+
+
+def trino_home(settings: Settings, version: str | None = None) -> Path:
+    version = version or pom_property(JVM_POMS / "trino.pom.xml", "trino.version")
+    return settings.jvm_dir / f"trino-server-{version}"
+
+
+def _safe_target(root: Path, rel: str) -> Path:
+    target = (root / rel).resolve()
+    if not str(target).startswith(str(root.resolve())):
+        raise SetupError(f"refusing to unpack {rel!r} outside {root}")
+    return target
+
+
+def _extract_tar(archive: Path, dest: Path, strip: int, member_prefix: str | tuple[str, ...] = "") -> None:
+    """Unpack the members under ``member_prefix``, dropping ``strip`` leading path parts.
+
+    Trino's tarballs store a jar that several plugins share once and hard-link the other
+    copies, often to a file outside the selected prefix. Seeking back to a link's target
+    in a gzip stream re-reads the archive from the start, so this makes two sequential
+    passes instead: one over the headers to learn which stored files the selected links
+    need, one to write each stored file to every place that wants it.
+    """
+
+    def selected(m: tarfile.TarInfo) -> bool:
+        return (not member_prefix or m.name.startswith(member_prefix)) and len(Path(m.name).parts) > strip
+
+    def target_of(m: tarfile.TarInfo) -> Path:
+        return _safe_target(dest, os.path.join(*Path(m.name).parts[strip:]))
+
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted_by: dict[str, list[Path]] = {}
+    with tarfile.open(archive, "r:gz") as tf:
+        for m in tf.getmembers():
+            if not selected(m):
+                continue
+            if m.isdir():
+                target_of(m).mkdir(parents=True, exist_ok=True)
+            elif m.isfile():
+                wanted_by.setdefault(m.name, []).append(target_of(m))
+            elif m.islnk():
+                wanted_by.setdefault(m.linkname, []).append(target_of(m))
+    with tarfile.open(archive, "r|gz") as tf:
+        for m in tf:
+            targets = wanted_by.get(m.name) if m.isfile() else None
+            if not targets:
+                continue
+            src = tf.extractfile(m)
+            assert src is not None
+            first, *rest = targets
+            first.parent.mkdir(parents=True, exist_ok=True)
+            with src, open(first, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.chmod(first, m.mode & 0o777 or 0o644)
+            for other in rest:
+                other.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(first, other)
+
+
+def _extract_zip_stripped(zf: zipfile.ZipFile, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for info in zf.infolist():
+        parts = Path(info.filename).parts[1:]
+        if not parts or info.is_dir():
+            continue
+        target = _safe_target(dest, os.path.join(*parts))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)

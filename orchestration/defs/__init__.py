@@ -1,0 +1,1 @@
+"""Dagster definitions by domain; each subpackage holds assets/checks/schedules/sensors/resources."""

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lakehouse.cli import main
+from lakehouse.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+
+def test_defaults_are_the_conventional_ports_on_loopback() -> None:
+    s = load_settings()
+    assert (s.kafka_port, s.redis_port, s.trino_port, s.dagster_port, s.prometheus_port, s.pushgateway_port) == (
+        9092,
+        6379,
+        8080,
+        3000,
+        9090,
+        9091,
+    )
+    assert s.host == "127.0.0.1"
+    assert s.bootstrap_servers == "127.0.0.1:9092"
+    assert s.lake_dir == (s.state_dir / "lake").resolve()
+
+
+def test_environment_variables_with_the_prefix_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}KAFKA_PORT", "19092")
+    monkeypatch.setenv(f"{ENV_PREFIX}STATE_DIR", str(tmp_path))
+    monkeypatch.setenv(f"{ENV_PREFIX}SPARK_MASTER", "spark://10.0.0.5:7077")
+    s = load_settings()
+    assert s.kafka_port == 19092
+    assert s.state_dir == tmp_path
+    assert s.spark_master == "spark://10.0.0.5:7077"
+    assert s.bootstrap_servers == "127.0.0.1:19092"
+
+
+def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"{ENV_PREFIX}REDIS_PORT=16379\n{ENV_PREFIX}TRINO_HEAP=2g\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.redis_port == 16379
+    assert s.trino_heap == "2g"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "expected"),
+    [
+        ("KAFKA_PORT", "not-a-port", f"{ENV_PREFIX}KAFKA_PORT"),
+        ("REDIS_PORT", "70000", f"{ENV_PREFIX}REDIS_PORT"),
+        ("HOST", "0.0.0.0", "loopback only"),  # noqa: S104 - the value under test
+        ("TRINO_HEAP", "lots", f"{ENV_PREFIX}TRINO_HEAP"),
+        ("DAGSTER_PORT", "9092", "clashes with LAKEHOUSE_KAFKA_PORT"),
+        ("NO_SUCH_SETTING", "1", f"{ENV_PREFIX}NO_SUCH_SETTING"),
+    ],
+)
+def test_bad_settings_raise_a_message_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}{var}", value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert expected in str(err.value)
+
+
+def test_redacted_hides_secrets() -> None:
+    s = Settings(pii_hmac_key="super-secret-key", redis_password="hunter2")  # type: ignore[arg-type]
+    shown = s.redacted()
+    assert shown["pii_hmac_key"] == "********"
+    assert shown["redis_password"] == "********"
+    assert "super-secret-key" not in repr(shown)
+    assert "hunter2" not in repr(shown)
+
+
+def test_cli_config_prints_settings_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}PII_HMAC_KEY", "do-not-print-me")
+    monkeypatch.setenv(f"{ENV_PREFIX}TRINO_PORT", "18080")
+    from lakehouse.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["config", "--json"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert '"trino_port": "18080"' in result.output
+    assert "do-not-print-me" not in result.output
+    assert '"pii_hmac_key": "********"' in result.output
+
+
+def test_cli_bad_config_is_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}KAFKA_PORT", "nope")
+    from lakehouse.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["config"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "LAKEHOUSE_KAFKA_PORT" in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+_ENV_READS = re.compile(r"os\.getenv\(|environ\.get\(|dict\(os\.environ|os\.environ\[[^\]]+\](?!\s*=)|os\.environ\)")
+
+
+def test_no_other_module_reads_the_environment() -> None:
+    """settings.py is the only reader of the environment (DESIGN: one settings object)."""
+    root = Path(__file__).resolve().parents[2]
+    offenders = [
+        f"{path.relative_to(root)}: {match.group(0)}"
+        for folder in ("lakehouse", "orchestration", "spark_apps")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path != root / "lakehouse" / "settings.py"
+        for match in _ENV_READS.finditer(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_the_environment_check_catches_a_read() -> None:
+    assert _ENV_READS.search('x = os.environ["HOME"]')
+    assert _ENV_READS.search('os.getenv("HOME")')
+    assert _ENV_READS.search("env = dict(os.environ, A='1')")
+    assert not _ENV_READS.search('os.environ["JAVA_HOME"] = str(home)')

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakehouse.settings import Settings
+from lakehouse.spark import SparkSetupError, spark_conf
+
+
+def test_missing_connector_jars_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(SparkSetupError, match="make setup"):
+        spark_conf(Settings(state_dir=tmp_path), "x")
+
+
+def test_conf_has_delta_extensions_jars_and_the_given_master(tmp_path: Path) -> None:
+    jars = tmp_path / "jvm" / "spark"
+    jars.mkdir(parents=True)
+    for name in ("delta-spark_4.2_2.13-4.4.0.jar", "spark-sql-kafka-0-10_2.13-4.2.0.jar"):
+        (jars / name).write_bytes(b"")
+    s = Settings(state_dir=tmp_path)
+    conf = spark_conf(s, "app")
+    assert conf["spark.master"] == "local[2]"
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    assert str(jars / "delta-spark_4.2_2.13-4.4.0.jar") in conf["spark.jars"].split(",")
+    assert spark_conf(s, "app", master="spark://10.1.2.3:7077")["spark.master"] == "spark://10.1.2.3:7077"
