@@ -45,8 +45,10 @@ def main() -> None:
         print(f"{name:<20}{min(vals) / mib:>10.0f}{statistics.mean(vals) / mib:>10.0f}{max(vals) / mib:>10.0f}")
     totals = [sum(vals[i] for vals in samples.values()) for i in range(args.samples)]
     print(f"{'total':<20}{min(totals) / mib:>10.0f}{statistics.mean(totals) / mib:>10.0f}{max(totals) / mib:>10.0f}")
-    print(f"\nbudget {BUDGET_GIB:.0f} GiB; peak idle total {max(totals) / 1024**3:.2f} GiB "
-          f"({100 * max(totals) / (BUDGET_GIB * 1024**3):.0f}% of budget)")
+    print(
+        f"\nbudget {BUDGET_GIB:.0f} GiB; peak idle total {max(totals) / 1024**3:.2f} GiB "
+        f"({100 * max(totals) / (BUDGET_GIB * 1024**3):.0f}% of budget)"
+    )
     print(f"heaps: kafka -Xmx{s.kafka_heap}, trino -Xmx{s.trino_heap}, spark driver {s.spark_driver_memory} (not idle)")
     if any(v == "started" for v in states.values()):
         print("(this run started the stack; `lakehouse down` stops it)")

@@ -18,7 +18,7 @@ from lakehouse.settings import Settings
 def test_status_reports_every_component_healthy(lakehouse_stack: Settings) -> None:
     states = {r.name: r.state for r in stack.status(lakehouse_stack)}
     # "external": a healthy service this session reused rather than started.
-    assert states == {c.name: states[c.name] for c in stack.components(lakehouse_stack)}
+    assert set(states) == {c.name for c in stack.components(lakehouse_stack)}
     assert set(states.values()) <= {"healthy", "external"}, states
     result = CliRunner().invoke(main, ["status"])
     assert result.exit_code == 0, result.output
