@@ -497,6 +497,7 @@ class Prometheus(Component):
             pushgateway_port=self.s.pushgateway_port,
             trino_port=self.s.trino_port,
             environment=self.s.environment,
+            trino_metrics_user="prometheus",
         )
 
     def command(self) -> list[str]:

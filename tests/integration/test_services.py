@@ -105,20 +105,30 @@ def test_dagster_graphql_lists_the_code_location_and_its_assets(lakehouse_stack:
     assert {f"kafka/{t.name}" for t in TOPICS} <= keys
 
 
-@pytest.mark.parametrize("endpoint", ["prometheus", "pushgateway"])
-def test_prometheus_scrapes_the_pushgateway(lakehouse_stack: Settings, endpoint: str) -> None:
+def test_a_pushed_metric_is_served_by_the_pushgateway(lakehouse_stack: Settings) -> None:
     import requests
 
-    if endpoint == "pushgateway":
-        job = f"it_{uuid.uuid4().hex[:8]}"
-        r = requests.post(
-            f"{lakehouse_stack.pushgateway_url}/metrics/job/{job}", data="lakehouse_it_metric 42\n", timeout=10
-        )
-        assert r.ok, r.text
+    job = f"it_{uuid.uuid4().hex[:8]}"
+    url = f"{lakehouse_stack.pushgateway_url}/metrics/job/{job}"
+    r = requests.post(url, data="lakehouse_it_metric 42\n", timeout=10)
+    assert r.ok, r.text
+    try:
         text = requests.get(f"{lakehouse_stack.pushgateway_url}/metrics", timeout=10).text
         assert f'lakehouse_it_metric{{instance="",job="{job}"}} 42' in text
-        requests.delete(f"{lakehouse_stack.pushgateway_url}/metrics/job/{job}", timeout=10)
-    else:
+    finally:
+        requests.delete(url, timeout=10)
+
+
+def test_prometheus_scrapes_itself_the_pushgateway_and_trino(lakehouse_stack: Settings) -> None:
+    import requests
+
+    deadline = time.monotonic() + 60  # the first scrape happens within one 15 s interval
+    while True:
         targets = requests.get(f"{lakehouse_stack.prometheus_url}/api/v1/targets", timeout=10).json()
-        jobs = {t["labels"]["job"] for t in targets["data"]["activeTargets"]}
-        assert {"prometheus", "pushgateway"} <= jobs
+        health = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets["data"]["activeTargets"]}
+        if (len(health) == 3 and all(h == "up" for h, _ in health.values())) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert {job: h for job, (h, _) in health.items()} == {"prometheus": "up", "pushgateway": "up", "trino": "up"}, (
+        health
+    )
