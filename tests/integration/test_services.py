@@ -6,7 +6,6 @@ import random
 import time
 import uuid
 
-import pytest
 from click.testing import CliRunner
 
 from lakehouse import stack
