@@ -137,3 +137,23 @@ def test_components_start_in_dependency_order(settings: Settings) -> None:
             assert names.index(dep) < names.index(c.name)
     with pytest.raises(StackError, match="unknown component"):
         stack.select(settings, ["kafak"])
+
+
+def test_a_process_that_ignores_sigterm_is_killed(settings: Settings) -> None:
+    port = _free_port()
+
+    class Stubborn(HttpServer):
+        def command(self) -> list[str]:
+            code = (
+                "import signal, http.server, socketserver;"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+                f"socketserver.TCPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()"
+            )
+            return [sys.executable, "-c", code]
+
+    svc = Stubborn(settings, port)
+    assert svc.start(print) == "started"
+    proc = svc.process()
+    assert proc is not None
+    assert svc.stop(grace_s=1.0) == "killed after SIGTERM timed out"
+    assert not psutil.pid_exists(proc.pid) or proc.status() == psutil.STATUS_ZOMBIE
