@@ -256,6 +256,74 @@ def smoke() -> None:
     )
 
 
+@main.group()
+def stream() -> None:
+    """Run the streaming apps (bronze, silver, gold, or all three) with spark-submit."""
+
+
+@stream.command("run")
+@click.argument("name", type=click.Choice(["bronze", "silver", "gold", "all"]))
+@click.option("--available-now", "mode", flag_value="available-now", help="Catch up with what is available, then exit.")
+@click.option(
+    "--continuous",
+    "mode",
+    flag_value="continuous",
+    default=True,
+    help="Run until stopped (Ctrl-C stops it between two micro-batches). The default.",
+)
+@click.option("--master", help="Spark master URL (default: LAKEHOUSE_SPARK_MASTER).")
+@friendly_errors
+def stream_run(name: str, mode: str, master: str | None) -> None:
+    """Run stream NAME: bronze (Kafka -> bronze), silver (-> silver + quarantine), gold (-> gold), or all.
+
+    Each query has its own checkpoint under <lake>/_checkpoints/, so a restart resumes
+    exactly where the last run stopped. With `all --available-now` the layers run one
+    after the other, so gold is up to date with Kafka when it returns.
+    """
+    from lakehouse import streams
+
+    s = _settings()
+    t0 = time.monotonic()
+    console.print(f"spark-submit spark_apps/{streams.APPS[name]} --{mode} (master {master or s.spark_master})")
+    code = streams.run(s, name, available_now=mode == "available-now", master=master)
+    if code != 0:
+        err_console.print(f"[red]stream {name} failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
+        sys.exit(code)
+    console.print(f"[green]stream {name} done[/] in {time.monotonic() - t0:.0f}s")
+
+
+@main.command()
+@click.option("--all", "include_internal", is_flag=True, help="Also the internal bookkeeping tables.")
+@friendly_errors
+def tables(include_internal: bool) -> None:
+    """Print every table: row count, files, size, latest version and its time."""
+    from lakehouse.spark import build_spark_session
+    from lakehouse.table_stats import all_stats
+
+    s = _settings()
+    spark = build_spark_session("lakehouse-tables", s)
+    try:
+        stats = all_stats(spark, s, include_internal)
+    finally:
+        spark.stop()
+    table = Table(title=f"tables under {s.lake_dir}", title_justify="left")
+    for col in ("table", "rows", "files", "size", "version", "last commit (UTC)"):
+        table.add_column(col, justify="left" if col in ("table", "last commit (UTC)") else "right")
+    for st in stats:
+        if not st.exists:
+            table.add_row(st.name, "[dim]not created yet[/]", "", "", "", "")
+            continue
+        table.add_row(
+            st.name,
+            f"{st.rows:,}",
+            str(st.files),
+            _human_bytes(st.size_bytes),
+            str(st.version),
+            st.modified.strftime("%Y-%m-%d %H:%M:%S") if st.modified else "",
+        )
+    console.print(table)
+
+
 @main.command()
 @click.pass_context
 @friendly_errors
@@ -277,6 +345,10 @@ def demo(ctx: click.Context) -> None:
     console.print(f"  stack memory      {_human_bytes(sum(r.rss_bytes for r in rows))} resident")
     console.print("  stop everything   lakehouse down")
 
+
+from lakehouse.cli_generate import generate  # noqa: E402 - registered after main exists
+
+main.add_command(generate)
 
 if __name__ == "__main__":
     main()

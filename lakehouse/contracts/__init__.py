@@ -28,6 +28,18 @@ TOPICS: tuple[Topic, ...] = (
 )
 
 
+#: contracts §2: normal range of each sensor type (inclusive); a reading outside is an anomaly.
+NORMAL_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (-30.0, 60.0),
+    "humidity": (0.0, 100.0),
+    "pressure": (870.0, 1085.0),
+    "vibration": (0.0, 50.0),
+}
+
+#: contracts §2: events later than this behind the newest event time are late for gold.
+WATERMARK_MINUTES = 10
+
+
 def topic(name: str) -> Topic:
     for t in TOPICS:
         if t.name == name:

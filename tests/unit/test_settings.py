@@ -125,3 +125,14 @@ def test_the_environment_check_catches_a_read() -> None:
     assert _ENV_READS.search('os.getenv("HOME")')
     assert _ENV_READS.search("env = dict(os.environ, A='1')")
     assert not _ENV_READS.search('os.environ["JAVA_HOME"] = str(home)')
+
+
+def test_to_env_round_trips_through_a_child_process_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    original = Settings(state_dir=tmp_path, kafka_port=19092, pii_hmac_key="k3y", spark_ui_enabled=True)  # type: ignore[arg-type]
+    for key, value in original.to_env().items():
+        monkeypatch.setenv(key, value)
+    loaded = load_settings()
+    assert loaded == original
+    assert loaded.pii_hmac_key.get_secret_value() == "k3y"

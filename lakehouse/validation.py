@@ -1,0 +1,242 @@
+"""JSON Schema -> Spark column expressions: the silver layer's validator, generated from the contracts.
+
+The contract files are the only source of the rules: ``compile_schema`` walks a schema's
+``required`` list and ``properties`` (type, enum, minLength/maxLength, pattern,
+minimum/maximum and their exclusive forms, ``format: date-time``) and builds native Spark
+expressions, so validation runs in the JVM at full speed instead of a Python UDF.
+
+Types are checked on the JSON token itself (``parse_json`` -> VARIANT -> ``schema_of_variant``),
+so ``"amount": "12.5"`` is a string and fails ``type: number`` exactly as jsonschema says,
+where a typed ``from_json`` would silently coerce it.
+
+Beyond JSON Schema, the contract adds one rule: an ``event_time`` more than one day in
+the future is invalid (``now`` is a column, so tests can pin it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+#: RFC 3339 date-time with a zone ('Z' or +hh:mm); fractions up to nanoseconds.
+DATE_TIME_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+DATE_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS]XXX"
+FUTURE_TOLERANCE = "INTERVAL 1 DAY"
+
+_INTEGRAL = ("BIGINT", "INT", "SMALLINT", "TINYINT")
+_SPARK_TYPE = {"string": "string", "number": "double", "integer": "bigint", "boolean": "boolean"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One property of a schema, as silver stores it."""
+
+    name: str
+    json_types: tuple[str, ...]  # e.g. ("string", "null")
+    spark_type: str  # string | double | bigint | boolean | timestamp
+    required: bool
+    spec: dict[str, Any]
+
+    @property
+    def nullable_in_json(self) -> bool:
+        return "null" in self.json_types
+
+
+def _json_types(spec: dict[str, Any]) -> tuple[str, ...]:
+    if "type" in spec:
+        t = spec["type"]
+        return tuple(t) if isinstance(t, list) else (t,)
+    if "enum" in spec:
+        kinds = set()
+        for v in spec["enum"]:
+            if v is None:
+                kinds.add("null")
+            elif isinstance(v, bool):
+                kinds.add("boolean")
+            elif isinstance(v, int | float):
+                kinds.add("number")
+            else:
+                kinds.add("string")
+        return tuple(sorted(kinds))
+    raise ValueError(f"property without type or enum: {spec}")
+
+
+def fields(schema: dict[str, Any]) -> list[Field]:
+    """The schema's properties in declaration order, with the Spark type silver stores."""
+    required = set(schema.get("required", []))
+    out = []
+    for name, spec in schema["properties"].items():
+        types = _json_types(spec)
+        non_null = [t for t in types if t != "null"]
+        if len(non_null) != 1:
+            raise ValueError(f"{name}: silver needs exactly one non-null type, schema allows {types}")
+        spark_type = "timestamp" if spec.get("format") == "date-time" else _SPARK_TYPE[non_null[0]]
+        out.append(Field(name, types, spark_type, name in required, spec))
+    return out
+
+
+def _type_ok(kind: Column, json_type: str, value: Column) -> Column:
+    if json_type == "string":
+        return kind == "STRING"
+    if json_type == "boolean":
+        return kind == "BOOLEAN"
+    if json_type == "null":
+        return kind == "VOID"
+    numeric = kind.isin(*_INTEGRAL, "DOUBLE", "FLOAT") | kind.startswith("DECIMAL")
+    if json_type == "number":
+        return numeric
+    if json_type == "integer":  # JSON Schema: 12.0 is an integer too
+        as_double = F.try_variant_get(value, "$", "double")
+        return kind.isin(*_INTEGRAL) | (numeric & (as_double == F.floor(as_double)))
+    if json_type == "object":
+        return kind.startswith("OBJECT")
+    if json_type == "array":
+        return kind.startswith("ARRAY")
+    raise ValueError(f"unsupported JSON type {json_type}")
+
+
+def _lit_list(values: list[Any]) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _field_error(f: Field, doc: Column, now: Column) -> Column:
+    """Null when the field is valid, else 'name: reason'."""
+    raw = F.variant_get(doc, f"$.{f.name}", "variant")  # SQL NULL when the key is absent
+    kind = F.schema_of_variant(raw)
+    text = F.try_variant_get(raw, "$", "string")
+    number = F.try_variant_get(raw, "$", "double")
+    n = f.name
+    allowed = " or ".join(f.json_types)
+    type_ok = F.lit(False)
+    for t in f.json_types:
+        type_ok = type_ok | _type_ok(kind, t, raw)
+    got = F.lower(F.regexp_replace(kind, r"[<(].*$", ""))
+    got_name = (
+        F.when(got.isin("bigint", "int", "smallint", "tinyint", "double", "float", "decimal"), "number")
+        .when(got == "void", "null")
+        .otherwise(got)
+    )
+
+    checks: list[tuple[Column, Column | str]] = []
+    spec = f.spec
+    if "enum" in spec:
+        allowed_values = [str(v) for v in spec["enum"] if v is not None]
+        checks.append(
+            (
+                ~text.isin(*allowed_values),
+                F.format_string(f"{n}: '%s' is not one of {_lit_list(spec['enum'])}", text),
+            )
+        )
+    if "minLength" in spec:
+        checks.append(
+            (
+                F.char_length(text) < spec["minLength"],
+                F.format_string(f"{n}: shorter than {spec['minLength']} characters (%d)", F.char_length(text)),
+            )
+        )
+    if "maxLength" in spec:
+        checks.append(
+            (
+                F.char_length(text) > spec["maxLength"],
+                F.format_string(f"{n}: longer than {spec['maxLength']} characters (%d)", F.char_length(text)),
+            )
+        )
+    if "pattern" in spec:
+        checks.append(
+            (
+                ~text.rlike(spec["pattern"]),
+                F.format_string(f"{n}: '%s' does not match {spec['pattern']}", F.substring(text, 1, 80)),
+            )
+        )
+    bounds: list[tuple[str, Callable[[Column, Column], Column], str]] = [
+        ("minimum", lambda v, b: v < b, "is below the minimum"),
+        ("exclusiveMinimum", lambda v, b: v <= b, "is not above the exclusive minimum"),
+        ("maximum", lambda v, b: v > b, "is above the maximum"),
+        ("exclusiveMaximum", lambda v, b: v >= b, "is not below the exclusive maximum"),
+    ]
+    for key, broken, words in bounds:
+        if key in spec:
+            checks.append(
+                (broken(number, F.lit(float(spec[key]))), F.format_string(f"{n}: %s {words} {_num(spec[key])}", text))
+            )
+    if spec.get("format") == "date-time":
+        ts = parse_date_time(text)
+        checks.append((ts.isNull(), F.format_string(f"{n}: '%s' is not an ISO-8601 date-time with a zone", text)))
+        checks.append((ts > now + F.expr(FUTURE_TOLERANCE), F.lit(f"{n}: more than 1 day in the future")))
+
+    is_null = F.is_variant_null(raw)
+    expr = (
+        F.when(raw.isNull(), F.lit(f"{n}: required field missing") if f.required else F.lit(None))
+        .when(~type_ok, F.concat(F.lit(f"{n}: expected {allowed}, got "), got_name))
+        .when(is_null, F.lit(None))
+    )
+    for failed, message in checks:
+        expr = expr.when(failed, message if isinstance(message, Column) else F.lit(message))
+    return expr
+
+
+def parse_date_time(text: Column) -> Column:
+    """RFC 3339 text -> UTC timestamp, or NULL when it is not one (no exceptions under ANSI mode)."""
+    return F.when(text.rlike(DATE_TIME_RE), F.try_to_timestamp(text, F.lit(DATE_TIME_FORMAT)))
+
+
+@dataclass(frozen=True)
+class CompiledSchema:
+    fields: list[Field]
+    known: tuple[str, ...]
+
+    def document(self, value: Column) -> Column:
+        return F.try_parse_json(value)
+
+    def error(self, value: Column, now: Column | None = None) -> Column:
+        """'field: reason; field: reason' for an invalid record, NULL for a valid one."""
+        now = now if now is not None else F.current_timestamp()
+        doc = self.document(value)
+        doc_kind = F.schema_of_variant(doc)
+        per_field = F.concat_ws("; ", F.array(*[_field_error(f, doc, now) for f in self.fields]))
+        return (
+            F.when(value.isNull(), F.lit("value: empty record"))
+            .when(doc.isNull(), F.lit("value: not valid JSON"))
+            .when(
+                ~doc_kind.startswith("OBJECT"),
+                F.concat(
+                    F.lit("value: not a JSON object (got "),
+                    F.lower(F.regexp_replace(doc_kind, r"<.*$", "")),
+                    F.lit(")"),
+                ),
+            )
+            .when(per_field != "", per_field)
+        )
+
+    def typed(self, value: Column) -> list[Column]:
+        """The schema's properties as typed columns (meaningful for valid records)."""
+        doc = self.document(value)
+        cols = []
+        for f in self.fields:
+            raw = F.variant_get(doc, f"$.{f.name}", "variant")
+            if f.spark_type == "timestamp":
+                col = parse_date_time(F.try_variant_get(raw, "$", "string"))
+            else:
+                col = F.try_variant_get(raw, "$", f.spark_type)
+            cols.append(col.alias(f.name))
+        return cols
+
+    def extra(self, value: Column) -> Column:
+        """Unknown top-level fields as a JSON object string, NULL when there are none."""
+        as_map = F.try_variant_get(self.document(value), "$", "map<string,variant>")
+        known = F.array(*[F.lit(k) for k in self.known])
+        rest = F.map_filter(as_map, lambda k, _v: ~F.array_contains(known, k))
+        return F.when(F.cardinality(rest) > 0, F.to_json(rest))
+
+
+def compile_schema(schema: dict[str, Any]) -> CompiledSchema:
+    fs = fields(schema)
+    return CompiledSchema(fields=fs, known=tuple(f.name for f in fs))
