@@ -325,24 +325,83 @@ def tables(include_internal: bool) -> None:
 
 
 @main.command()
+@click.option("--minutes", default=3.0, show_default=True, help="Minutes of event time to generate.")
+@click.option("--rate", default=20.0, show_default=True, help="Events per second of event time.")
+@click.option("--seed", default=42, show_default=True)
 @click.pass_context
 @friendly_errors
-def demo(ctx: click.Context) -> None:
-    """Bring the stack up and run the smoke query through Trino; then say where to look."""
-    from lakehouse import stack
+def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
+    """The whole flow on this machine: stack up, generated events, the pipeline, results.
+
+    \b
+    1. `lakehouse up` (Kafka, Redis, Trino, Prometheus, pushgateway, Dagster)
+    2. `lakehouse generate`: MINUTES of payments, clicks and IoT readings with every fraud
+       pattern, sensor anomalies, duplicates, out-of-order and invalid records injected
+    3. `lakehouse stream run all --available-now`: Kafka -> bronze -> silver -> gold
+    4. row counts per table, a few fraud alerts and a gold sample, queried through Trino
+    """
+    from lakehouse import streams
+    from lakehouse.generator import GeneratorConfig, generate, produce
+    from lakehouse.tables import ALL_TABLES
+    from lakehouse.trino import query, register_tables
 
     s = _settings()
     ctx.invoke(up)
-    ctx.invoke(smoke)
-    rows = stack.status(s)
+    cfg = GeneratorConfig(
+        seed=seed,
+        rate=rate,
+        count=int(minutes * 60 * rate),
+        fraud_card_testing=2,
+        fraud_velocity=2,
+        fraud_amount_spike=2,
+        fraud_impossible_travel=2,
+        anomalies=10,
+        duplicates=30,
+        out_of_order=0.03,
+        invalid=20,
+    )
+    run = generate(cfg)
+    truth_path = run.truth.write(s.state_dir / "generator" / f"demo-{seed}.json")
+    console.print(
+        f"\n[bold]generate[/]: {len(run.records):,} records ({minutes:g} min of event time); truth in {truth_path}"
+    )
+    sent = produce(run, s)
+    console.print(f"  sent {sent.sent:,}, failed {sent.failed}, {sent.rate:,.0f} records/s")
+    console.print("\n[bold]pipeline[/]: bronze -> silver -> gold, available-now")
+    t0 = time.monotonic()
+    code = streams.run(s, "all", available_now=True)
+    if code != 0:
+        err_console.print(f"[red]the pipeline failed[/] (exit {code}); see the output above")
+        sys.exit(code)
+    elapsed = time.monotonic() - t0
+    console.print(f"  caught up in {elapsed:.0f}s ({sent.sent / elapsed:,.0f} records/s end to end, incl. Spark start)")
+    register_tables(s, [t for t in ALL_TABLES if not t.internal])
+    cat = s.trino_catalog
+    counts = Table("table", "rows", title="row counts (Trino)", title_justify="left")
+    for t in (t for t in ALL_TABLES if not t.internal):
+        n = query(s, f"SELECT count(*) FROM {cat}.{t.full_name}")[0][0]
+        counts.add_row(t.full_name, f"{n:,}")
+    console.print(counts)
+    for title, sql_text in (
+        (
+            "fraud alerts (top 5 by score)",
+            f"SELECT event_id, user_id, merchant_id, amount, array_join(rules, ', ') AS rules, score "
+            f"FROM {cat}.gold.fraud_alerts ORDER BY score DESC, event_time LIMIT 5",
+        ),
+        (
+            "busiest merchant minutes",
+            f"SELECT merchant_id, window_start, tx_count, round(amount_sum, 2) AS amount_sum, flagged_count "
+            f"FROM {cat}.gold.merchant_minute ORDER BY tx_count DESC, window_start LIMIT 5",
+        ),
+    ):
+        ctx.invoke(sql, sql=sql_text, fmt="table")
+        console.print(f"  ^ {title}")
     console.print("\n[bold]Where to look next[/]")
     console.print(f"  Dagster UI        {s.dagster_url}")
-    console.print(f'  Trino             {s.trino_url}   (lakehouse sql "SHOW SCHEMAS FROM {s.trino_catalog}")')
+    console.print(f'  Trino             {s.trino_url}   lakehouse sql "SHOW TABLES FROM {cat}.gold"')
     console.print(f"  Prometheus        {s.prometheus_url}")
-    console.print(f"  Kafka bootstrap   {s.bootstrap_servers}")
-    console.print(f"  Redis             redis://{s.host}:{s.redis_port}")
+    console.print("  tables            lakehouse tables")
     console.print(f"  state and logs    {s.state_dir}  (lakehouse logs NAME)")
-    console.print(f"  stack memory      {_human_bytes(sum(r.rss_bytes for r in rows))} resident")
     console.print("  stop everything   lakehouse down")
 
 

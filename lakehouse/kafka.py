@@ -55,3 +55,25 @@ def partition_counts(s: Settings) -> dict[str, int]:
         return {d.get("name", d.get("topic")): len(d["partitions"]) for d in described}
     finally:
         client.close()
+
+
+def end_offsets_json(s: Settings) -> str:
+    """The contract topics' current end offsets in Spark's startingOffsets JSON form.
+
+    Handy to start a NEW bronze checkpoint "from now" (LAKEHOUSE_KAFKA_STARTING_OFFSETS)
+    without missing what is produced after this call, which 'latest' would.
+    """
+    import json
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers)
+    try:
+        offsets: dict[str, dict[str, int]] = {}
+        for t in TOPICS:
+            parts = [TopicPartition(t.name, p) for p in sorted(consumer.partitions_for_topic(t.name) or [])]
+            for tp, off in consumer.end_offsets(parts).items():
+                offsets.setdefault(tp.topic, {})[str(tp.partition)] = off
+        return json.dumps(offsets, sort_keys=True)
+    finally:
+        consumer.close()

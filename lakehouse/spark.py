@@ -6,10 +6,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import PROJECT_ROOT, Settings, get_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+
+LOG4J2 = PROJECT_ROOT / "infra" / "spark" / "log4j2.properties"
 
 
 class SparkSetupError(RuntimeError):
@@ -41,6 +44,7 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         "spark.driver.host": s.host,
         "spark.driver.bindAddress": s.host,
         "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J2}",
         "spark.ui.showConsoleProgress": "false",
         # Delta reads its log with this many tasks (default 50): far too many for 2 cores.
         "spark.databricks.delta.snapshotPartitions": str(s.spark_shuffle_partitions),

@@ -58,3 +58,16 @@ def register_table(s: Settings, schema: str, table: str, relative_path: str) -> 
         f"CALL {s.trino_catalog}.system.register_table("
         f"schema_name => '{schema}', table_name => '{table}', table_location => '{lake_location(relative_path)}')",
     )
+
+
+def register_tables(s: Settings, specs: Iterable[Any]) -> list[str]:
+    """Register each table spec whose Delta log exists in the catalog; return the names registered now."""
+    done = []
+    for spec in specs:
+        if not (s.lake_dir / spec.relative_path / "_delta_log").is_dir():
+            continue
+        ensure_schema(s, spec.layer)
+        if not query(s, f"SHOW TABLES FROM {s.trino_catalog}.{spec.layer} LIKE '{spec.name}'"):
+            register_table(s, spec.layer, spec.name, spec.relative_path)
+            done.append(spec.full_name)
+    return done

@@ -7,7 +7,6 @@ the records it produced, whatever else the broker holds.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -25,27 +24,13 @@ from pyspark.sql import functions as F
 from lakehouse import streams
 from lakehouse.contracts import NORMAL_RANGES, TOPICS
 from lakehouse.generator import GeneratorConfig, GroundTruth, generate, merge_ground_truths, produce
+from lakehouse.kafka import end_offsets_json
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, GOLD, LATE_EVENTS, QUARANTINE, SILVER
 
 
-def _end_offsets(s: Settings) -> str:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers)
-    try:
-        offsets: dict[str, dict[str, int]] = {}
-        for t in TOPICS:
-            parts = [TopicPartition(t.name, p) for p in consumer.partitions_for_topic(t.name) or []]
-            for tp, off in consumer.end_offsets(parts).items():
-                offsets.setdefault(tp.topic, {})[str(tp.partition)] = off
-        return json.dumps(offsets)
-    finally:
-        consumer.close()
-
-
 def _isolated(base: Settings, root: Path) -> Settings:
-    return base.model_copy(update={"lake_root": root / "lake", "kafka_starting_offsets": _end_offsets(base)})
+    return base.model_copy(update={"lake_root": root / "lake", "kafka_starting_offsets": end_offsets_json(base)})
 
 
 def _run(s: Settings, name: str = "all") -> None:
