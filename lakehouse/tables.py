@@ -325,7 +325,7 @@ STREAM_PROGRESS = TableSpec(
     layer="gold",
     name="_stream_progress",
     columns=(
-        Col("stream", "STRING", nullable=False),
+        Col("stream", "STRING", "silver table and checkpoint epoch of the gold query", nullable=False),
         Col("batch_id", "BIGINT", nullable=False),
         Col("max_event_time", "TIMESTAMP", "newest event_time seen up to and including this batch"),
         Col("watermark", "TIMESTAMP", "watermark the batch was processed with"),

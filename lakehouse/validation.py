@@ -15,6 +15,7 @@ the future is invalid (``now`` is a column, so tests can pin it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +23,14 @@ from typing import Any
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-#: RFC 3339 date-time with a zone ('Z' or +hh:mm); fractions up to nanoseconds.
-DATE_TIME_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+#: RFC 3339 date-time with a zone ('Z' or +hh:mm; 't' and 'z' may be lower case); fractions up to nanoseconds.
+DATE_TIME_RE = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\z"
 DATE_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS]XXX"
 FUTURE_TOLERANCE = "INTERVAL 1 DAY"
 
 _INTEGRAL = ("BIGINT", "INT", "SMALLINT", "TINYINT")
+#: Closes the array a record is wrapped in to detect trailing content (see CompiledSchema.document).
+_SENTINEL = "\x00lakehouse:end-of-record"
 _SPARK_TYPE = {"string": "string", "number": "double", "integer": "bigint", "boolean": "boolean"}
 
 
@@ -91,12 +94,25 @@ def _type_ok(kind: Column, json_type: str, value: Column) -> Column:
         return numeric
     if json_type == "integer":  # JSON Schema: 12.0 is an integer too
         as_double = F.try_variant_get(value, "$", "double")
-        return kind.isin(*_INTEGRAL) | (numeric & (as_double == F.floor(as_double)))
+        # pmod, not floor(): floor returns BIGINT and saturates beyond +-2^63.
+        return kind.isin(*_INTEGRAL) | (numeric & (F.pmod(as_double, F.lit(1.0)) == 0))
     if json_type == "object":
         return kind.startswith("OBJECT")
     if json_type == "array":
         return kind.startswith("ARRAY")
     raise ValueError(f"unsupported JSON type {json_type}")
+
+
+def ecma_pattern(pattern: str) -> str:
+    """A JSON Schema (ECMA-262) pattern for Java's regex engine.
+
+    In ECMA-262 a final ``$`` (no multiline flag) matches only at the very end; Java's (and
+    Python's) ``$`` also matches before a final line break, so "DE\\n" would pass ``^[A-Z]{2}$``.
+    ``\\z`` is Java's end of input.
+    """
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + "\\z"
+    return pattern
 
 
 def _lit_list(values: list[Any]) -> str:
@@ -127,11 +143,27 @@ def _field_error(f: Field, doc: Column, now: Column) -> Column:
 
     checks: list[tuple[Column, Column | str]] = []
     spec = f.spec
-    if "enum" in spec:
-        allowed_values = [str(v) for v in spec["enum"] if v is not None]
+    if f.spark_type == "bigint":
+        # Silver stores integers as BIGINT: a larger one would be typed to NULL and lost.
         checks.append(
             (
-                ~text.isin(*allowed_values),
+                F.try_variant_get(raw, "$", "bigint").isNull(),
+                F.format_string(f"{n}: %s does not fit a 64-bit integer", text),
+            )
+        )
+    if "enum" in spec:
+        members = [v for v in spec["enum"] if v is not None]
+        strings = [v for v in members if isinstance(v, str)]
+        numbers = [float(v) for v in members if isinstance(v, int | float) and not isinstance(v, bool)]
+        booleans = [str(v).lower() for v in members if isinstance(v, bool)]
+        is_member = (kind == "STRING") & text.isin(*strings) if strings else F.lit(False)
+        if numbers:  # numbers compare by value: 1, 1.0 and 1e0 are the same member
+            is_member = is_member | (_type_ok(kind, "number", raw) & number.isin(*numbers))
+        if booleans:
+            is_member = is_member | ((kind == "BOOLEAN") & text.isin(*booleans))
+        checks.append(
+            (
+                ~is_member,
                 F.format_string(f"{n}: '%s' is not one of {_lit_list(spec['enum'])}", text),
             )
         )
@@ -152,7 +184,7 @@ def _field_error(f: Field, doc: Column, now: Column) -> Column:
     if "pattern" in spec:
         checks.append(
             (
-                ~text.rlike(spec["pattern"]),
+                ~text.rlike(ecma_pattern(spec["pattern"])),
                 F.format_string(f"{n}: '%s' does not match {spec['pattern']}", F.substring(text, 1, 80)),
             )
         )
@@ -185,7 +217,7 @@ def _field_error(f: Field, doc: Column, now: Column) -> Column:
 
 def parse_date_time(text: Column) -> Column:
     """RFC 3339 text -> UTC timestamp, or NULL when it is not one (no exceptions under ANSI mode)."""
-    return F.when(text.rlike(DATE_TIME_RE), F.try_to_timestamp(text, F.lit(DATE_TIME_FORMAT)))
+    return F.when(text.rlike(DATE_TIME_RE), F.try_to_timestamp(F.upper(text), F.lit(DATE_TIME_FORMAT)))
 
 
 @dataclass(frozen=True)
@@ -194,7 +226,18 @@ class CompiledSchema:
     known: tuple[str, ...]
 
     def document(self, value: Column) -> Column:
-        return F.try_parse_json(value)
+        """The record as a VARIANT, or NULL when it is not exactly one JSON value.
+
+        Spark's JSON functions stop after the first value and ignore what follows, so
+        '{...} x' would pass. Parsing ``[<record>, SENTINEL]`` instead makes any trailing
+        content a syntax error (or shifts the sentinel out of place), while a record with
+        nothing after it yields a two-element array whose first element is the record.
+        """
+        wrapped = F.try_parse_json(F.concat(F.lit("["), value, F.lit(f", {json.dumps(_SENTINEL)}]")))
+        whole = (F.try_variant_get(wrapped, "$[1]", "string") == _SENTINEL) & F.try_variant_get(
+            wrapped, "$[2]", "variant"
+        ).isNull()
+        return F.when(whole, F.variant_get(wrapped, "$[0]", "variant"))
 
     def error(self, value: Column, now: Column | None = None) -> Column:
         """'field: reason; field: reason' for an invalid record, NULL for a valid one."""

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -48,6 +49,20 @@ def parse_args(app: str, argv: Sequence[str] | None = None) -> RunOptions:
 
 def checkpoint(s: Settings, app: str, query: str) -> str:
     return str(s.checkpoint_dir / app / query)
+
+
+def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
+    """An id that lives and dies with the query's checkpoint.
+
+    Idempotent Delta writes use (app id, batch id); batch ids start again at 0 in a new
+    checkpoint, and Delta would silently skip those writes as already done. Putting this
+    epoch in the app id makes a new checkpoint a new writer.
+    """
+    marker = s.checkpoint_dir / app / query / "_lakehouse_epoch"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(uuid.uuid4().hex[:12])
+    return marker.read_text().strip()
 
 
 def with_trigger(writer: DataStreamWriter, s: Settings, available_now: bool) -> DataStreamWriter:

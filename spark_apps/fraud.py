@@ -26,8 +26,9 @@ VELOCITY_MIN = 10
 SPIKE_FACTOR = 10.0
 SPIKE_HISTORY = 20
 SPIKE_MIN_HISTORY = 5
-WINDOW_MS = 60_000
-TRAVEL_MS = 600_000
+# Event times keep microseconds (silver parses up to nanoseconds, stores micros): compare in micros.
+WINDOW_US = 60_000_000
+TRAVEL_US = 600_000_000
 
 
 def evaluate(payments: DataFrame) -> DataFrame:
@@ -36,13 +37,13 @@ def evaluate(payments: DataFrame) -> DataFrame:
     Needs columns event_id, event_time, user_id, card_token, amount, country. Every payment
     is judged against all the others in ``payments``: pass the full context (state + batch).
     """
-    ts = F.unix_millis(F.col("event_time"))
+    ts = F.unix_micros(F.col("event_time"))
     p = payments.withColumn("_ts", ts)
     small = (F.col("amount") < SMALL_AMOUNT).cast("int")
-    by_card_60s = Window.partitionBy("card_token").orderBy("_ts").rangeBetween(-WINDOW_MS, 0)
-    by_user_60s = Window.partitionBy("user_id").orderBy("_ts").rangeBetween(-WINDOW_MS, 0)
+    by_card_60s = Window.partitionBy("card_token").orderBy("_ts").rangeBetween(-WINDOW_US, 0)
+    by_user_60s = Window.partitionBy("user_id").orderBy("_ts").rangeBetween(-WINDOW_US, 0)
     prev20 = Window.partitionBy("user_id").orderBy("_ts", "event_id").rowsBetween(-SPIKE_HISTORY, -1)
-    by_card_10m_before = Window.partitionBy("card_token").orderBy("_ts").rangeBetween(-TRAVEL_MS, -1)
+    by_card_10m_before = Window.partitionBy("card_token").orderBy("_ts").rangeBetween(-TRAVEL_US, -1)
 
     # median() takes no window frame: sort the previous amounts and pick the middle.
     history = F.sort_array(F.collect_list("amount").over(prev20))

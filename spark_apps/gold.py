@@ -52,7 +52,7 @@ from lakehouse.tables import (
     TableSpec,
 )
 from spark_apps import fraud
-from spark_apps._runtime import checkpoint, main_for, with_trigger
+from spark_apps._runtime import checkpoint, checkpoint_epoch, main_for, with_trigger
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -134,12 +134,12 @@ class MinuteTable:
 
 
 def _merge_minutes(
-    spark: SparkSession, s: Settings, mt: MinuteTable, partials: DataFrame, stream: str, batch_id: int
+    spark: SparkSession, s: Settings, mt: MinuteTable, partials: DataFrame, writer: str, batch_id: int
 ) -> None:
     from delta.tables import DeltaTable
 
     src = partials.withColumn("updated_at", F.current_timestamp())
-    with idempotent(spark, f"gold-{mt.spec.name}-{stream}", batch_id):
+    with idempotent(spark, f"gold-{mt.spec.name}-{writer}", batch_id):
         (
             DeltaTable.forPath(spark, mt.spec.path(s.lake_dir))
             .alias("t")
@@ -215,12 +215,12 @@ DEVICE = MinuteTable(
 MINUTE_TABLES = {"payments": MERCHANT, "clickstream": PAGE, "iot": DEVICE}
 
 
-def watermark_for(spark: SparkSession, s: Settings, stream: str, batch_id: int) -> datetime | None:
+def watermark_for(spark: SparkSession, s: Settings, writer: str, batch_id: int) -> datetime | None:
     """Newest event_time of the batches before ``batch_id``, minus the watermark delay."""
     row = (
         spark.read.format("delta")
         .load(STREAM_PROGRESS.path(s.lake_dir))
-        .where((F.col("stream") == stream) & (F.col("batch_id") < batch_id))
+        .where((F.col("stream") == writer) & (F.col("batch_id") < batch_id))
         .agg(F.max("max_event_time"))
         .first()
     )
@@ -229,14 +229,14 @@ def watermark_for(spark: SparkSession, s: Settings, stream: str, batch_id: int) 
 
 
 def _record_progress(
-    spark: SparkSession, s: Settings, stream: str, batch_id: int, batch: DataFrame, wm: datetime | None, late: int
+    spark: SparkSession, s: Settings, writer: str, batch_id: int, batch: DataFrame, wm: datetime | None, late: int
 ) -> None:
     stats = batch.agg(F.max("event_time").alias("m"), F.count(F.lit(1)).alias("n")).first()
     assert stats is not None
     prev = wm + WATERMARK if wm is not None else None
     newest = max((t for t in (stats["m"], prev) if t is not None), default=None)
     row = spark.createDataFrame(
-        [(stream, batch_id, newest, wm, stats["n"], late, datetime.now(UTC).replace(tzinfo=None))],
+        [(writer, batch_id, newest, wm, stats["n"], late, datetime.now(UTC).replace(tzinfo=None))],
         STREAM_PROGRESS.struct(),
     )
     # A blind append (not a MERGE): the three gold streams record progress concurrently,
@@ -244,13 +244,13 @@ def _record_progress(
     (
         row.write.format("delta")
         .mode("append")
-        .option("txnAppId", f"gold-progress-{stream}")
+        .option("txnAppId", f"gold-progress-{writer}")
         .option("txnVersion", batch_id)
         .save(STREAM_PROGRESS.path(s.lake_dir))
     )
 
 
-def _fraud(spark: SparkSession, s: Settings, ontime: DataFrame, batch_id: int) -> None:
+def _fraud(spark: SparkSession, s: Settings, ontime: DataFrame, batch_id: int, writer: str) -> None:
     from delta.tables import DeltaTable
 
     state_path = FRAUD_STATE.path(s.lake_dir)
@@ -258,7 +258,7 @@ def _fraud(spark: SparkSession, s: Settings, ontime: DataFrame, batch_id: int) -
     (
         new.write.format("delta")
         .mode("append")
-        .option("txnAppId", "gold-fraud-state")
+        .option("txnAppId", f"gold-fraud-state-{writer}")
         .option("txnVersion", batch_id)
         .save(state_path)
     )
@@ -279,7 +279,7 @@ def _fraud(spark: SparkSession, s: Settings, ontime: DataFrame, batch_id: int) -
         alerts = judged.select(*[c for c in FRAUD_ALERTS.column_names if c != "detected_at"]).withColumn(
             "detected_at", F.current_timestamp()
         )
-        with idempotent(spark, "gold-fraud-alerts", batch_id):
+        with idempotent(spark, f"gold-fraud-alerts-{writer}", batch_id):
             (
                 DeltaTable.forPath(spark, FRAUD_ALERTS.path(s.lake_dir))
                 .alias("t")
@@ -299,7 +299,7 @@ def _fraud(spark: SparkSession, s: Settings, ontime: DataFrame, batch_id: int) -
         counts = windows.join(
             flagged.groupBy("merchant_id", "window_start").count(), ["merchant_id", "window_start"], "left"
         ).select("merchant_id", "window_start", F.coalesce("count", F.lit(0)).cast("bigint").alias("flagged_count"))
-        with idempotent(spark, "gold-merchant-flagged", batch_id):
+        with idempotent(spark, f"gold-merchant-flagged-{writer}", batch_id):
             (
                 DeltaTable.forPath(spark, MERCHANT_MINUTE.path(s.lake_dir))
                 .alias("t")
@@ -318,10 +318,12 @@ def _fraud(spark: SparkSession, s: Settings, ontime: DataFrame, batch_id: int) -
         )
 
 
-def write_batch(batch: DataFrame, batch_id: int, *, stream: str, s: Settings) -> None:
+def write_batch(batch: DataFrame, batch_id: int, *, stream: str, s: Settings, epoch: str) -> None:
+    """One micro-batch of one silver table. ``writer`` names this checkpoint's writes (see checkpoint_epoch)."""
     spark = batch.sparkSession
     mt = MINUTE_TABLES[stream]
-    wm = watermark_for(spark, s, stream, batch_id)
+    writer = f"{stream}-{epoch}"
+    wm = watermark_for(spark, s, writer, batch_id)
     rows = with_window(batch).withColumn("_late", late_condition(wm)).persist()
     try:
         late = rows.where("_late")
@@ -339,15 +341,15 @@ def write_batch(batch: DataFrame, batch_id: int, *, stream: str, s: Settings) ->
                 )
                 .write.format("delta")
                 .mode("append")
-                .option("txnAppId", f"gold-late-{stream}")
+                .option("txnAppId", f"gold-late-{writer}")
                 .option("txnVersion", batch_id)
                 .save(LATE_EVENTS.path(s.lake_dir))
             )
         ontime = rows.where(~F.col("_late")).drop("_late")
-        _merge_minutes(spark, s, mt, mt.partials(ontime), stream, batch_id)  # type: ignore[operator]
+        _merge_minutes(spark, s, mt, mt.partials(ontime), writer, batch_id)  # type: ignore[operator]
         if stream == "payments":
-            _fraud(spark, s, ontime, batch_id)
-        _record_progress(spark, s, stream, batch_id, rows, wm, late_count)
+            _fraud(spark, s, ontime, batch_id, writer)
+        _record_progress(spark, s, writer, batch_id, rows, wm, late_count)
     finally:
         rows.unpersist()
 
@@ -366,7 +368,7 @@ def start(stream: str, spark: SparkSession, s: Settings, available_now: bool) ->
     writer = (
         source.writeStream.queryName(f"gold_{stream}")
         .option("checkpointLocation", checkpoint(s, APP, stream))
-        .foreachBatch(partial(write_batch, stream=stream, s=s))
+        .foreachBatch(partial(write_batch, stream=stream, s=s, epoch=checkpoint_epoch(s, APP, stream)))
     )
     return with_trigger(writer, s, available_now).start()
 

@@ -36,7 +36,7 @@ from lakehouse.contracts import TOPICS, schema
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, QUARANTINE, SILVER, TableSpec
 from lakehouse.validation import CompiledSchema, compile_schema
-from spark_apps._runtime import checkpoint, main_for, with_trigger
+from spark_apps._runtime import checkpoint, checkpoint_epoch, main_for, with_trigger
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -111,7 +111,9 @@ def first_copies(silver_rows: DataFrame) -> DataFrame:
 
 
 # -- the sink ----------------------------------------------------------------------
-def write_batch(batch: DataFrame, batch_id: int, *, topic: str, s: Settings, compiled: CompiledSchema) -> None:
+def write_batch(
+    batch: DataFrame, batch_id: int, *, topic: str, s: Settings, compiled: CompiledSchema, epoch: str
+) -> None:
     from delta.tables import DeltaTable
 
     spark = batch.sparkSession
@@ -133,7 +135,7 @@ def write_batch(batch: DataFrame, batch_id: int, *, topic: str, s: Settings, com
             to_quarantine(parsed)
             .write.format("delta")
             .mode("append")
-            .option("txnAppId", f"silver-quarantine-{topic}")
+            .option("txnAppId", f"silver-quarantine-{topic}-{epoch}")
             .option("txnVersion", batch_id)
             .save(QUARANTINE.path(s.lake_dir))
         )
@@ -153,7 +155,7 @@ def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> 
     writer = (
         source.writeStream.queryName(f"silver_{topic}")
         .option("checkpointLocation", checkpoint(s, APP, topic))
-        .foreachBatch(partial(write_batch, topic=topic, s=s, compiled=compiled))
+        .foreachBatch(partial(write_batch, topic=topic, s=s, compiled=compiled, epoch=checkpoint_epoch(s, APP, topic)))
     )
     return with_trigger(writer, s, available_now).start()
 
