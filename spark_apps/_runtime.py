@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,26 @@ def with_trigger(writer: DataStreamWriter, s: Settings, available_now: bool) -> 
     if available_now:
         return writer.trigger(availableNow=True)
     return writer.trigger(processingTime=s.stream_trigger_interval)
+
+
+def delta_foreach_batch(
+    spark: SparkSession,
+    s: Settings,
+    *,
+    app: str,
+    query: str,
+    source_path: str,
+    write_batch: Callable[..., None],
+    available_now: bool,
+) -> StreamingQuery:
+    """Stream a Delta table through ``write_batch(df, batch_id, epoch=...)``, checkpointed per query."""
+    source = spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger).load(source_path)
+    writer = (
+        source.writeStream.queryName(f"{app}_{query}")
+        .option("checkpointLocation", checkpoint(s, app, query))
+        .foreachBatch(partial(write_batch, epoch=checkpoint_epoch(s, app, query)))
+    )
+    return with_trigger(writer, s, available_now).start()
 
 
 class GracefulStop:

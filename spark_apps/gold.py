@@ -52,7 +52,7 @@ from lakehouse.tables import (
     TableSpec,
 )
 from spark_apps import fraud
-from spark_apps._runtime import checkpoint, checkpoint_epoch, main_for, with_trigger
+from spark_apps._runtime import delta_foreach_batch, main_for
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -360,17 +360,15 @@ GOLD_TABLES = (MERCHANT_MINUTE, PAGE_MINUTE, DEVICE_MINUTE, FRAUD_ALERTS, LATE_E
 def start(stream: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
     for t in (SILVER[stream], *GOLD_TABLES):
         t.ensure(spark, s.lake_dir)
-    source = (
-        spark.readStream.format("delta")
-        .option("maxFilesPerTrigger", s.max_files_per_trigger)
-        .load(SILVER[stream].path(s.lake_dir))
+    return delta_foreach_batch(
+        spark,
+        s,
+        app=APP,
+        query=stream,
+        source_path=SILVER[stream].path(s.lake_dir),
+        write_batch=partial(write_batch, stream=stream, s=s),
+        available_now=available_now,
     )
-    writer = (
-        source.writeStream.queryName(f"gold_{stream}")
-        .option("checkpointLocation", checkpoint(s, APP, stream))
-        .foreachBatch(partial(write_batch, stream=stream, s=s, epoch=checkpoint_epoch(s, APP, stream)))
-    )
-    return with_trigger(writer, s, available_now).start()
 
 
 STARTERS = {name: partial(start, name) for name in MINUTE_TABLES}

@@ -36,7 +36,7 @@ from lakehouse.contracts import TOPICS, schema
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, QUARANTINE, SILVER, TableSpec
 from lakehouse.validation import CompiledSchema, compile_schema
-from spark_apps._runtime import checkpoint, checkpoint_epoch, main_for, with_trigger
+from spark_apps._runtime import delta_foreach_batch, main_for
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -146,18 +146,15 @@ def write_batch(
 def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
     for t in (BRONZE[topic], SILVER[topic], QUARANTINE):
         t.ensure(spark, s.lake_dir)
-    compiled = compile_schema(schema(topic))
-    source = (
-        spark.readStream.format("delta")
-        .option("maxFilesPerTrigger", s.max_files_per_trigger)
-        .load(BRONZE[topic].path(s.lake_dir))
+    return delta_foreach_batch(
+        spark,
+        s,
+        app=APP,
+        query=topic,
+        source_path=BRONZE[topic].path(s.lake_dir),
+        write_batch=partial(write_batch, topic=topic, s=s, compiled=compile_schema(schema(topic))),
+        available_now=available_now,
     )
-    writer = (
-        source.writeStream.queryName(f"silver_{topic}")
-        .option("checkpointLocation", checkpoint(s, APP, topic))
-        .foreachBatch(partial(write_batch, topic=topic, s=s, compiled=compiled, epoch=checkpoint_epoch(s, APP, topic)))
-    )
-    return with_trigger(writer, s, available_now).start()
 
 
 STARTERS = {t.name: partial(start, t.name) for t in TOPICS}
