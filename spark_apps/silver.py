@@ -66,17 +66,10 @@ def parse(bronze_df: DataFrame, compiled: CompiledSchema, now: Column | None = N
 
     The raw record becomes ``_raw_value``: iot events have a field named ``value`` themselves.
     """
-    value = F.col("_raw_value")
-    return bronze_df.withColumnRenamed("value", "_raw_value").select(
-        "topic",
-        "partition",
-        "offset",
-        "_raw_value",
-        "ingested_at",
-        compiled.error(value, now).alias("_error"),
-        *compiled.typed(value),
-        compiled.extra(value).alias("_extra"),  # noqa: S610 - not Django: the unknown JSON fields
+    raw = bronze_df.withColumnRenamed("value", "_raw_value").select(
+        "topic", "partition", "offset", "_raw_value", "ingested_at"
     )
+    return compiled.annotate(raw, "_raw_value", now)
 
 
 def to_silver(parsed: DataFrame, table: TableSpec, hmac_key: bytes) -> DataFrame:

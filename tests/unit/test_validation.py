@@ -440,12 +440,17 @@ def errors_of(spark: SparkSession, cases: list[Case], now: datetime) -> dict[str
     """The error of every case, in one Spark job (a union of one select per topic)."""
     df = spark.createDataFrame([(c.id, c.topic, c.value) for c in cases], "id string, topic string, value string")
     parts: list[DataFrame] = [
-        df.where(F.col("topic") == t).select("id", COMPILED[t].error(F.col("value"), ts_col(now)).alias("error"))
+        COMPILED[t]
+        .annotate(df.where(F.col("topic") == t).withColumnRenamed("value", "raw"), "raw", ts_col(now))
+        .select("id", COMPILED[t].error(F.col("raw"), ts_col(now)).alias("error"), "_error")
         for t in TOPIC_NAMES
     ]
     union = parts[0].unionByName(parts[1]).unionByName(parts[2])
-    got = {r["id"]: r["error"] for r in union.collect()}
+    rows = union.collect()
+    got = {r["id"]: r["error"] for r in rows}
     assert set(got) == {c.id for c in cases}
+    # The staged form silver runs (annotate) and the single expression must say the same.
+    assert {r["id"]: r["_error"] for r in rows} == got
     return got
 
 
