@@ -8,10 +8,9 @@ anomalies, duplicates, out-of-order and invalid records), then runs each layer w
 starting at the offsets the topics had before producing), timing each: records per
 second of the layer's input, including the ~10-20 s of starting Spark for each layer.
 
-Baseline, in the same run: the silver layer's validation compiled from the JSON Schemas
-into Spark expressions, against validating the same bronze records with the jsonschema
-library in a Python UDF (what one writes first). Both over the same bronze tables, in one
-Spark session, counting valid records so both do the full work.
+Baseline, in the same run: a second `all` run with nothing new to read, which is the fixed
+cost (Spark start, table checks, empty batches) that every figure above includes. The
+validation step alone, against a jsonschema-UDF baseline: tests/bench/validation.py.
 
 Reports numbers only; it asserts nothing.
 """
@@ -24,63 +23,9 @@ import time
 from pathlib import Path
 
 from lakehouse import streams
-from lakehouse.contracts import TOPICS, schema
 from lakehouse.generator import GeneratorConfig, generate, produce
 from lakehouse.kafka import end_offsets_json
 from lakehouse.settings import get_settings
-from lakehouse.tables import BRONZE
-
-
-def _validation_baseline(s, n_repeat: int = 3) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    import jsonschema
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import BooleanType
-
-    from lakehouse.spark import build_spark_session
-    from lakehouse.validation import compile_schema
-
-    spark = build_spark_session("bench-validation", s)
-    results: dict[str, float] = {}
-    try:
-        bronze = {t.name: spark.read.format("delta").load(BRONZE[t.name].path(s.lake_dir)).cache() for t in TOPICS}
-        total = sum(df.count() for df in bronze.values())
-
-        def native() -> int:
-            n = 0
-            for t in TOPICS:
-                compiled = compile_schema(schema(t.name))
-                n += bronze[t.name].where(compiled.error(F.col("value")).isNull()).count()
-            return n
-
-        def udf() -> int:
-            n = 0
-            for t in TOPICS:
-                validator_schema = schema(t.name)
-
-                def ok(value: str | None, _schema=validator_schema) -> bool:  # type: ignore[no-untyped-def]
-                    import json
-
-                    try:
-                        doc = json.loads(value or "")
-                    except ValueError:
-                        return False
-                    return jsonschema.Draft202012Validator(_schema).is_valid(doc)
-
-                check = F.udf(ok, BooleanType())
-                n += bronze[t.name].where(check(F.col("value"))).count()
-            return n
-
-        for name, fn in (("native (compiled from the schemas)", native), ("jsonschema in a Python UDF", udf)):
-            fn()  # warm-up
-            t0 = time.perf_counter()
-            for _ in range(n_repeat):
-                valid = fn()
-            dt = (time.perf_counter() - t0) / n_repeat
-            results[name] = total / dt
-            print(f"  {name:<36} {total / dt:>10,.0f} records/s  ({valid:,} valid of {total:,})")
-    finally:
-        spark.stop()
-    return results
 
 
 def main() -> None:
@@ -125,8 +70,6 @@ def main() -> None:
         t0 = time.perf_counter()
         code = streams.run(s, "all", available_now=True)
         print(f"  (a second `all` run with nothing new: {time.perf_counter() - t0:.1f}s, the fixed cost)")
-        print("\nsilver validation, same bronze records, one Spark session (mean of 3 after a warm-up):")
-        _validation_baseline(s)
 
 
 if __name__ == "__main__":
