@@ -1,0 +1,67 @@
+"""Every bronze, silver and gold table of lakehouse/tables.py as a Dagster asset, with its lineage.
+
+Declared from the table specs (description, owner, column schema, keys, partitioning,
+Delta properties with their reasons), grouped by layer. These are the graph's nodes;
+the streams that materialize them are wired in as runs of the Spark apps.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from lakehouse.contracts import TOPICS
+from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER, TableSpec
+
+OWNER = "team:data-platform"
+
+
+def table_key(spec: TableSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.layer, spec.name])
+
+
+def _column_schema(spec: TableSpec) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c.name,
+                type=c.type.lower(),
+                description=c.comment or None,
+                constraints=dg.TableColumnConstraints(nullable=c.nullable),
+            )
+            for c in spec.columns
+        ]
+    )
+
+
+def _spec(spec: TableSpec, deps: list[dg.AssetKey], kinds: set[str]) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=table_key(spec),
+        deps=deps,
+        group_name=spec.layer,
+        kinds=kinds,
+        description=spec.description,
+        owners=[OWNER],
+        tags={"layer": spec.layer},
+        metadata={
+            **spec.metadata(),
+            "dagster/column_schema": _column_schema(spec),
+            "dagster/table_name": f"lakehouse.{spec.full_name}",
+        },
+    )
+
+
+# Which silver tables feed each gold table.
+GOLD_INPUTS = {
+    "merchant_minute": ["payments"],
+    "fraud_alerts": ["payments"],
+    "page_minute": ["clickstream"],
+    "device_minute": ["iot"],
+    "late_events": [t.name for t in TOPICS],
+}
+
+table_specs = [
+    *[_spec(BRONZE[t.name], [dg.AssetKey(["kafka", t.name])], {"delta", "spark"}) for t in TOPICS],
+    *[_spec(SILVER[t.name], [table_key(BRONZE[t.name])], {"delta", "spark"}) for t in TOPICS],
+    _spec(QUARANTINE, [table_key(BRONZE[t.name]) for t in TOPICS], {"delta", "spark"}),
+    *[_spec(GOLD[name], [table_key(SILVER[src]) for src in GOLD_INPUTS[name]], {"delta", "spark"}) for name in GOLD],
+]
