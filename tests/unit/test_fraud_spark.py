@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,11 +17,11 @@ from pyspark.sql import functions as F
 
 from lakehouse.fraud_reference import RULES, Payment, evaluate, score
 from spark_apps import fraud
+from tests.unit.test_fraud_reference import T0, pay
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 SCHEMA = (
     "event_id string, event_time timestamp, user_id string, card_token string, amount double, country string, "
     "merchant_id string"
@@ -77,26 +77,6 @@ def test_spark_and_reference_constants_agree() -> None:
 
 
 # --------------------------------------------------------------------------- boundary scenarios
-
-
-def pay(
-    eid: str,
-    seconds: float,
-    *,
-    user: str = "u-1",
-    card: str = "4000000000000001",
-    amount: float = 50.0,
-    country: str = "DE",
-) -> Payment:
-    return Payment(
-        event_id=eid,
-        event_time=T0 + timedelta(milliseconds=round(seconds * 1000)),
-        user_id=user,
-        card_number=card,
-        amount=amount,
-        country=country,
-        merchant_id="m-0001",
-    )
 
 
 def history(n: int, amount: float = 10.0, *, start: float = 0.0, step: float = 10.0) -> list[Payment]:
