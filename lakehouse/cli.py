@@ -258,7 +258,7 @@ def smoke() -> None:
 
 @main.group()
 def stream() -> None:
-    """Run the streaming apps (bronze, silver, gold, or all three) with spark-submit."""
+    """Run streams in the foreground (`run`), or through Dagster (`start`, `stop`, `enable`, `disable`, `status`)."""
 
 
 @stream.command("run")
@@ -408,6 +408,8 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
 from lakehouse.cli_generate import generate  # noqa: E402 - registered after main exists
 
 main.add_command(generate)
+
+from lakehouse import cli_stream  # noqa: E402, F401 - registers `stream start|stop|enable|disable|status`
 
 if __name__ == "__main__":
     main()

@@ -52,3 +52,137 @@ def daemon_health(s: Settings, since: float = 0.0) -> bool:
     daemons = graphql(s, _DAEMONS)["instance"]["daemonHealth"]["allDaemonStatuses"]
     required = [d for d in daemons if d["required"]]
     return bool(required) and all(d["healthy"] and (d["lastHeartbeatTime"] or 0) >= since for d in required)
+
+
+# -- runs, sensors and the code location: what `lakehouse stream ...` drives ----------
+LOCATION = "lakehouse"
+REPOSITORY = "__repository__"  # the name Dagster gives a code location's Definitions
+IN_PROGRESS = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
+
+_RELOAD = """
+mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) {
+  __typename
+  ... on WorkspaceLocationEntry { loadStatus locationOrLoadError { __typename ... on PythonError { message } } }
+  ... on PythonError { message } } }
+"""
+_LAUNCH = """
+mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } }
+  ... on PythonError { message } ... on InvalidSubsetError { message }
+  ... on RunConfigValidationInvalid { errors { message } } ... on PipelineNotFoundError { message } } }
+"""
+_RUNS = """
+query($filter: RunsFilter, $limit: Int) { runsOrError(filter: $filter, limit: $limit) {
+  __typename ... on Runs { results { runId jobName status startTime endTime tags { key value } } }
+  ... on PythonError { message } } }
+"""
+_TERMINATE = """
+mutation($runId: String!) { terminateRun(runId: $runId, terminatePolicy: SAFE_TERMINATE) {
+  __typename ... on TerminateRunFailure { message } ... on PythonError { message }
+  ... on RunNotFoundError { message } } }
+"""
+_SENSOR = """
+query($sel: SensorSelector!) { sensorOrError(sensorSelector: $sel) {
+  __typename ... on Sensor { name sensorState { id selectorId status
+      ticks(limit: 1) { status timestamp skipReason error { message } } } }
+  ... on SensorNotFoundError { message } ... on PythonError { message } } }
+"""
+_START_SENSOR = """
+mutation($sel: SensorSelector!) { startSensor(sensorSelector: $sel) {
+  __typename ... on Sensor { sensorState { status } } ... on PythonError { message }
+  ... on SensorNotFoundError { message } } }
+"""
+_STOP_SENSOR = """
+mutation($id: String!) { stopSensor(id: $id) {
+  __typename ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }
+"""
+
+
+class DagsterApiError(RuntimeError):
+    pass
+
+
+def _ok(result: dict[str, Any], *typenames: str) -> dict[str, Any]:
+    if result.get("__typename") not in typenames:
+        errors = result.get("errors") or []
+        detail = result.get("message") or "; ".join(e.get("message", "") for e in errors) or result.get("__typename")
+        raise DagsterApiError(str(detail))
+    return result
+
+
+def reload_location(s: Settings, name: str = LOCATION) -> None:
+    """Make the webserver (and, through the shared workspace, the daemon) load the current code."""
+    entry = _ok(graphql(s, _RELOAD, {"name": name}, timeout=120)["reloadRepositoryLocation"], "WorkspaceLocationEntry")
+    loaded = entry.get("locationOrLoadError") or {}
+    if loaded.get("__typename") == "PythonError":
+        raise DagsterApiError(f"code location {name} failed to load: {loaded.get('message')}")
+
+
+def launch_run(
+    s: Settings, job: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None
+) -> str:
+    params = {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
+        "runConfigData": run_config or {},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+    }
+    result = _ok(graphql(s, _LAUNCH, {"params": params})["launchRun"], "LaunchRunSuccess")
+    run_id: str = result["run"]["runId"]
+    return run_id
+
+
+def runs(
+    s: Settings,
+    *,
+    tags: dict[str, str] | None = None,
+    job: str | None = None,
+    statuses: list[str] | None = None,
+    run_ids: list[str] | None = None,
+    limit: int = 20,
+) -> list[dict[str, Any]]:
+    """Runs, newest first, each with runId, jobName, status, startTime, endTime and tags as a dict."""
+    flt: dict[str, Any] = {}
+    if tags:
+        flt["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
+    if job:
+        flt["pipelineName"] = job
+    if statuses:
+        flt["statuses"] = statuses
+    if run_ids:
+        flt["runIds"] = run_ids
+    result = _ok(graphql(s, _RUNS, {"filter": flt, "limit": limit})["runsOrError"], "Runs")
+    out: list[dict[str, Any]] = []
+    for r in result["results"]:
+        out.append({**r, "tags": {t["key"]: t["value"] for t in r["tags"]}})
+    return out
+
+
+def terminate_run(s: Settings, run_id: str) -> None:
+    """Ask Dagster to stop a run; the run's op stops its Spark app between two micro-batches."""
+    _ok(graphql(s, _TERMINATE, {"runId": run_id})["terminateRun"], "TerminateRunSuccess")
+
+
+def _selector(sensor: str) -> dict[str, str]:
+    return {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": sensor}
+
+
+def sensor_state(s: Settings, sensor: str) -> dict[str, Any]:
+    """{'status': 'RUNNING'|'STOPPED', 'id': ..., 'last_tick': {...} | None}."""
+    result = _ok(graphql(s, _SENSOR, {"sel": _selector(sensor)})["sensorOrError"], "Sensor")
+    state = result["sensorState"]
+    ticks = state.get("ticks") or []
+    return {"status": state["status"], "id": state["id"], "last_tick": ticks[0] if ticks else None}
+
+
+def set_sensor(s: Settings, sensor: str, on: bool) -> str:
+    """Switch a sensor on or off; returns its status afterwards."""
+    if on:
+        result = _ok(graphql(s, _START_SENSOR, {"sel": _selector(sensor)})["startSensor"], "Sensor")
+        status: str = result["sensorState"]["status"]
+        return status
+    state = sensor_state(s, sensor)
+    if state["status"] == "STOPPED":
+        return "STOPPED"
+    result = _ok(graphql(s, _STOP_SENSOR, {"id": state["id"]})["stopSensor"], "StopSensorMutationResult")
+    status = result["instigationState"]["status"]
+    return status

@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     fraud_state_retention_days: int = Field(
         7, ge=1, description="How far back the fraud rules remember payments (amount_spike's 20 previous payments)."
     )
+    supervisor_backoff_s: float = Field(
+        15.0, gt=0, description="First restart delay of a failed supervised stream; doubles per failure."
+    )
+    supervisor_max_backoff_s: float = Field(600.0, gt=0, description="Longest delay between two restarts.")
+    supervisor_max_restarts: int = Field(
+        5, ge=0, description="Consecutive quick failures after which the supervisor stops restarting a stream."
+    )
+    supervisor_stable_s: float = Field(
+        300.0, gt=0, description="A run that lived this long before failing counts as a fresh first failure."
+    )
 
     # --- services' wiring -------------------------------------------------
     kafka_bootstrap_servers: str | None = Field(

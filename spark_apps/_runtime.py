@@ -14,18 +14,23 @@ restart resumes exactly where it stopped.
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
+import os
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from lakehouse.settings import Settings, get_settings
+from spark_apps._pipes import Reporter, reporter
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -64,6 +69,48 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(uuid.uuid4().hex[:12])
     return marker.read_text().strip()
+
+
+ALREADY_RUNNING = 75  # exit code (EX_TEMPFAIL): another process holds the stream's checkpoints
+
+
+class AlreadyRunningError(RuntimeError):
+    pass
+
+
+@contextmanager
+def exclusive(s: Settings, apps: Sequence[str]) -> Iterator[None]:
+    """Hold each app's checkpoint lock for the life of the process: one writer per checkpoint.
+
+    Two drivers on one checkpoint (a catch-up launched while the stream runs, a second
+    supervisor launch) would both commit the same batch ids. ``flock`` is released by the
+    kernel when the process dies, even by SIGKILL, so a crash never leaves a stale lock.
+    """
+    handles = []
+    try:
+        for app in apps:
+            path = s.checkpoint_dir / app / "_lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+")  # noqa: SIM115 - held until the context exits
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                f.close()
+                raise AlreadyRunningError(
+                    f"stream {app} is already running (pid {holder}); its checkpoints under "
+                    f"{path.parent} admit one writer. Stop it first: lakehouse stream stop {app}"
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            handles.append(f)
+        yield
+    finally:
+        for f in handles:
+            f.close()
 
 
 def with_trigger(writer: DataStreamWriter, s: Settings, available_now: bool) -> DataStreamWriter:
@@ -107,7 +154,136 @@ class GracefulStop:
         signal.signal(signal.SIGINT, handler)
 
 
-def run_queries(queries: list[StreamingQuery], stop: GracefulStop, poll_s: float = 0.5) -> None:
+# Rows each foreachBatch sink wrote, by (query name, batch id): a sink's own count is
+# the only honest "rows out" (Spark reports -1 for foreachBatch sinks). The batch
+# function runs in this driver process, so a plain dict is shared with the poller.
+_ROWS_OUT: dict[tuple[str, int], int] = {}
+
+
+def record_rows_out(query: str, batch_id: int, rows: int) -> None:
+    _ROWS_OUT[(query, batch_id)] = rows
+
+
+def _offsets(value: object) -> dict[str, dict[str, int]]:
+    """A Kafka source offset as {topic: {partition: offset}}; anything else (Delta) as {}."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for topic, parts in value.items():
+        if isinstance(parts, dict) and all(isinstance(v, int) for v in parts.values()):
+            out[str(topic)] = {str(p): int(o) for p, o in parts.items()}
+    return out
+
+
+def kafka_lag(progress: dict[str, object]) -> int | None:
+    """Records behind the broker: the latest offsets minus the offsets this batch ended at.
+
+    None when no source of the query is Kafka (silver and gold read Delta tables).
+    """
+    lag, kafka = 0, False
+    for src in progress.get("sources") or []:  # type: ignore[attr-defined]
+        latest, end = _offsets(src.get("latestOffset")), _offsets(src.get("endOffset"))
+        if not latest:
+            continue
+        kafka = True
+        for topic, parts in latest.items():
+            for part, offset in parts.items():
+                lag += max(0, offset - end.get(topic, {}).get(part, 0))
+    return lag if kafka else None
+
+
+def progress_summary(progress: dict[str, object], rows_out: int | None = None) -> dict[str, object]:
+    """One micro-batch in the terms a person watching a stream cares about (JSON-safe)."""
+    sources: list[dict[str, object]] = progress.get("sources") or []  # type: ignore[assignment]
+    sink: dict[str, object] = progress.get("sink") or {}  # type: ignore[assignment]
+    durations: dict[str, object] = progress.get("durationMs") or {}  # type: ignore[assignment]
+    if rows_out is None:
+        sink_rows = sink.get("numOutputRows")
+        rows_out = int(sink_rows) if isinstance(sink_rows, int) and sink_rows >= 0 else None  # type: ignore[arg-type]
+    backlog_files = sum(
+        int(m.get("numFilesOutstanding", 0))  # type: ignore[union-attr, call-overload]
+        for m in (src.get("metrics") or {} for src in sources)
+    )
+    summary: dict[str, object] = {
+        "query": progress.get("name"),
+        "batch_id": progress.get("batchId"),
+        "timestamp": progress.get("timestamp"),
+        "rows_in": progress.get("numInputRows"),
+        "rows_out": rows_out,
+        "batch_duration_ms": durations.get("triggerExecution"),
+        "input_rows_per_second": round(float(progress.get("inputRowsPerSecond") or 0.0), 2),  # type: ignore[arg-type]
+        "processed_rows_per_second": round(float(progress.get("processedRowsPerSecond") or 0.0), 2),  # type: ignore[arg-type]
+        "kafka_lag": kafka_lag(progress),
+    }
+    if not summary["kafka_lag"] and backlog_files:
+        summary["delta_files_behind"] = backlog_files
+    if progress.get("idle"):
+        summary["idle"] = True
+    return summary
+
+
+def _as_dict(progress: object) -> dict[str, object]:
+    raw = getattr(progress, "json", None)  # a property in PySpark 4 (a str), a method before
+    if raw is None:
+        return dict(progress)  # type: ignore[call-overload]
+    return json.loads(raw() if callable(raw) else raw)  # type: ignore[no-any-return]
+
+
+class ProgressReporter:
+    """Sends every micro-batch each query ran through Pipes (and to stdout), once.
+
+    Spark also records "idle" progress while a query waits for data, with the number of the
+    batch it has not run yet; those become a heartbeat at most every HEARTBEAT_S per query,
+    so a quiet stream still shows it is alive and how far behind it is.
+    """
+
+    HEARTBEAT_S = 60.0
+
+    def __init__(self, app: str, r: Reporter) -> None:
+        self.app, self.r = app, r
+        self._last_ts: dict[str, str] = {}
+        self._last_sent: dict[str, float] = {}
+
+    def _send(self, name: str, progress: dict[str, object], rows_out: int | None) -> None:
+        summary = {"app": self.app, **progress_summary(progress, rows_out)}
+        self.r.message(summary)
+        self._last_sent[name] = time.monotonic()
+        print("progress " + json.dumps(summary, default=str), flush=True)
+
+    def poll(self, queries: list[StreamingQuery]) -> None:
+        for q in queries:
+            recent = getattr(q, "recentProgress", None)
+            updates = [_as_dict(p) for p in recent] if recent is not None else []
+            if not updates and q.lastProgress is not None:
+                updates = [_as_dict(q.lastProgress)]
+            for progress in updates:
+                name, ts = str(progress.get("name") or q.name), str(progress.get("timestamp") or "")
+                if ts <= self._last_ts.get(name, ""):
+                    continue
+                self._last_ts[name] = ts
+                durations = progress.get("durationMs") or {}
+                ran = "addBatch" in durations or int(progress.get("numInputRows") or 0) > 0  # type: ignore[operator, call-overload]
+                if ran:
+                    batch = int(progress.get("batchId", -1))  # type: ignore[call-overload]
+                    rows_out = _ROWS_OUT.pop((name, batch), None)
+                    if rows_out is None and name.startswith("bronze_"):
+                        rows_out = progress.get("numInputRows")  # type: ignore[assignment]  # bronze appends all it reads
+                    self._send(name, progress, rows_out)
+                elif time.monotonic() - self._last_sent.get(name, 0.0) >= self.HEARTBEAT_S:
+                    self._send(name, {**progress, "idle": True}, 0)
+
+
+def run_queries(
+    queries: list[StreamingQuery],
+    stop: GracefulStop,
+    poll_s: float = 0.5,
+    progress: ProgressReporter | None = None,
+) -> None:
     """Wait until every query ends; on a stop request, stop each one when it is between batches.
 
     A query that fails re-raises its exception here, so the process exits non-zero and
@@ -115,6 +291,8 @@ def run_queries(queries: list[StreamingQuery], stop: GracefulStop, poll_s: float
     """
     pending = list(queries)
     while pending:
+        if progress is not None:
+            progress.poll(queries)
         for q in list(pending):
             if not q.isActive:
                 pending.remove(q)
@@ -123,6 +301,8 @@ def run_queries(queries: list[StreamingQuery], stop: GracefulStop, poll_s: float
             if stop.requested.is_set() and not q.status["isTriggerActive"]:
                 q.stop()
         time.sleep(poll_s)
+    if progress is not None:
+        progress.poll(queries)
 
 
 def session(app: str, opts: RunOptions, s: Settings | None = None) -> tuple[SparkSession, Settings]:
@@ -136,16 +316,29 @@ StartQuery = Callable[["SparkSession", Settings, bool], "StreamingQuery"]
 
 
 def main_for(app: str, starters: dict[str, StartQuery], argv: Sequence[str] | None = None) -> int:
-    """Run one app: start its queries (one per topic) and wait for them."""
+    """Run one app: start its queries (one per topic) and wait for them.
+
+    Launched by Dagster (Pipes), every completed micro-batch is reported back as it happens.
+    """
     opts = parse_args(app, argv)
-    spark, s = session(app, opts)
     stop = GracefulStop()
     stop.install()
-    try:
-        queries = [start(spark, s, opts.available_now) for start in starters.values()]
-        run_queries(queries, stop)
-    finally:
-        for q in spark.streams.active:
-            q.stop()
-        spark.stop()
+    s = get_settings()
+    with reporter() as r:
+        try:
+            with exclusive(s, [app]):
+                spark, s = session(app, opts, s)
+                try:
+                    queries = [start(spark, s, opts.available_now) for start in starters.values()]
+                    mode = "available-now" if opts.available_now else "continuous"
+                    r.log(f"{app}: {len(queries)} queries started ({mode})")
+                    run_queries(queries, stop, progress=ProgressReporter(app, r))
+                finally:
+                    for q in spark.streams.active:
+                        q.stop()
+                    spark.stop()
+        except AlreadyRunningError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return ALREADY_RUNNING
+        r.log(f"{app}: stopped" + (" on request" if stop.requested.is_set() else ""))
     return 0

@@ -52,7 +52,7 @@ from lakehouse.tables import (
     TableSpec,
 )
 from spark_apps import fraud
-from spark_apps._runtime import delta_foreach_batch, main_for
+from spark_apps._runtime import delta_foreach_batch, main_for, record_rows_out
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -135,12 +135,13 @@ class MinuteTable:
 
 def _merge_minutes(
     spark: SparkSession, s: Settings, mt: MinuteTable, partials: DataFrame, writer: str, batch_id: int
-) -> None:
+) -> int:
+    """MERGE one batch's partial aggregates; returns the minute rows inserted or updated."""
     from delta.tables import DeltaTable
 
     src = partials.withColumn("updated_at", F.current_timestamp())
     with idempotent(spark, f"gold-{mt.spec.name}-{writer}", batch_id):
-        (
+        metrics = (
             DeltaTable.forPath(spark, mt.spec.path(s.lake_dir))
             .alias("t")
             .merge(src.alias("s"), mt.spec.merge_condition())
@@ -148,6 +149,8 @@ def _merge_minutes(
             .whenNotMatchedInsert(values={**mt.on_insert, "updated_at": "s.updated_at"})
             .execute()
         )
+    row = metrics.first() if metrics is not None else None
+    return int(row.asDict().get("num_affected_rows") or 0) if row is not None else 0
 
 
 def _keys(spec: TableSpec) -> dict[str, str]:
@@ -346,7 +349,8 @@ def write_batch(batch: DataFrame, batch_id: int, *, stream: str, s: Settings, ep
                 .save(LATE_EVENTS.path(s.lake_dir))
             )
         ontime = rows.where(~F.col("_late")).drop("_late")
-        _merge_minutes(spark, s, mt, mt.partials(ontime), writer, batch_id)  # type: ignore[operator]
+        upserted = _merge_minutes(spark, s, mt, mt.partials(ontime), writer, batch_id)  # type: ignore[operator]
+        record_rows_out(f"{APP}_{stream}", batch_id, upserted + late_count)
         if stream == "payments":
             _fraud(spark, s, ontime, batch_id, writer)
         _record_progress(spark, s, writer, batch_id, rows, wm, late_count)

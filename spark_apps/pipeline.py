@@ -14,31 +14,56 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from lakehouse.settings import Settings, get_settings
 from spark_apps import bronze, gold, silver
-from spark_apps._runtime import GracefulStop, parse_args, run_queries, session
+from spark_apps._pipes import Reporter, reporter
+from spark_apps._runtime import (
+    ALREADY_RUNNING,
+    AlreadyRunningError,
+    GracefulStop,
+    ProgressReporter,
+    RunOptions,
+    exclusive,
+    parse_args,
+    run_queries,
+    session,
+)
 
 LAYERS = {"bronze": bronze.STARTERS, "silver": silver.STARTERS, "gold": gold.STARTERS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args("pipeline", argv)
-    spark, s = session("pipeline", opts)
     stop = GracefulStop()
     stop.install()
+    s = get_settings()
+    with reporter() as r:
+        try:
+            with exclusive(s, list(LAYERS)):
+                _run(opts, s, stop, r)
+        except AlreadyRunningError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return ALREADY_RUNNING
+    return 0
+
+
+def _run(opts: RunOptions, s: Settings, stop: GracefulStop, r: Reporter) -> None:
+    spark, s = session("pipeline", opts, s)
+    progress = ProgressReporter("pipeline", r)
     try:
         if opts.available_now:
             for layer, starters in LAYERS.items():
                 if stop.requested.is_set():
                     break
-                print(f"pipeline: {layer} catching up", flush=True)
-                run_queries([start(spark, s, True) for start in starters.values()], stop)
+                r.log(f"pipeline: {layer} catching up")
+                run_queries([start(spark, s, True) for start in starters.values()], stop, progress=progress)
         else:
-            run_queries([start(spark, s, False) for starters in LAYERS.values() for start in starters.values()], stop)
+            queries = [start(spark, s, False) for starters in LAYERS.values() for start in starters.values()]
+            run_queries(queries, stop, progress=progress)
     finally:
         for q in spark.streams.active:
             q.stop()
         spark.stop()
-    return 0
 
 
 if __name__ == "__main__":

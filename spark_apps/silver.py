@@ -36,7 +36,7 @@ from lakehouse.contracts import TOPICS, schema
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, QUARANTINE, SILVER, TableSpec
 from lakehouse.validation import CompiledSchema, compile_schema
-from spark_apps._runtime import delta_foreach_batch, main_for
+from spark_apps._runtime import delta_foreach_batch, main_for, record_rows_out
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -103,6 +103,12 @@ def first_copies(silver_rows: DataFrame) -> DataFrame:
     return silver_rows.withColumn("_n", F.row_number().over(w)).where("_n = 1").drop("_n")
 
 
+def _inserted(metrics: DataFrame | None) -> int:
+    """Rows a MERGE inserted, from the metrics row Delta returns (0 if it returned none)."""
+    row = metrics.first() if metrics is not None else None
+    return int(row.asDict().get("num_inserted_rows") or 0) if row is not None else 0
+
+
 # -- the sink ----------------------------------------------------------------------
 def write_batch(
     batch: DataFrame, batch_id: int, *, topic: str, s: Settings, compiled: CompiledSchema, epoch: str
@@ -115,18 +121,21 @@ def write_batch(
     try:
         rows = first_copies(to_silver(parsed, table, s.pii_hmac_key.get_secret_value().encode()))
         dates = [r[0] for r in rows.select("event_date").distinct().collect()]
+        inserted = 0
         if dates:
             in_dates = ", ".join(f"DATE'{d.isoformat()}'" for d in dates)
-            (
+            metrics = (
                 DeltaTable.forPath(spark, table.path(s.lake_dir))
                 .alias("t")
                 .merge(rows.alias("s"), f"t.event_date IN ({in_dates}) AND t.event_id = s.event_id")
                 .whenNotMatchedInsertAll()
                 .execute()
             )
+            inserted = _inserted(metrics)
+        quarantined = to_quarantine(parsed)
+        record_rows_out(f"{APP}_{topic}", batch_id, inserted + quarantined.count())
         (
-            to_quarantine(parsed)
-            .write.format("delta")
+            quarantined.write.format("delta")
             .mode("append")
             .option("txnAppId", f"silver-quarantine-{topic}-{epoch}")
             .option("txnVersion", batch_id)

@@ -48,3 +48,42 @@ def test_every_table_is_an_asset_with_lineage_and_its_column_schema() -> None:
         assert node.group_name == t.layer
         columns = node.metadata["dagster/column_schema"].columns
         assert [c.name for c in columns] == t.column_names
+
+
+def test_each_layer_is_one_stream_asset_with_continuous_and_catchup_jobs() -> None:
+    repo = defs.get_repository_def()
+    jobs = {j.name for j in repo.get_all_jobs()}
+    for layer in ("bronze", "silver", "gold"):
+        assert {f"stream_{layer}", f"catchup_{layer}"} <= jobs
+        stream = repo.get_job(f"stream_{layer}")
+        catchup = repo.get_job(f"catchup_{layer}")
+        assert stream.tags["lakehouse/stream"] == catchup.tags["lakehouse/stream"] == layer  # one run queue slot
+        assert stream.run_config["ops"][f"{layer}_stream"]["config"]["mode"] == "continuous"  # type: ignore[index]
+        assert catchup.run_config["ops"][f"{layer}_stream"]["config"]["mode"] == "available_now"  # type: ignore[index]
+    stream_keys = defs.resolve_assets_def(dg.AssetKey(["silver", "payments"])).keys
+    assert dg.AssetKey(["silver", "quarantine"]) in stream_keys  # silver's stream writes quarantine too
+
+
+def test_supervisors_and_catchup_schedules_exist_and_start_switched_off() -> None:
+    repo = defs.get_repository_def()
+    sensors = {s.name: s for s in repo.sensor_defs}
+    schedules = {s.name: s for s in repo.schedule_defs}
+    for layer in ("bronze", "silver", "gold"):
+        assert sensors[f"supervise_{layer}"].job_name == f"stream_{layer}"
+        assert sensors[f"supervise_{layer}"].default_status == dg.DefaultSensorStatus.STOPPED
+        assert schedules[f"catchup_{layer}_schedule"].job_name == f"catchup_{layer}"
+        assert schedules[f"catchup_{layer}_schedule"].default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_stream_messages_map_to_the_tables_each_query_writes() -> None:
+    from orchestration.defs.streaming.streams import observe
+
+    assert observe({"query": "bronze_iot"}) == [dg.AssetKey(["bronze", "iot"])]
+    assert observe({"query": "silver_payments"}) == [
+        dg.AssetKey(["silver", "payments"]),
+        dg.AssetKey(["silver", "quarantine"]),
+    ]
+    assert set(observe({"query": "gold_payments"})) == {
+        dg.AssetKey(["gold", n]) for n in ("merchant_minute", "fraud_alerts", "late_events")
+    }
+    assert observe({"query": "something_else"}) == []

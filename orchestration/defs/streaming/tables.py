@@ -59,9 +59,17 @@ GOLD_INPUTS = {
     "late_events": [t.name for t in TOPICS],
 }
 
-table_specs = [
-    *[_spec(BRONZE[t.name], [dg.AssetKey(["kafka", t.name])], {"delta", "spark"}) for t in TOPICS],
-    *[_spec(SILVER[t.name], [table_key(BRONZE[t.name])], {"delta", "spark"}) for t in TOPICS],
-    _spec(QUARANTINE, [table_key(BRONZE[t.name]) for t in TOPICS], {"delta", "spark"}),
-    *[_spec(GOLD[name], [table_key(SILVER[src]) for src in GOLD_INPUTS[name]], {"delta", "spark"}) for name in GOLD],
-]
+LAYER_SPECS: dict[str, list[dg.AssetSpec]] = {
+    "bronze": [_spec(BRONZE[t.name], [dg.AssetKey(["kafka", t.name])], {"delta", "spark"}) for t in TOPICS],
+    "silver": [
+        *[_spec(SILVER[t.name], [table_key(BRONZE[t.name])], {"delta", "spark"}) for t in TOPICS],
+        _spec(QUARANTINE, [table_key(BRONZE[t.name]) for t in TOPICS], {"delta", "spark"}),
+    ],
+    "gold": [
+        _spec(GOLD[name], [table_key(SILVER[src]) for src in GOLD_INPUTS[name]], {"delta", "spark"}) for name in GOLD
+    ],
+}
+
+# The same specs, flat, as a tuple so the package loader does not collect them a second
+# time: the stream multi-assets in streams.py own them.
+table_specs = tuple(spec for specs in LAYER_SPECS.values() for spec in specs)

@@ -1,0 +1,188 @@
+"""`lakehouse stream start|stop|enable|disable|status`: the streams as Dagster runs them.
+
+`lakehouse stream run` (in cli.py) runs an app in the foreground without Dagster; these
+commands drive the running Dagster instance (GraphQL), so what they do shows in the UI
+and the UI's actions show here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.table import Table
+
+from lakehouse import dagster_api as api
+from lakehouse.cli import _settings, console, err_console, friendly_errors, stream
+from lakehouse.settings import Settings
+
+LAYERS = ("bronze", "silver", "gold")
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+name_arg = click.argument("name", type=click.Choice(LAYERS))
+
+
+def _api(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call the Dagster API; a stack that is down or a refused request becomes a clear message."""
+    import requests
+
+    try:
+        return fn(*args, **kwargs)
+    except requests.ConnectionError:
+        raise click.ClickException(
+            "the Dagster webserver is not reachable: start the stack with `lakehouse up`"
+        ) from None
+    except (api.DagsterApiError, RuntimeError) as e:
+        raise click.ClickException(f"Dagster refused: {e}") from None
+
+
+def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected NAME=VALUE (a setting, e.g. max_offsets_per_trigger=500)")
+        out[key.strip().lower()] = value
+    return out
+
+
+def _checkpoint_holder(s: Settings, name: str) -> int | None:
+    """The pid holding the stream's checkpoint lock (a driver started outside Dagster too), or None."""
+    path = s.checkpoint_dir / name / "_lock"
+    if not path.exists():
+        return None
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            text = f.read().strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@stream.command("start")
+@name_arg
+@click.option("--available-now", is_flag=True, help="Run the catch-up job (ends by itself) instead of the stream.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="Override a setting for this run (repeat).")
+@click.option("--master", help="Spark master URL for this run (default: LAKEHOUSE_SPARK_MASTER).")
+@friendly_errors
+def stream_start(name: str, available_now: bool, sets: tuple[str, ...], master: str | None) -> None:
+    """Launch stream NAME as a Dagster run (job stream_NAME, or catchup_NAME with --available-now).
+
+    The run shows in the UI with each micro-batch as an observation on the tables it
+    writes. The run queue admits one run per stream, so a second start waits in the queue.
+    """
+    s = _settings()
+    job = f"{'catchup' if available_now else 'stream'}_{name}"
+    op_config: dict[str, Any] = {"mode": "available_now" if available_now else "continuous"}
+    if sets:
+        op_config["settings"] = _parse_sets(sets)
+    if master:
+        op_config["master"] = master
+    run_id = _api(
+        api.launch_run, s, job, {"ops": {f"{name}_stream": {"config": op_config}}}, {"lakehouse/cli": "start"}
+    )
+    console.print(f"launched {job}: run {run_id}\n  {s.dagster_url}/runs/{run_id}")
+
+
+@stream.command("stop")
+@name_arg
+@click.option("--keep-supervisor", is_flag=True, help="Leave the supervisor on (it will start the stream again).")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for the runs to end.")
+@friendly_errors
+def stream_stop(name: str, keep_supervisor: bool, timeout: float) -> None:
+    """Stop stream NAME gracefully, at a micro-batch boundary.
+
+    Switches its supervisor off first (unless --keep-supervisor), then terminates its
+    Dagster runs (stream or catch-up) and waits for them to end. A driver started with
+    `lakehouse stream run` outside Dagster gets SIGTERM, which stops it the same way.
+    """
+    s = _settings()
+    if not keep_supervisor and _api(api.set_sensor, s, f"supervise_{name}", False) == "STOPPED":
+        console.print(f"supervisor supervise_{name}: off")
+    active = _api(api.runs, s, tags={"lakehouse/stream": name}, statuses=api.IN_PROGRESS)
+    for r in active:
+        _api(api.terminate_run, s, r["runId"])
+        console.print(f"terminating run {r['runId']} ({r['jobName']}, {r['status']})")
+    holder = _checkpoint_holder(s, name) if not active else None
+    if holder:
+        os.kill(holder, signal.SIGTERM)
+        console.print(f"sent SIGTERM to the {name} driver outside Dagster (pid {holder})")
+    if not active and not holder:
+        console.print(f"{name} is not running")
+        return
+    deadline = time.monotonic() + timeout
+    with console.status(f"waiting for {name} to finish its micro-batch and stop ..."):
+        while time.monotonic() < deadline:
+            pending = [
+                r for r in _api(api.runs, s, run_ids=[r["runId"] for r in active]) if r["status"] not in TERMINAL
+            ]
+            if not pending and _checkpoint_holder(s, name) is None:
+                break
+            time.sleep(1)
+        else:
+            err_console.print(f"[red]{name} did not stop within {timeout:.0f}s[/]; see `lakehouse stream status`")
+            sys.exit(1)
+    for r in _api(api.runs, s, run_ids=[r["runId"] for r in active]) if active else []:
+        console.print(f"run {r['runId']}: {r['status']}")
+    console.print(f"[green]{name} stopped[/]")
+
+
+@stream.command("enable")
+@name_arg
+@friendly_errors
+def stream_enable(name: str) -> None:
+    """Switch on the supervisor of NAME: it starts the stream and keeps it running, restarting with backoff."""
+    status = _api(api.set_sensor, _settings(), f"supervise_{name}", True)
+    console.print(f"supervise_{name}: {status}; the stream starts within a few seconds (`lakehouse stream status`)")
+
+
+@stream.command("disable")
+@name_arg
+@friendly_errors
+def stream_disable(name: str) -> None:
+    """Switch off the supervisor of NAME. A running stream keeps running: `lakehouse stream stop NAME` stops it."""
+    status = _api(api.set_sensor, _settings(), f"supervise_{name}", False)
+    console.print(f"supervise_{name}: {status}")
+
+
+@stream.command("status")
+@friendly_errors
+def stream_status() -> None:
+    """One line per stream: supervisor, current or last run, and the supervisor's last decision."""
+    s = _settings()
+    table = Table(title="streams")
+    for col in ("stream", "supervisor", "run", "status", "job", "since", "restart", "supervisor says"):
+        table.add_column(col)
+    for name in LAYERS:
+        sensor = _api(api.sensor_state, s, f"supervise_{name}")
+        recent = _api(api.runs, s, tags={"lakehouse/stream": name}, limit=1)
+        tick = sensor["last_tick"] or {}
+        says = tick.get("skipReason") or ((tick.get("error") or {}).get("message") or "")
+        r = recent[0] if recent else None
+        holder = _checkpoint_holder(s, name)
+        table.add_row(
+            name,
+            "on" if sensor["status"] == "RUNNING" else "off",
+            r["runId"][:8] if r else ("outside Dagster" if holder else "-"),
+            r["status"] if r else (f"pid {holder}" if holder else "-"),
+            r["jobName"] if r else "-",
+            _when(r["startTime"]) if r else "-",
+            r["tags"].get("lakehouse/restart", "-") if r else "-",
+            says[:80],
+        )
+    console.print(table)
+    console.print(f"UI: {s.dagster_url}/automation (supervisors)  ·  {s.dagster_url}/runs")

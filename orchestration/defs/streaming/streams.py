@@ -1,0 +1,115 @@
+"""The streams as Dagster assets: one multi-asset per Spark app, over the tables it writes.
+
+Materializing ``bronze_stream`` (``silver_stream``, ``gold_stream``) runs spark_apps/<layer>.py
+through Pipes. ``mode: available_now`` (the default, so "Materialize all" in the UI ends)
+catches up and exits; ``mode: continuous`` runs until the run is terminated, reporting each
+micro-batch as an AssetObservation. The jobs ``stream_<layer>`` (continuous, supervised by
+``supervise_<layer>``) and ``catchup_<layer>`` (available-now, scheduled) select the same
+asset with fixed modes.
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+from lakehouse.contracts import TOPICS
+from orchestration.defs.streaming.launch import run_spark_app
+from orchestration.defs.streaming.resources import SparkRunConfig
+from orchestration.defs.streaming.tables import GOLD_INPUTS, LAYER_SPECS
+
+LAYERS = ("bronze", "silver", "gold")
+STREAM_TAG = "lakehouse/stream"
+
+
+class StreamConfig(SparkRunConfig):
+    mode: Literal["continuous", "available_now"] = Field(
+        "available_now",
+        description="available_now: catch up with what is there, then end. continuous: run until the run is stopped.",
+    )
+
+
+def query_assets(layer: str, query: str) -> list[dg.AssetKey]:
+    """The tables one query (``<layer>_<source>``) writes."""
+    source = query.split("_", 1)[1] if "_" in query else ""
+    if layer == "bronze":
+        return [dg.AssetKey(["bronze", source])]
+    if layer == "silver":
+        return [dg.AssetKey(["silver", source]), dg.AssetKey(["silver", "quarantine"])]
+    return [dg.AssetKey(["gold", name]) for name, inputs in GOLD_INPUTS.items() if source in inputs]
+
+
+def observe(message: Mapping[str, Any]) -> Sequence[dg.AssetKey]:
+    """Which assets a progress message is about (messages name their query)."""
+    query = str(message.get("query") or "")
+    layer = query.split("_", 1)[0]
+    if layer not in LAYERS:
+        return []
+    return query_assets(layer, query)
+
+
+def _stream_asset(layer: str) -> dg.AssetsDefinition:
+    specs = LAYER_SPECS[layer]
+
+    @dg.multi_asset(
+        name=f"{layer}_stream",
+        specs=specs,
+        description=f"spark_apps/{layer}.py: the {layer} stream ({', '.join(t.name for t in TOPICS)}), via Pipes.",
+        op_tags={STREAM_TAG: layer},
+    )
+    def _stream(context: dg.AssetExecutionContext, config: StreamConfig) -> Iterator[Any]:
+        s = config.resolve()
+        continuous = config.mode == "continuous"
+        yield from run_spark_app(
+            context,  # type: ignore[arg-type]
+            s,
+            layer,
+            ["--continuous" if continuous else "--available-now"],
+            observe=observe,
+            continuous=continuous,
+            master=config.master,
+            materialize=[spec.key for spec in specs],
+        )
+
+    return _stream
+
+
+stream_assets = {layer: _stream_asset(layer) for layer in LAYERS}
+
+
+def _job(layer: str, mode: str):
+    kind = "stream" if mode == "continuous" else "catchup"
+    return dg.define_asset_job(
+        name=f"{kind}_{layer}",
+        selection=dg.AssetSelection.assets(stream_assets[layer]),
+        description=(
+            f"The {layer} stream, continuous: runs until stopped (`lakehouse stream stop {layer}`)."
+            if mode == "continuous"
+            else f"Catch the {layer} stream up (available-now), then end: streams as periodic batches."
+        ),
+        config={"ops": {f"{layer}_stream": {"config": {"mode": mode}}}},
+        tags={STREAM_TAG: layer, "lakehouse/mode": mode},
+        executor_def=dg.in_process_executor,
+    )
+
+
+stream_jobs = {layer: _job(layer, "continuous") for layer in LAYERS}
+catchup_jobs = {layer: _job(layer, "available_now") for layer in LAYERS}
+
+# Periodic batch for sites that do not run streams continuously; off until switched on.
+CATCHUP_CRON = {"bronze": "*/15 * * * *", "silver": "5,20,35,50 * * * *", "gold": "10,25,40,55 * * * *"}
+catchup_schedules = [
+    dg.ScheduleDefinition(
+        name=f"catchup_{layer}_schedule",
+        job=catchup_jobs[layer],
+        cron_schedule=CATCHUP_CRON[layer],
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Every 15 minutes, staggered after the layer it reads: {layer} catches up and ends.",
+    )
+    for layer in LAYERS
+]
+
+# Lists, so the package loader collects them (it does not look inside dicts).
+stream_asset_defs = list(stream_assets.values())
+stream_job_defs = [*stream_jobs.values(), *catchup_jobs.values()]

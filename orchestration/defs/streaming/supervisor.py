@@ -1,0 +1,128 @@
+"""The supervisor: one sensor per stream keeps a switched-on continuous stream running.
+
+Switch a stream on or off with ``lakehouse stream enable|disable NAME`` or the sensor's
+toggle in the UI (Automation → ``supervise_<layer>``). On every tick the sensor:
+
+- does nothing while a run of the stream (or a catch-up of the same layer, which holds
+  the same checkpoints) is queued or running: two copies never run (the run queue also
+  limits the ``lakehouse/stream`` tag to one run per value, and the app itself holds a
+  lock on its checkpoints);
+- launches a run when there is none, or when the last one ended;
+- after a failure (a crashed or killed driver, or a run worker that vanished, which
+  Dagster's run monitoring marks failed) waits ``supervisor_backoff_s`` doubling per
+  consecutive failure, up to ``supervisor_max_backoff_s``, and gives up after
+  ``supervisor_max_restarts`` consecutive quick failures;
+- reports every (re)start in the sensor log and on the run's tags.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+from lakehouse.settings import Settings, get_settings
+from orchestration.defs.streaming.streams import LAYERS, STREAM_TAG, stream_jobs
+
+IN_PROGRESS = {
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+}
+
+
+@dataclass(frozen=True)
+class PastRun:
+    run_id: str
+    status: dg.DagsterRunStatus
+    start_time: float | None
+    end_time: float | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    launch: bool
+    reason: str
+    restart: int = 0  # consecutive failures this launch follows (0: not a recovery)
+
+
+def decide(layer: str, runs: Sequence[PastRun], busy: Sequence[PastRun], now: float, s: Settings) -> Decision:
+    """What the supervisor does for LAYER, from its stream runs (newest first) and any run in progress."""
+    if busy:
+        return Decision(False, f"{layer} is running (run {busy[0].run_id[:8]}, {busy[0].status.value})")
+    if not runs:
+        return Decision(True, f"starting {layer}: no run yet")
+    last = runs[0]
+    failures = 0
+    for r in runs:
+        if r.status != dg.DagsterRunStatus.FAILURE:
+            break
+        failures += 1
+        if r.start_time and r.end_time and r.end_time - r.start_time >= s.supervisor_stable_s:
+            break  # it ran long enough: what failed before it is history
+    if failures == 0:
+        return Decision(True, f"restarting {layer}: its last run {last.run_id[:8]} ended ({last.status.value})")
+    if failures > s.supervisor_max_restarts:
+        return Decision(
+            False,
+            f"gave up on {layer} after {failures} consecutive failures (last: run {last.run_id[:8]}); "
+            f"fix the cause, then start it once (`lakehouse stream start {layer}`)",
+        )
+    backoff = min(s.supervisor_max_backoff_s, s.supervisor_backoff_s * 2 ** (failures - 1))
+    waited = now - (last.end_time or now)
+    if waited < backoff:
+        return Decision(
+            False, f"{layer} failed (run {last.run_id[:8]}): restart #{failures} in {backoff - waited:.0f}s"
+        )
+    return Decision(True, f"restarting {layer} after failure #{failures} (run {last.run_id[:8]})", restart=failures)
+
+
+def _past(records: Sequence[dg.RunRecord]) -> list[PastRun]:
+    return [PastRun(r.dagster_run.run_id, r.dagster_run.status, r.start_time, r.end_time) for r in records]
+
+
+def _supervisor(layer: str) -> dg.SensorDefinition:
+    job = stream_jobs[layer]
+
+    @dg.sensor(
+        name=f"supervise_{layer}",
+        job=job,
+        minimum_interval_seconds=10,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"Keeps the continuous {layer} stream running while switched on, restarting it with backoff.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        s = get_settings()
+        instance = context.instance
+        busy = _past(
+            instance.get_run_records(
+                filters=dg.RunsFilter(tags={STREAM_TAG: layer}, statuses=list(IN_PROGRESS)), limit=1
+            )
+        )
+        runs = _past(
+            instance.get_run_records(filters=dg.RunsFilter(job_name=job.name), limit=s.supervisor_max_restarts + 2)
+        )
+        d = decide(layer, runs, busy, time.time(), s)
+        if not d.launch:
+            return dg.SkipReason(d.reason)
+        context.log.info(d.reason)
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    tags={
+                        "lakehouse/supervisor": f"supervise_{layer}",
+                        "lakehouse/restart": str(d.restart),
+                        "lakehouse/reason": d.reason[:200],
+                    }
+                )
+            ]
+        )
+
+    return _sensor
+
+
+supervisors = [_supervisor(layer) for layer in LAYERS]
