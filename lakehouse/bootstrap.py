@@ -31,6 +31,7 @@ APT_PACKAGES = {  # binary on PATH -> Debian package that provides it
     "prometheus": "prometheus",
     "prometheus-pushgateway": "prometheus-pushgateway",
     "mvn": "maven",
+    "chromium": "chromium",  # headless browser for the Dagster UI test and the README screenshot
 }
 #: Trino plugins the platform loads (password-authenticators: for the authentication
 #: that comes later). Fewer plugins also means a faster start and a smaller heap.
@@ -177,11 +178,17 @@ class Setup:
     def apt_packages(self) -> str:
         missing = sorted({pkg for binary, pkg in APT_PACKAGES.items() if shutil.which(binary) is None})
         if not missing:
-            return "redis-server, prometheus, prometheus-pushgateway, maven present"
+            return f"{', '.join(APT_PACKAGES.values())} present"
         if os.geteuid() != 0:
             raise SetupError(
                 f"missing Debian packages: {' '.join(missing)}. Not root, so not installing them: "
                 f"run `sudo apt-get install -y {' '.join(missing)}` and rerun `make setup`"
+            )
+        if shutil.which("apt-get") is None:
+            raise SetupError(
+                f"missing Debian packages: {' '.join(missing)}. There is no `apt-get` here to install them: "
+                "install them with this system's package manager (names may differ outside Debian and Ubuntu) "
+                "and rerun `make setup`"
             )
         env = child_env(DEBIAN_FRONTEND="noninteractive")
         if not self._apt_updated:

@@ -21,6 +21,12 @@ def lakehouse_stack() -> Iterator[Settings]:
     s = get_settings()
     states = stack.up(s, log=print)
     started = [name for name, state in states.items() if state == "started"]
+    reused_dagster = [n for n in ("dagster-daemon", "dagster-webserver") if states.get(n) == "running"]
+    if reused_dagster:
+        # A stack left running from before a code change would test yesterday's definitions
+        # (the daemon's sensors included): restart Dagster so both processes load this checkout.
+        stack.down(s, reused_dagster, log=print)
+        stack.up(s, reused_dagster, log=print)
     pids = {c.name: c.process().pid for c in stack.select(s, started) if c.process() is not None}  # type: ignore[union-attr]
     yield s
     if started:
