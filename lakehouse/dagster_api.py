@@ -186,3 +186,42 @@ def set_sensor(s: Settings, sensor: str, on: bool) -> str:
     result = _ok(graphql(s, _STOP_SENSOR, {"id": state["id"]})["stopSensor"], "StopSensorMutationResult")
     status = result["instigationState"]["status"]
     return status
+
+
+_EVENTS = """
+query($runId: ID!, $after: String) { logsForRun(runId: $runId, afterCursor: $after) {
+  __typename ... on EventConnection { cursor hasMore events { __typename
+    ... on MessageEvent { message timestamp }
+    ... on ObservationEvent { assetKey { path } metadataEntries { label
+        ... on IntMetadataEntry { intValue } ... on FloatMetadataEntry { floatValue }
+        ... on TextMetadataEntry { text } ... on BoolMetadataEntry { boolValue } } }
+    ... on MaterializationEvent { assetKey { path } }
+    ... on ExecutionStepFailureEvent { error { message } } } }
+  ... on PythonError { message } ... on RunNotFoundError { message } } }
+"""
+
+
+def run_events(s: Settings, run_id: str) -> list[dict[str, Any]]:
+    """A run's event log: each event's type, message, asset ("layer/name") and metadata as a plain dict."""
+    out: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        conn = _ok(graphql(s, _EVENTS, {"runId": run_id, "after": cursor})["logsForRun"], "EventConnection")
+        for e in conn["events"]:
+            meta = {}
+            for m in e.get("metadataEntries") or []:
+                values = [v for k, v in m.items() if k != "label" and v is not None]
+                meta[m["label"]] = values[0] if values else None
+            key = e.get("assetKey")
+            out.append(
+                {
+                    "type": e["__typename"],
+                    "message": e.get("message", ""),
+                    "asset": "/".join(key["path"]) if key else None,
+                    "metadata": meta,
+                    "error": (e.get("error") or {}).get("message"),
+                }
+            )
+        cursor = conn["cursor"]
+        if not conn.get("hasMore"):
+            return out

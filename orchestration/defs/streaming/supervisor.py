@@ -12,7 +12,8 @@ toggle in the UI (Automation → ``supervise_<layer>``). On every tick the senso
   Dagster's run monitoring marks failed) waits ``supervisor_backoff_s`` doubling per
   consecutive failure, up to ``supervisor_max_backoff_s``, and gives up after
   ``supervisor_max_restarts`` consecutive quick failures;
-- reports every (re)start in the sensor log and on the run's tags.
+- reports every (re)start in the sensor log and on the run's tags;
+- restarts with the last run's configuration, so settings overrides survive a restart.
 """
 
 from __future__ import annotations
@@ -103,21 +104,23 @@ def _supervisor(layer: str) -> dg.SensorDefinition:
                 filters=dg.RunsFilter(tags={STREAM_TAG: layer}, statuses=list(IN_PROGRESS)), limit=1
             )
         )
-        runs = _past(
-            instance.get_run_records(filters=dg.RunsFilter(job_name=job.name), limit=s.supervisor_max_restarts + 2)
-        )
+        recent = instance.get_run_records(filters=dg.RunsFilter(job_name=job.name), limit=s.supervisor_max_restarts + 2)
+        runs = _past(recent)
         d = decide(layer, runs, busy, time.time(), s)
         if not d.launch:
             return dg.SkipReason(d.reason)
         context.log.info(d.reason)
+        # A restart keeps the last run's configuration (a user's settings overrides, master URL).
+        run_config = recent[0].dagster_run.run_config if recent else None
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
+                    run_config=run_config or None,
                     tags={
                         "lakehouse/supervisor": f"supervise_{layer}",
                         "lakehouse/restart": str(d.restart),
                         "lakehouse/reason": d.reason[:200],
-                    }
+                    },
                 )
             ]
         )
