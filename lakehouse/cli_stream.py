@@ -19,7 +19,7 @@ import click
 from rich.table import Table
 
 from lakehouse import dagster_api as api
-from lakehouse.cli import _settings, console, err_console, friendly_errors, stream
+from lakehouse.cli import _settings, console, err_console, friendly_errors, main, stream
 from lakehouse.settings import Settings
 
 LAYERS = ("bronze", "silver", "gold")
@@ -186,3 +186,43 @@ def stream_status() -> None:
         )
     console.print(table)
     console.print(f"UI: {s.dagster_url}/automation (supervisors)  ·  {s.dagster_url}/runs")
+
+
+@main.command("replay")
+@click.option("--from", "start", required=True, metavar="YYYY-MM-DD", help="First event date to rebuild (UTC).")
+@click.option("--to", "end", required=True, metavar="YYYY-MM-DD", help="Last event date to rebuild, inclusive.")
+@click.option("--layers", default="silver,gold", show_default=True, help="silver, gold, or both.")
+@click.option("--dagster", "via_dagster", is_flag=True, help="Launch the Dagster job `replay` instead of running here.")
+@friendly_errors
+def replay(start: str, end: str, layers: str, via_dagster: bool) -> None:
+    """Rebuild silver and gold from bronze for event dates START..END (bronze is only read).
+
+    Silver rows of the dates are re-validated from bronze and replaced in one commit; gold
+    minute tables, late events and fraud alerts of the dates are recomputed from them.
+    The silver and gold streams must be stopped first (`lakehouse stream stop silver`).
+    """
+    import subprocess
+    from datetime import date
+
+    for value in (start, end):
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+    s = _settings()
+    if via_dagster:
+        config = {
+            "ops": {"replay_tables": {"config": {"from_date": start, "to_date": end, "layers": layers.split(",")}}}
+        }
+        run_id = _api(api.launch_run, s, "replay", config, {"lakehouse/cli": "replay"})
+        console.print(f"launched replay: run {run_id}\n  {s.dagster_url}/runs/{run_id}")
+        return
+    from lakehouse import streams
+
+    t0 = time.monotonic()
+    cmd = streams.spark_submit(s, "replay", ["--from", start, "--to", end, "--layers", layers])
+    code = subprocess.run(cmd, env=streams.submit_env(s), check=False).returncode
+    if code != 0:
+        err_console.print(f"[red]replay failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
+        sys.exit(code)
+    console.print(f"[green]replay {start}..{end} done[/] in {time.monotonic() - t0:.0f}s")

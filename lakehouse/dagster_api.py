@@ -191,7 +191,10 @@ def set_sensor(s: Settings, sensor: str, on: bool) -> str:
 _EVENTS = """
 query($runId: ID!, $after: String) { logsForRun(runId: $runId, afterCursor: $after) {
   __typename ... on EventConnection { cursor hasMore events { __typename
-    ... on MessageEvent { message timestamp }
+    ... on MessageEvent { message timestamp stepKey }
+    ... on AssetCheckEvaluationEvent { evaluation { checkName success severity assetKey { path }
+        metadataEntries { label ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text }
+        ... on JsonMetadataEntry { jsonString } } } }
     ... on ObservationEvent { assetKey { path } metadataEntries { label
         ... on IntMetadataEntry { intValue } ... on FloatMetadataEntry { floatValue }
         ... on TextMetadataEntry { text } ... on BoolMetadataEntry { boolValue } } }
@@ -202,21 +205,26 @@ query($runId: ID!, $after: String) { logsForRun(runId: $runId, afterCursor: $aft
 
 
 def run_events(s: Settings, run_id: str) -> list[dict[str, Any]]:
-    """A run's event log: each event's type, message, asset ("layer/name") and metadata as a plain dict."""
+    """A run's event log: each event's type, message, step, asset ("layer/name"), metadata and, for an
+    asset check evaluation, ``check`` = {checkName, success, severity}, as plain dicts."""
     out: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
         conn = _ok(graphql(s, _EVENTS, {"runId": run_id, "after": cursor})["logsForRun"], "EventConnection")
         for e in conn["events"]:
             meta = {}
-            for m in e.get("metadataEntries") or []:
+            check = e.get("evaluation")
+            entries = (check or {}).get("metadataEntries") or e.get("metadataEntries") or []
+            for m in entries:
                 values = [v for k, v in m.items() if k != "label" and v is not None]
                 meta[m["label"]] = values[0] if values else None
-            key = e.get("assetKey")
+            key = e.get("assetKey") or (check or {}).get("assetKey")
             out.append(
                 {
                     "type": e["__typename"],
                     "message": e.get("message", ""),
+                    "step": e.get("stepKey"),
+                    "check": {k: check[k] for k in ("checkName", "success", "severity")} if check else None,
                     "asset": "/".join(key["path"]) if key else None,
                     "metadata": meta,
                     "error": (e.get("error") or {}).get("message"),

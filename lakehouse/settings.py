@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     fraud_state_retention_days: int = Field(
         7, ge=1, description="How far back the fraud rules remember payments (amount_spike's 20 previous payments)."
     )
+    freshness_max_age_minutes: float = Field(
+        60.0, gt=0, description="Quality check `freshness`: newest row older than this is a warning."
+    )
     supervisor_backoff_s: float = Field(
         15.0, gt=0, description="First restart delay of a failed supervised stream; doubles per failure."
     )

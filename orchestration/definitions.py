@@ -7,9 +7,12 @@ import warnings
 import dagster as dg
 
 from orchestration import defs as _defs_package
+from orchestration.defs.metrics import prometheus_resource
 
 with warnings.catch_warnings():
     # The package loader is marked "preview" in Dagster 1.13; it is the documented way to
     # collect a defs/ folder without a hand-kept list, and the layout test pins its result.
     warnings.simplefilter("ignore", category=dg.PreviewWarning)
-    defs = dg.load_definitions_from_package_module(_defs_package)
+    # dagster-prometheus's resource is marked "beta"; it is the integration the platform uses.
+    warnings.simplefilter("ignore", category=dg.BetaWarning)
+    defs = dg.load_definitions_from_package_module(_defs_package, resources={"prometheus": prometheus_resource()})

@@ -33,7 +33,7 @@ from lakehouse.settings import Settings, get_settings
 from spark_apps._pipes import Reporter, reporter
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 
@@ -119,6 +119,22 @@ def with_trigger(writer: DataStreamWriter, s: Settings, available_now: bool) -> 
     return writer.trigger(processingTime=s.stream_trigger_interval)
 
 
+def retrying(write_batch: Callable[..., None], name: str) -> Callable[[DataFrame, int], None]:
+    """Retry a micro-batch that lost a Delta concurrency conflict (e.g. to a concurrent OPTIMIZE).
+
+    Safe because every write of a batch is idempotent: appends and gold MERGEs carry Delta
+    transaction ids (txnAppId, batch id), and silver's MERGE only inserts missing event_ids,
+    so a retry re-does exactly the writes that did not commit.
+    """
+
+    def run(batch: DataFrame, batch_id: int) -> None:
+        from lakehouse.maintenance import retry_on_conflict
+
+        retry_on_conflict(lambda: write_batch(batch, batch_id), what=f"{name} batch {batch_id}")
+
+    return run
+
+
 def delta_foreach_batch(
     spark: SparkSession,
     s: Settings,
@@ -130,11 +146,18 @@ def delta_foreach_batch(
     available_now: bool,
 ) -> StreamingQuery:
     """Stream a Delta table through ``write_batch(df, batch_id, epoch=...)``, checkpointed per query."""
-    source = spark.readStream.format("delta").option("maxFilesPerTrigger", s.max_files_per_trigger).load(source_path)
+    source = (
+        spark.readStream.format("delta")
+        .option("maxFilesPerTrigger", s.max_files_per_trigger)
+        # Commits that rewrite rows (a replay's replaceWhere) are not new events: the replay
+        # rebuilt everything downstream of them itself. OPTIMIZE commits carry no data change.
+        .option("skipChangeCommits", "true")
+        .load(source_path)
+    )
     writer = (
         source.writeStream.queryName(f"{app}_{query}")
         .option("checkpointLocation", checkpoint(s, app, query))
-        .foreachBatch(partial(write_batch, epoch=checkpoint_epoch(s, app, query)))
+        .foreachBatch(retrying(partial(write_batch, epoch=checkpoint_epoch(s, app, query)), f"{app}_{query}"))
     )
     return with_trigger(writer, s, available_now).start()
 

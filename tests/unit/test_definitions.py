@@ -87,3 +87,48 @@ def test_stream_messages_map_to_the_tables_each_query_writes() -> None:
         dg.AssetKey(["gold", n]) for n in ("merchant_minute", "fraud_alerts", "late_events")
     }
     assert observe({"query": "something_else"}) == []
+
+
+def test_every_quality_check_is_an_asset_check_and_error_checks_block() -> None:
+    from lakehouse.quality import CHECKS
+
+    graph = defs.resolve_asset_graph()
+    declared = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert {(c.asset, c.name) for c in CHECKS} == declared
+    specs = {
+        (spec.asset_key.to_user_string(), spec.name): spec
+        for checks in defs.get_repository_def().asset_checks_defs_by_key.values()
+        for spec in checks.check_specs
+    }
+    for c in CHECKS:
+        assert specs[(c.asset, c.name)].blocking == (c.severity == "ERROR"), c
+    assert {a for a, _ in declared} == {f"{t.layer}/{t.name}" for t in _public_silver_and_gold()}
+
+
+def _public_silver_and_gold() -> list:  # type: ignore[type-arg]
+    from lakehouse.tables import ALL_TABLES
+
+    # quarantine has no suite of its own: each silver table's reconciliation accounts for it
+    return [t for t in ALL_TABLES if not t.internal and t.layer in ("silver", "gold") and t.name != "quarantine"]
+
+
+def test_batch_jobs_and_their_schedules_exist() -> None:
+    repo = defs.get_repository_def()
+    jobs = {j.name for j in repo.get_all_jobs()}
+    assert {"replay", "maintenance", "vacuum", "quality", "catchup_pipeline"} <= jobs
+    schedules = {s.name: s.job_name for s in repo.schedule_defs}
+    assert schedules["maintenance_nightly"] == "maintenance"
+    assert schedules["vacuum_weekly"] == "vacuum"
+    assert schedules["quality_hourly"] == "quality"
+    # the quality gate sits between the layers of the catch-up pipeline
+    nodes = {n.name for n in repo.get_job("catchup_pipeline").graph.node_defs}
+    assert {"bronze_stream", "silver_stream", "gold_stream", "silver_quality", "gold_quality"} == nodes
+    # no job that rewrites tables selects bronze except the bronze stream's own
+    for name in ("replay", "maintenance", "vacuum", "quality"):
+        assert not any(k.path[0] == "bronze" for k in repo.get_job(name).asset_layer.executable_asset_keys)
+
+
+def test_metrics_sensors_are_on_by_default() -> None:
+    sensors = {s.name: s for s in defs.get_repository_def().sensor_defs}
+    for status in ("success", "failure", "canceled"):
+        assert sensors[f"run_metrics_{status}"].default_status == dg.DefaultSensorStatus.RUNNING

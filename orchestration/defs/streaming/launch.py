@@ -54,6 +54,7 @@ def run_spark_app(
     master: str | None = None,
     stop_timeout_s: float = 180.0,
     materialize: Sequence[dg.AssetKey] = (),
+    on_message: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Iterator[dg.PipesExecutionResult | dg.MaterializeResult[Any]]:
     """Run ``spark_apps/<app>`` with Pipes; yield what it reported (checks, materializations).
 
@@ -93,6 +94,8 @@ def run_spark_app(
                 for message in messages[seen:]:
                     if not isinstance(message, Mapping):
                         continue
+                    if on_message is not None:
+                        on_message(message)
                     for key in observe(message):
                         context.log_event(dg.AssetObservation(asset_key=key, metadata=_metadata(message)))
                         if key in pending and (message.get("rows_out") or 0) > 0:

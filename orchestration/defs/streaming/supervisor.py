@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster_prometheus import PrometheusResource
 
 from lakehouse.settings import Settings, get_settings
+from orchestration.defs.metrics import push_restart
 from orchestration.defs.streaming.streams import LAYERS, STREAM_TAG, stream_jobs
 
 IN_PROGRESS = {
@@ -96,7 +98,7 @@ def _supervisor(layer: str) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=f"Keeps the continuous {layer} stream running while switched on, restarting it with backoff.",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def _sensor(context: dg.SensorEvaluationContext, prometheus: PrometheusResource) -> dg.SensorResult | dg.SkipReason:
         s = get_settings()
         instance = context.instance
         busy = _past(
@@ -110,6 +112,7 @@ def _supervisor(layer: str) -> dg.SensorDefinition:
         if not d.launch:
             return dg.SkipReason(d.reason)
         context.log.info(d.reason)
+        push_restart(prometheus, layer, d.restart, context.log)
         # A restart keeps the last run's configuration (a user's settings overrides, master URL).
         run_config = recent[0].dagster_run.run_config if recent else None
         return dg.SensorResult(

@@ -1,0 +1,840 @@
+"""Delta table maintenance: compaction and Z-order, VACUUM, checkpoints, pruning of the internal tables.
+
+Every function takes a SparkSession and a table spec (or the settings) and returns an
+:class:`OpResult`: what ran, on which table, how many attempts it took and Delta's own
+numbers, as a flat JSON-serialisable ``metrics`` dict (``spark_apps/maintenance.py`` turns
+each into a Dagster observation).
+
+Safe while the streams write:
+
+- every operation retries Delta's optimistic-concurrency conflicts (matched by the Java
+  exception's class name, see :func:`conflict_name`) with exponential backoff and a bounded
+  number of attempts; any other error propagates unchanged;
+- OPTIMIZE and VACUUM never change what a reader sees; VACUUM keeps removed files for the
+  table's ``delta.deletedFileRetentionDuration`` unless explicitly forced;
+- row deletes (pruning, and later a replay) go through :func:`assert_not_bronze` first:
+  bronze, the raw record of what Kafka delivered, is never deleted from or overwritten.
+
+Known interaction: OPTIMIZE rewrites files a concurrent gold MERGE may have read, so that
+MERGE (in the gold stream, not here) can fail with ``ConcurrentAppendException``; the gold
+micro-batch is idempotent and is replayed on restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lakehouse.contracts import WATERMARK_MINUTES
+from lakehouse.settings import Settings
+from lakehouse.tables import FRAUD_STATE, INTERNAL, STREAM_PROGRESS, TableSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = [
+    "CONFLICT_EXCEPTIONS",
+    "DEFAULT_RETRY",
+    "Attempts",
+    "BronzeProtectedError",
+    "ConflictRetriesExhaustedError",
+    "FileStats",
+    "MaintenanceError",
+    "MetricValue",
+    "OpResult",
+    "RetentionTooShortError",
+    "RetryPolicy",
+    "TableNotFoundError",
+    "assert_not_bronze",
+    "checkpoint",
+    "conflict_name",
+    "optimize",
+    "parse_interval_hours",
+    "prune_fraud_state",
+    "prune_internal",
+    "prune_stream_progress",
+    "retry_on_conflict",
+    "table_exists",
+    "table_files",
+    "table_retention_hours",
+    "vacuum",
+    "zorder_columns",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MetricValue = str | int | float | bool | None
+
+#: Delta's optimistic-concurrency conflicts (io.delta.exceptions.* and their
+#: org.apache.spark.sql.delta.* parents): the transaction lost a race and may simply run again.
+CONFLICT_EXCEPTIONS = frozenset(
+    {
+        "ConcurrentAppendException",
+        "ConcurrentDeleteReadException",
+        "ConcurrentDeleteDeleteException",
+        "ConcurrentTransactionException",
+        "ConcurrentWriteException",
+        "MetadataChangedException",
+        "ProtocolChangedException",
+        "DeltaConcurrentModificationException",
+    }
+)
+_JAVA_PACKAGES = r"(?:io\.delta\.exceptions|org\.apache\.spark\.sql\.delta)"
+_CONFLICT_IN_TRACE = re.compile(rf"^(?:Caused by: )?{_JAVA_PACKAGES}\.({'|'.join(CONFLICT_EXCEPTIONS)}):", re.MULTILINE)
+
+DELTA_DEFAULT_RETENTION_HOURS = 168.0  # Delta's default delta.deletedFileRetentionDuration: 1 week
+WATERMARK = timedelta(minutes=WATERMARK_MINUTES)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+_LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+_VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
+_conf_lock = threading.RLock()  # session conf changes of this module, one at a time
+
+
+# -- errors -----------------------------------------------------------------------------
+class MaintenanceError(RuntimeError):
+    """A maintenance operation could not run or did not do what it must."""
+
+
+class BronzeProtectedError(MaintenanceError):
+    """A delete or overwrite was aimed at bronze, which is never rewritten."""
+
+
+class RetentionTooShortError(MaintenanceError, ValueError):
+    """VACUUM was asked to keep removed files for less than the table's retention, without force."""
+
+
+class TableNotFoundError(MaintenanceError, FileNotFoundError):
+    """No Delta table at the spec's location (yet)."""
+
+
+class ConflictRetriesExhaustedError(MaintenanceError):
+    """Every attempt lost a Delta concurrency conflict."""
+
+
+# -- results ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileStats:
+    num_files: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class OpResult:
+    table: str  # "gold.merchant_minute"
+    asset: str  # "gold/merchant_minute"
+    operation: str  # optimize | vacuum | checkpoint | prune
+    attempts: int
+    duration_s: float
+    metrics: dict[str, MetricValue] = field(default_factory=dict)
+
+    def message(self) -> dict[str, MetricValue]:
+        """The payload of one Pipes message (the orchestrator makes it an AssetObservation)."""
+        return {
+            "asset": self.asset,
+            "operation": self.operation,
+            **self.metrics,
+            "attempts": self.attempts,
+            "duration_s": self.duration_s,
+        }
+
+
+# -- retrying concurrency conflicts -----------------------------------------------------
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base_delay_s: float = 0.5
+    max_delay_s: float = 15.0
+
+    def delay(self, failed_attempts: int) -> float:
+        """Exponential backoff with jitter (half to full of the capped exponential delay)."""
+        capped = min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempts - 1))
+        return float(capped * random.SystemRandom().uniform(0.5, 1.0))
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+def _java_class_names(throwable: Any) -> Iterator[str]:
+    """Simple class names of a Java throwable, its superclasses, and the same for its causes."""
+    seen = 0
+    while throwable is not None and seen < 16:
+        seen += 1
+        try:
+            cls = throwable.getClass()
+            while cls is not None:
+                yield str(cls.getSimpleName())
+                cls = cls.getSuperclass()
+            throwable = throwable.getCause()
+        except Exception:  # not a py4j JavaObject after all (e.g. Spark Connect): nothing more to read
+            return
+
+
+def conflict_name(exc: BaseException) -> str | None:
+    """The Delta concurrency-conflict class ``exc`` stands for, or None if it is something else.
+
+    pyspark 4.2 surfaces Delta's conflicts in three shapes, all checked here: delta-spark's own
+    Python classes (``delta.exceptions.ConcurrentAppendException``, named after the Java class,
+    without the Java object); a CapturedException or Py4JJavaError carrying the Java throwable
+    (``_origin`` / ``java_exception``; its class, superclasses and causes are checked); and the
+    JVM stack trace text (``io.delta.exceptions.X: ...`` or ``Caused by: ...``).
+    """
+    pending: list[BaseException] = [exc]
+    visited: set[int] = set()
+    while pending:
+        e = pending.pop()
+        if id(e) in visited:
+            continue
+        visited.add(id(e))
+        for cls in type(e).__mro__:
+            if cls.__name__ in CONFLICT_EXCEPTIONS:
+                return cls.__name__
+        for attr in ("_origin", "java_exception"):
+            for name in _java_class_names(getattr(e, attr, None)):
+                if name in CONFLICT_EXCEPTIONS:
+                    return name
+        trace = getattr(e, "_stackTrace", None)
+        if isinstance(trace, str) and (m := _CONFLICT_IN_TRACE.search(trace)):
+            return m.group(1)
+        for nxt in (getattr(e, "_cause", None), e.__cause__):  # not __context__: an error *while* handling one
+            if isinstance(nxt, BaseException):
+                pending.append(nxt)
+    return None
+
+
+@dataclass
+class Attempts:
+    """How many times :func:`retry_on_conflict` ran its function, and the conflicts it lost."""
+
+    count: int = 0
+    conflicts: list[str] = field(default_factory=list)
+
+
+def retry_on_conflict(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: Attempts | None = None,
+) -> T:
+    """Run ``fn``; when it loses a Delta concurrency conflict, back off and run it again.
+
+    At most ``policy.max_attempts`` runs; then :class:`ConflictRetriesExhaustedError` (from the
+    last conflict). Any other exception propagates at once, unchanged. ``attempts`` (optional)
+    records how many runs it took and which conflicts were lost.
+    """
+    record = attempts if attempts is not None else Attempts()
+    while True:
+        record.count += 1
+        try:
+            return fn()
+        except Exception as exc:
+            name = conflict_name(exc)
+            if name is None:
+                raise
+            record.conflicts.append(name)
+            if record.count >= policy.max_attempts:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ConflictRetriesExhaustedError(
+                    f"{what}: gave up after {record.count} attempts, each lost a Delta concurrency conflict "
+                    f"({', '.join(record.conflicts)}); last: {first_line}"
+                ) from exc
+            pause = policy.delay(record.count)
+            log.warning("%s: %s on attempt %d, retrying in %.1fs", what, name, record.count, pause)
+            sleep(pause)
+
+
+# -- guard ------------------------------------------------------------------------------
+def assert_not_bronze(target: TableSpec | str | Path, *, operation: str = "delete from or overwrite") -> None:
+    """Raise :class:`BronzeProtectedError` when ``target`` is bronze, part of it, or a lake holding it.
+
+    ``target`` is a spec, a full name (``"bronze.payments"``) or a path (local or URI). Call it
+    before any delete or overwrite (pruning, replay): bronze is the exactly-once record of what
+    Kafka delivered, and everything else can be rebuilt from it, but not the other way round.
+    Delta refuses too (``delta.appendOnly=true``); this refuses earlier, also for overwrites
+    and file-level deletes Delta cannot see.
+    """
+    if isinstance(target, TableSpec):
+        bronze, shown = target.layer == "bronze", f"{target.full_name} ({target.relative_path})"
+    else:
+        text = str(target)
+        parts = [p for p in re.split(r"[/\\]", text.split("://", 1)[-1]) if p]
+        local = re.sub(r"^file:(//)?", "", text)
+        bronze = (
+            text.split(".", 1)[0].lower() == "bronze"
+            or any(p.lower() == "bronze" for p in parts)
+            or ("://" not in local and (Path(local) / "bronze").is_dir())  # a lake root: holds bronze
+        )
+        shown = text
+    if bronze:
+        raise BronzeProtectedError(
+            f"refusing to {operation} {shown}: bronze is the raw, exactly-once record of what Kafka delivered "
+            "and is never deleted from or overwritten (its tables are delta.appendOnly). "
+            "Rebuild or repair silver and gold from it instead."
+        )
+
+
+# -- table facts ------------------------------------------------------------------------
+def table_exists(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+def _require(spark: SparkSession, spec: TableSpec, path: str) -> None:
+    if not table_exists(spark, path):
+        raise TableNotFoundError(f"{spec.full_name}: no Delta table at {path} (has its stream run yet?)")
+
+
+def _detail(spark: SparkSession, path: str) -> dict[str, Any]:
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).detail().first()
+    if row is None:
+        raise MaintenanceError(f"DESCRIBE DETAIL returned nothing for {path}")
+    return row.asDict(recursive=True)
+
+
+def _files(detail: Mapping[str, Any]) -> FileStats:
+    return FileStats(num_files=int(detail["numFiles"] or 0), size_bytes=int(detail["sizeInBytes"] or 0))
+
+
+def table_files(spark: SparkSession, path: str) -> FileStats:
+    """Live data files and their total size in the current version (DESCRIBE DETAIL)."""
+    return _files(_detail(spark, path))
+
+
+def _version(spark: SparkSession, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    if row is None:
+        raise MaintenanceError(f"no commits in {path}")
+    return int(row[0])
+
+
+def _commits_after(spark: SparkSession, path: str, version: int, operations: set[str]) -> list[dict[str, Any]]:
+    """Commits newer than ``version`` with one of ``operations``, oldest first."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    rows = (
+        DeltaTable.forPath(spark, path)
+        .history(200)
+        .where((F.col("version") > version) & F.col("operation").isin(*operations))
+        .orderBy("version")
+        .collect()
+    )
+    return [r.asDict(recursive=True) for r in rows]
+
+
+def _sql_path(path: str) -> str:
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
+_INTERVAL_UNITS_H = {
+    "week": 168.0,
+    "day": 24.0,
+    "hour": 1.0,
+    "minute": 1 / 60,
+    "second": 1 / 3600,
+    "millisecond": 1 / 3_600_000,
+    "microsecond": 1 / 3_600_000_000,
+}
+_INTERVAL_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(" + "|".join(_INTERVAL_UNITS_H) + r")s?\b", re.IGNORECASE)
+
+
+def parse_interval_hours(value: str) -> float:
+    """Hours in a Delta interval property, e.g. ``"interval 7 days"`` -> 168.0."""
+    text = value.strip()
+    body = re.sub(r"^interval\s+", "", text, flags=re.IGNORECASE)
+    parts = _INTERVAL_PART.findall(body)
+    if not parts or _INTERVAL_PART.sub("", body).strip():
+        raise ValueError(f"cannot read {value!r} as an interval (expected e.g. 'interval 7 days')")
+    return sum(float(n) * _INTERVAL_UNITS_H[unit.lower()] for n, unit in parts)
+
+
+def table_retention_hours(spark: SparkSession, spec: TableSpec, lake_dir: Path) -> float:
+    """The table's delta.deletedFileRetentionDuration in hours: the live table's, else the spec's, else Delta's."""
+    return _retention_hours(spec, _detail(spark, spec.path(lake_dir)))
+
+
+def _retention_hours(spec: TableSpec, detail: Mapping[str, Any]) -> float:
+    key = "delta.deletedFileRetentionDuration"
+    live = (detail.get("properties") or {}).get(key)
+    declared = spec.properties.get(key)
+    value = live or (declared.value if declared else None)
+    return parse_interval_hours(value) if value else DELTA_DEFAULT_RETENTION_HOURS
+
+
+@contextmanager
+def _session_conf(spark: SparkSession, values: Mapping[str, str]) -> Iterator[None]:
+    """Set session confs for the duration of one call, then put back exactly what was there."""
+    with _conf_lock:
+        previous = {k: spark.conf.get(k, None) for k in values}
+        try:
+            for k, v in values.items():
+                spark.conf.set(k, v)
+            yield
+        finally:
+            for k, old in previous.items():
+                if old is None:
+                    spark.conf.unset(k)
+                else:
+                    spark.conf.set(k, old)
+
+
+def _file_metrics(before: FileStats, after: FileStats) -> dict[str, int]:
+    return {
+        "files_before": before.num_files,
+        "files_after": after.num_files,
+        "bytes_before": before.size_bytes,
+        "bytes_after": after.size_bytes,
+    }
+
+
+def _result(spec: TableSpec, operation: str, started: float, attempts: Attempts, metrics: dict[str, Any]) -> OpResult:
+    return OpResult(
+        table=spec.full_name,
+        asset=spec.relative_path,
+        operation=operation,
+        attempts=attempts.count,
+        duration_s=round(time.monotonic() - started, 3),
+        metrics={**metrics, "conflicts": ",".join(attempts.conflicts)},
+    )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- OPTIMIZE ---------------------------------------------------------------------------
+_NO_MINMAX_TYPES = ("BinaryType", "BooleanType", "ArrayType", "MapType", "StructType", "VariantType")
+
+
+def zorder_columns(spark: SparkSession, spec: TableSpec, lake_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The spec's keys Delta can Z-order the live table by, and each excluded key with the reason.
+
+    Delta refuses partition columns, and columns it keeps no min/max statistics for: outside
+    ``delta.dataSkippingStatsColumns`` when set, else beyond the first
+    ``delta.dataSkippingNumIndexedCols`` (32) data columns, or of a type without min/max.
+    """
+    path = spec.path(lake_dir)
+    return _zorder_columns(spark, spec, path, _detail(spark, path))
+
+
+def _zorder_columns(
+    spark: SparkSession, spec: TableSpec, path: str, detail: Mapping[str, Any]
+) -> tuple[list[str], dict[str, str]]:
+    props: dict[str, str] = detail.get("properties") or {}
+    partitions = set(detail.get("partitionColumns") or [])
+    schema = spark.read.format("delta").load(path).schema
+    data_fields = [f for f in schema.fields if f.name not in partitions]
+    if props.get("delta.dataSkippingStatsColumns"):
+        wanted = {c.strip().strip("`") for c in props["delta.dataSkippingStatsColumns"].split(",")}
+        with_stats = {f.name for f in data_fields if f.name in wanted}
+        why_not = "not in delta.dataSkippingStatsColumns"
+    else:
+        n = int(props.get("delta.dataSkippingNumIndexedCols", "32"))
+        with_stats = {f.name for f in (data_fields if n < 0 else data_fields[:n])}
+        why_not = f"beyond the first {n} columns Delta collects statistics for (delta.dataSkippingNumIndexedCols)"
+    types = {f.name: type(f.dataType).__name__ for f in schema.fields}
+    chosen: list[str] = []
+    excluded: dict[str, str] = {}
+    for key in spec.keys:
+        if key not in types:
+            excluded[key] = "not a column of the table"
+        elif key in partitions:
+            excluded[key] = "partition column (Delta refuses to Z-order by one; partitions already cluster it)"
+        elif key not in with_stats:
+            excluded[key] = why_not
+        elif types[key] in _NO_MINMAX_TYPES:
+            excluded[key] = f"{types[key]}: Delta keeps no min/max statistics for it"
+        else:
+            chosen.append(key)
+    return chosen, excluded
+
+
+def optimize(
+    spark: SparkSession,
+    spec: TableSpec,
+    lake_dir: Path,
+    zorder: bool = True,
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> OpResult:
+    """Bin-packing compaction; for gold tables (not the internal ones) Z-ordered by the table's keys.
+
+    Changes no data (``dataChange=false``): readers and streams reading the table see nothing new.
+    Z-order skips keys Delta refuses (see :func:`zorder_columns`) and a table of fewer than 2 files
+    (Delta would rewrite even a single file).
+    """
+    from delta.tables import DeltaTable
+
+    started = time.monotonic()
+    path = spec.path(lake_dir)
+    _require(spark, spec, path)
+    detail = _detail(spark, path)
+    before, version_before = _files(detail), _version(spark, path)
+    cols: list[str] = []
+    excluded: dict[str, str] = {}
+    zorder_skipped = ""
+    if zorder and spec.layer == "gold" and not spec.internal:
+        cols, excluded = _zorder_columns(spark, spec, path, detail)
+        for col, why in excluded.items():
+            log.warning("%s: not Z-ordering by %s: %s", spec.full_name, col, why)
+        if cols and before.num_files < 2:
+            # Z-ordering rewrites every file, even a lone one: no gain, and a rewrite a running MERGE could lose to
+            zorder_skipped, cols = f"{before.num_files} file(s): nothing to cluster", []
+
+    def run() -> dict[str, Any]:
+        builder = DeltaTable.forPath(spark, path).optimize()
+        out = builder.executeZOrderBy(*cols) if cols else builder.executeCompaction()
+        row = out.first()
+        return dict(row.asDict(recursive=True).get("metrics") or {}) if row is not None else {}
+
+    attempts = Attempts()
+    m = retry_on_conflict(run, what=f"OPTIMIZE {spec.full_name}", policy=retry, attempts=attempts)
+    after = table_files(spark, path)
+    commits = _commits_after(spark, path, version_before, {"OPTIMIZE"})
+    added, removed = m.get("filesAdded") or {}, m.get("filesRemoved") or {}
+    return _result(
+        spec,
+        "optimize",
+        started,
+        attempts,
+        {
+            **_file_metrics(before, after),
+            "version_before": version_before,
+            "commit_version": commits[-1]["version"] if commits else None,
+            "zorder_by": ",".join(cols),
+            "zorder_excluded": "; ".join(f"{c}: {why}" for c, why in excluded.items()),
+            "zorder_skipped": zorder_skipped,
+            "numFilesAdded": _int(m.get("numFilesAdded")),
+            "numFilesRemoved": _int(m.get("numFilesRemoved")),
+            "numBytesAdded": _int(added.get("totalSize")),
+            "numBytesRemoved": _int(removed.get("totalSize")),
+            "partitionsOptimized": _int(m.get("partitionsOptimized")),
+            "numBatches": _int(m.get("numBatches")),
+            "totalConsideredFiles": _int(m.get("totalConsideredFiles")),
+            "totalFilesSkipped": _int(m.get("totalFilesSkipped")),
+        },
+    )
+
+
+# -- VACUUM -----------------------------------------------------------------------------
+def vacuum(
+    spark: SparkSession,
+    spec: TableSpec,
+    lake_dir: Path,
+    retention_hours: float | None = None,
+    force: bool = False,
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> OpResult:
+    """Delete files the table stopped referencing more than ``retention_hours`` ago.
+
+    Default: the table's ``delta.deletedFileRetentionDuration`` (7 days), the safe minimum.
+    Less is refused (:class:`RetentionTooShortError`) unless ``force``: a reader, a paused
+    stream or time travel still using such a file would fail. With ``force``, Delta's own check
+    (``spark.databricks.delta.retentionDurationCheck.enabled``) is off for this call only.
+    """
+    from delta.tables import DeltaTable
+
+    started = time.monotonic()
+    path = spec.path(lake_dir)
+    _require(spark, spec, path)
+    detail = _detail(spark, path)
+    safe = _retention_hours(spec, detail)
+    hours = safe if retention_hours is None else float(retention_hours)
+    if hours < 0:
+        raise ValueError(f"VACUUM {spec.full_name}: retention must be >= 0 hours, not {hours:g}")
+    if hours < safe and not force:
+        raise RetentionTooShortError(
+            f"refusing to VACUUM {spec.full_name} keeping removed files only {hours:g} h: the table keeps them "
+            f"{safe:g} h (delta.deletedFileRetentionDuration), the safe minimum, so that readers, paused streams "
+            f"and time travel never lose a file they still need. Use at least {safe:g} h, or force (--force) "
+            "when nothing reads or writes the table."
+        )
+    before, version_before = _files(detail), _version(spark, path)
+    conf = {_LISTING_PARALLELISM: str(max(2, spark.sparkContext.defaultParallelism))}
+    if spark.conf.get(_LISTING_PARALLELISM, None) is not None:
+        conf = {}  # set on purpose by whoever built the session: keep it
+    if hours < safe:
+        conf[_RETENTION_CHECK] = "false"
+    logged = (spark.conf.get(_VACUUM_LOGGING, None) or "true").lower() != "false"
+
+    def run() -> int | None:
+        with _session_conf(spark, conf):
+            planned = None
+            if not logged:  # no VACUUM START/END commits to read the counts from: count first
+                planned = spark.sql(f"VACUUM {_sql_path(path)} RETAIN {hours!r} HOURS DRY RUN").count()
+            DeltaTable.forPath(spark, path).vacuum(hours).collect()
+            return planned
+
+    attempts = Attempts()
+    planned = retry_on_conflict(run, what=f"VACUUM {spec.full_name}", policy=retry, attempts=attempts)
+    commits = _commits_after(spark, path, version_before, {"VACUUM START", "VACUUM END"})
+    start = next((c["operationMetrics"] or {} for c in reversed(commits) if c["operation"] == "VACUUM START"), {})
+    end = next((c["operationMetrics"] or {} for c in reversed(commits) if c["operation"] == "VACUUM END"), {})
+    after = table_files(spark, path)
+    deleted = _int(end.get("numDeletedFiles"))
+    return _result(
+        spec,
+        "vacuum",
+        started,
+        attempts,
+        {
+            **_file_metrics(before, after),
+            "retention_hours": hours,
+            "safe_retention_hours": safe,
+            "forced": hours < safe,
+            "files_deleted": deleted if deleted is not None else planned,
+            "bytes_deleted": _int(start.get("sizeOfDataToDelete")),
+            "numFilesToDelete": _int(start.get("numFilesToDelete")),
+            "numDeletedFiles": deleted,
+            "numVacuumedDirectories": _int(end.get("numVacuumedDirectories")),
+        },
+    )
+
+
+# -- checkpoint -------------------------------------------------------------------------
+def _jvm(spark: SparkSession) -> Any:
+    jvm = getattr(spark, "_jvm", None)
+    if jvm is None:
+        raise MaintenanceError("writing a Delta checkpoint needs a classic (py4j) SparkSession, not Spark Connect")
+    return jvm
+
+
+def _checkpoint_files(spark: SparkSession, path: str, version: int) -> list[tuple[str, int]]:
+    jvm = _jvm(spark)
+    hadoop_conf = spark._jsparkSession.sessionState().newHadoopConf()  # type: ignore[attr-defined]
+    pattern = jvm.org.apache.hadoop.fs.Path(f"{path}/_delta_log/{version:020d}.checkpoint*")
+    statuses = pattern.getFileSystem(hadoop_conf).globStatus(pattern) or []
+    return sorted((str(st.getPath().getName()), int(st.getLen())) for st in statuses)
+
+
+def checkpoint(spark: SparkSession, spec: TableSpec, lake_dir: Path, *, retry: RetryPolicy = DEFAULT_RETRY) -> OpResult:
+    """Write a Delta checkpoint of the table's current version (``_delta_log/<v>.checkpoint.parquet``).
+
+    delta-spark 4.4 has no public API for it: this calls the JVM ``DeltaLog``
+    (``update()`` for the latest snapshot, then ``checkpoint(snapshot, None)``), the same code
+    Delta runs every ``delta.checkpointInterval`` commits, and checks that the file exists.
+    """
+    started = time.monotonic()
+    path = spec.path(lake_dir)
+    _require(spark, spec, path)
+    before = table_files(spark, path)
+    jvm = _jvm(spark)
+
+    def run() -> int:
+        none = jvm.scala.Option.apply(None)
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)  # type: ignore[attr-defined]
+        snapshot = delta_log.update(False, none, none)
+        delta_log.checkpoint(snapshot, none)
+        return int(snapshot.version())
+
+    attempts = Attempts()
+    version = retry_on_conflict(run, what=f"checkpoint {spec.full_name}", policy=retry, attempts=attempts)
+    files = _checkpoint_files(spark, path, version)
+    if not files:
+        raise MaintenanceError(
+            f"checkpoint of {spec.full_name} at version {version}: no _delta_log/{version:020d}.checkpoint* "
+            f"file in {path} afterwards"
+        )
+    return _result(
+        spec,
+        "checkpoint",
+        started,
+        attempts,
+        {
+            **_file_metrics(before, before),
+            "checkpoint_version": version,
+            "checkpoint_files": ",".join(name for name, _ in files),
+            "checkpoint_bytes": sum(size for _, size in files),
+        },
+    )
+
+
+# -- pruning the internal tables ---------------------------------------------------------
+def prune_stream_progress(
+    spark: SparkSession, s: Settings, *, keep_batches: int = 2, retry: RetryPolicy = DEFAULT_RETRY
+) -> OpResult:
+    """Delete gold._stream_progress rows no batch can need again; keep the last ``keep_batches`` per writer.
+
+    ``spark_apps.gold.watermark_for(writer, b)`` is the max ``max_event_time`` of the writer's
+    rows with ``batch_id < b``, and each row's ``max_event_time`` is cumulative (it already
+    includes every earlier batch). A running query only ever processes its latest recorded batch
+    L again (a replay after a crash between recording progress and committing the checkpoint)
+    or L + 1 onwards, which need rows L - 1 and L: hence at least 2 rows kept per writer. A
+    writer whose kept rows do not cover the deleted ones (not cumulative) is left untouched.
+    Rows arriving meanwhile are newer, so the delete never touches them.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    if keep_batches < 2:
+        raise ValueError("keep_batches must be >= 2: replaying the latest batch needs the row before it")
+    spec = STREAM_PROGRESS
+    assert_not_bronze(spec, operation="prune")
+    started = time.monotonic()
+    path = spec.path(s.lake_dir)
+    _require(spark, spec, path)
+    before = table_files(spark, path)
+    progress = spark.read.format("delta").load(path)
+    latest = progress.groupBy("stream").agg(F.max("batch_id").alias("latest"))
+    plan = (
+        progress.join(latest, "stream")
+        .withColumn("keep_from", F.col("latest") - (keep_batches - 1))
+        .groupBy("stream", "keep_from", "latest")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum((F.col("batch_id") < F.col("keep_from")).cast("bigint")).alias("to_delete"),
+            F.max(F.when(F.col("batch_id") < F.col("keep_from"), F.col("max_event_time"))).alias("deleted_max"),
+            F.max(
+                F.when(
+                    (F.col("batch_id") >= F.col("keep_from")) & (F.col("batch_id") < F.col("latest")),
+                    F.col("max_event_time"),
+                )
+            ).alias("covered_max"),
+        )
+        .collect()
+    )
+    rows_before = sum(int(r["rows"]) for r in plan)
+    safe = [
+        (r["stream"], int(r["keep_from"]))
+        for r in plan
+        if r["to_delete"]
+        and (r["deleted_max"] is None or (r["covered_max"] is not None and r["covered_max"] >= r["deleted_max"]))
+    ]
+    unsafe = sorted(r["stream"] for r in plan if r["to_delete"] and (r["stream"], int(r["keep_from"])) not in safe)
+    for stream in unsafe:
+        log.warning("%s: not pruning writer %s: its kept rows do not cover the older ones", spec.full_name, stream)
+    deleted = 0
+    attempts = Attempts()
+    if safe:
+        keep = spark.createDataFrame(safe, "stream STRING, keep_from BIGINT")
+
+        def run() -> int:
+            out = (
+                DeltaTable.forPath(spark, path)
+                .alias("t")
+                .merge(F.broadcast(keep).alias("k"), "t.stream = k.stream AND t.batch_id < k.keep_from")
+                .whenMatchedDelete()
+                .execute()
+                .first()
+            )
+            return int(out["num_deleted_rows"]) if out is not None else 0
+
+        deleted = retry_on_conflict(run, what=f"prune {spec.full_name}", policy=retry, attempts=attempts)
+    after = table_files(spark, path)
+    return _result(
+        spec,
+        "prune",
+        started,
+        attempts,
+        {
+            **_file_metrics(before, after),
+            "rows_before": rows_before,
+            "rows_deleted": deleted,
+            "rows_after": rows_before - deleted,  # plus what streams appended meanwhile
+            "keep_batches": keep_batches,
+            "writers": len(plan),
+            "writers_pruned": len(safe),
+            "writers_not_cumulative": ",".join(unsafe),
+        },
+    )
+
+
+def prune_fraud_state(spark: SparkSession, s: Settings, *, retry: RetryPolicy = DEFAULT_RETRY) -> OpResult:
+    """Delete gold._fraud_state payments older than ``s.fraud_state_retention_days`` in event time.
+
+    "Now" is the newest event_time the rules have seen (the stream's clock, as in
+    ``spark_apps.gold``), not the wall clock: replaying old data must not lose its context. The
+    cutoff also leaves the watermark delay and one window, so a payment that can still arrive
+    on time has its full ``fraud_state_retention_days`` of context.
+    """
+    from pyspark.sql import functions as F
+
+    spec = FRAUD_STATE
+    assert_not_bronze(spec, operation="prune")
+    started = time.monotonic()
+    path = spec.path(s.lake_dir)
+    _require(spark, spec, path)
+    before = table_files(spark, path)
+    facts = spark.read.format("delta").load(path).agg(F.count(F.lit(1)), F.unix_micros(F.max("event_time"))).first()
+    assert facts is not None  # a global aggregate has one row
+    rows_before, newest = int(facts[0]), facts[1]
+    attempts = Attempts()
+    deleted = 0
+    cutoff = None
+    if newest is not None:
+        keep = timedelta(days=s.fraud_state_retention_days) + WATERMARK + timedelta(minutes=1)
+        cutoff = int(newest) - keep // timedelta(microseconds=1)
+
+        def run() -> int:
+            out = spark.sql(f"DELETE FROM {_sql_path(path)} WHERE event_time < timestamp_micros({cutoff}L)").first()
+            return int(out[0]) if out is not None else 0
+
+        deleted = retry_on_conflict(run, what=f"prune {spec.full_name}", policy=retry, attempts=attempts)
+    after = table_files(spark, path)
+
+    def iso(micros: int | None) -> str | None:
+        return None if micros is None else (EPOCH + timedelta(microseconds=micros)).isoformat()
+
+    return _result(
+        spec,
+        "prune",
+        started,
+        attempts,
+        {
+            **_file_metrics(before, after),
+            "rows_before": rows_before,
+            "rows_deleted": deleted,
+            "rows_after": rows_before - deleted,  # plus what the stream appended meanwhile
+            "retention_days": s.fraud_state_retention_days,
+            "newest_event_time": iso(None if newest is None else int(newest)),
+            "cutoff": iso(cutoff),
+        },
+    )
+
+
+_PRUNERS: dict[str, Callable[..., OpResult]] = {
+    STREAM_PROGRESS.full_name: prune_stream_progress,
+    FRAUD_STATE.full_name: prune_fraud_state,
+}
+
+
+def prune_internal(
+    spark: SparkSession,
+    s: Settings,
+    *,
+    tables: Iterable[TableSpec] | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> list[OpResult]:
+    """Prune gold._stream_progress and gold._fraud_state (or those of ``tables`` that are internal).
+
+    Tables that do not exist yet are skipped (nothing to prune); bronze is refused.
+    """
+    out: list[OpResult] = []
+    for spec in tables if tables is not None else INTERNAL.values():
+        assert_not_bronze(spec, operation="prune")
+        pruner = _PRUNERS.get(spec.full_name)
+        if pruner is None or not table_exists(spark, spec.path(s.lake_dir)):
+            continue
+        out.append(pruner(spark, s, retry=retry))
+    return out

@@ -1,0 +1,104 @@
+"""Table maintenance as scheduled jobs: OPTIMIZE (+ Z-order on gold keys), VACUUM, checkpoints, pruning.
+
+The work is spark_apps/maintenance.py (lakehouse/maintenance.py), launched through Pipes.
+Each table's result (files and bytes before and after, files deleted, retries) is
+recorded as an AssetObservation on that table's asset, so the UI's asset page shows
+compaction over time. Everything is safe while the streams write: Delta concurrency
+conflicts are retried with backoff, and VACUUM never goes below the table's retention
+unless ``force`` is set.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from orchestration.defs.streaming.launch import run_spark_app
+from orchestration.defs.streaming.resources import SparkRunConfig
+from orchestration.defs.streaming.tables import table_specs
+
+PUBLIC = {spec.key for spec in table_specs}
+
+
+class MaintenanceConfig(SparkRunConfig):
+    operations: list[str] = Field(
+        default_factory=lambda: ["prune", "optimize", "checkpoint"],
+        description="Any of prune, optimize, vacuum, checkpoint (run in that order per table).",
+    )
+    tables: list[str] = Field(
+        default_factory=list, description='layer/name of the tables (e.g. ["gold/merchant_minute"]); empty: all.'
+    )
+    zorder: bool = Field(True, description="Z-order gold tables by their keys when optimizing.")
+    retention_hours: float | None = Field(None, description="VACUUM retention; default: each table's own (7 days).")
+    force: bool = Field(False, description="Allow a VACUUM retention below the table's own (unsafe for readers).")
+
+
+def _args(config: MaintenanceConfig) -> list[str]:
+    unknown = set(config.operations) - {"prune", "optimize", "vacuum", "checkpoint"}
+    if unknown:
+        raise dg.Failure(description=f"unknown maintenance operations {sorted(unknown)}")
+    args = [f"--{op}" for op in config.operations]
+    if config.tables:
+        args += ["--tables", ",".join(config.tables)]
+    if not config.zorder:
+        args.append("--no-zorder")
+    if config.retention_hours is not None:
+        args += ["--retention-hours", str(config.retention_hours)]
+    if config.force:
+        args.append("--force")
+    return args
+
+
+@dg.op(description="spark_apps/maintenance.py through Pipes; each table's result becomes an AssetObservation.")
+def maintain_tables(context: dg.OpExecutionContext, config: MaintenanceConfig) -> None:
+    s = config.resolve()
+
+    def observe(message: Mapping[str, Any]) -> list[dg.AssetKey]:
+        key = dg.AssetKey(str(message.get("asset", "")).split("/"))
+        if key in PUBLIC:
+            return [key]
+        context.log.info(f"maintenance of internal table {message.get('asset')}: {dict(message)}")
+        return []
+
+    for _ in run_spark_app(context, s, "maintenance", _args(config), observe=observe, master=config.master):
+        pass
+
+
+def _job(name: str, description: str, operations: list[str]) -> dg.JobDefinition:
+    @dg.job(
+        name=name,
+        description=description,
+        config={"ops": {"maintain_tables": {"config": {"operations": operations}}}},
+        tags={"lakehouse/kind": "maintenance"},
+        executor_def=dg.in_process_executor,
+    )
+    def _maintenance() -> None:
+        maintain_tables()
+
+    return _maintenance
+
+
+maintenance = _job(
+    "maintenance",
+    "Prune internal state, OPTIMIZE (gold Z-ordered by key) and checkpoint every table.",
+    ["prune", "optimize", "checkpoint"],
+)
+vacuum = _job("vacuum", "VACUUM every table at its own retention (7 days), never shorter unless forced.", ["vacuum"])
+
+maintenance_schedules = [
+    dg.ScheduleDefinition(
+        name="maintenance_nightly",
+        job=maintenance,
+        cron_schedule="0 3 * * *",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Every night at 03:00: prune, compact and checkpoint.",
+    ),
+    dg.ScheduleDefinition(
+        name="vacuum_weekly",
+        job=vacuum,
+        cron_schedule="0 4 * * 0",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Sundays at 04:00: VACUUM at each table's retention.",
+    ),
+]

@@ -1,0 +1,222 @@
+"""maintenance: OPTIMIZE (+ Z-order on gold keys), VACUUM, checkpoints and pruning of the internal tables.
+
+    spark-submit spark_apps/maintenance.py [--optimize] [--vacuum] [--checkpoint] [--prune]
+        [--tables gold/merchant_minute,gold/_stream_progress,...] [--retention-hours H] [--force]
+        [--no-zorder] [--master URL]
+
+No operation flag means all four. ``--tables`` takes layer/name (or layer.name) and defaults
+to every table, the internal ones included; ``--prune`` only concerns the internal tables
+(gold._stream_progress, gold._fraud_state). Per table the order is prune, optimize, vacuum,
+checkpoint. Safe while the streams run: Delta concurrency conflicts are retried with backoff
+(``lakehouse.maintenance``). A table that does not exist yet is skipped.
+
+Each result goes to Dagster as a Pipes message (an AssetObservation there) and into a summary
+table on stdout. Exit status 1 when any operation failed, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lakehouse import maintenance as m
+from lakehouse.settings import Settings
+from lakehouse.tables import ALL_TABLES, INTERNAL, TableSpec
+from spark_apps._pipes import Reporter, reporter
+from spark_apps._runtime import RunOptions, session
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+APP = "maintenance"
+OPERATIONS = ("prune", "optimize", "vacuum", "checkpoint")  # the order they run in, per table
+
+
+@dataclass(frozen=True)
+class Args:
+    operations: tuple[str, ...]
+    tables: tuple[TableSpec, ...]
+    retention_hours: float | None
+    force: bool
+    zorder: bool
+    master: str | None
+
+
+def _table(name: str) -> TableSpec:
+    wanted = name.strip().strip("/").replace("/", ".")
+    for t in ALL_TABLES:
+        if t.full_name == wanted:
+            return t
+    known = ", ".join(t.relative_path for t in ALL_TABLES)
+    raise argparse.ArgumentTypeError(f"no table {name!r}; known: {known}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    ap = argparse.ArgumentParser(prog=f"spark-submit spark_apps/{APP}.py", description=__doc__.split("\n\n")[0])
+    for op, what in (
+        ("optimize", "bin-packing compaction; gold tables also Z-ordered by their keys"),
+        ("vacuum", "delete files unreferenced for longer than the retention"),
+        ("checkpoint", "write a Delta checkpoint of the current version"),
+        ("prune", "delete internal bookkeeping rows no longer needed"),
+    ):
+        ap.add_argument(f"--{op}", action="store_true", help=what)
+    ap.add_argument("--tables", help="comma-separated layer/name list (default: every table, internal included)")
+    ap.add_argument(
+        "--retention-hours",
+        type=float,
+        help="VACUUM retention (default: each table's delta.deletedFileRetentionDuration, 7 days)",
+    )
+    ap.add_argument("--force", action="store_true", help="allow a VACUUM retention below the table's (unsafe)")
+    ap.add_argument("--no-zorder", action="store_true", help="compaction only, even for gold tables")
+    ap.add_argument("--master", help="Spark master URL (default: LAKEHOUSE_SPARK_MASTER)")
+    a = ap.parse_args(argv)
+    chosen = tuple(op for op in OPERATIONS if getattr(a, op))
+    try:
+        named = [_table(n) for n in a.tables.split(",") if n.strip()] if a.tables else list(ALL_TABLES)
+    except argparse.ArgumentTypeError as exc:
+        ap.error(str(exc))
+    tables = tuple({t.full_name: t for t in named}.values())  # once each, in the given order
+    if not tables:
+        ap.error("--tables names no table")
+    if a.retention_hours is not None and a.retention_hours < 0:
+        ap.error("--retention-hours must be >= 0")
+    return Args(
+        operations=chosen or OPERATIONS,
+        tables=tables,
+        retention_hours=a.retention_hours,
+        force=bool(a.force),
+        zorder=not a.no_zorder,
+        master=a.master,
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    table: TableSpec
+    operation: str
+    result: m.OpResult | None = None
+    error: str | None = None
+    skipped: str | None = None
+
+
+def _run_one(spark: SparkSession, s: Settings, args: Args, spec: TableSpec, op: str) -> m.OpResult:
+    runs: dict[str, Callable[[], m.OpResult]] = {
+        "optimize": lambda: m.optimize(spark, spec, s.lake_dir, zorder=args.zorder),
+        "vacuum": lambda: m.vacuum(spark, spec, s.lake_dir, retention_hours=args.retention_hours, force=args.force),
+        "checkpoint": lambda: m.checkpoint(spark, spec, s.lake_dir),
+        "prune": lambda: _prune(spark, s, spec),
+    }
+    return runs[op]()
+
+
+def _prune(spark: SparkSession, s: Settings, spec: TableSpec) -> m.OpResult:
+    results = m.prune_internal(spark, s, tables=[spec])
+    if not results:
+        raise m.MaintenanceError(f"{spec.full_name}: nothing prunes this table")
+    return results[0]
+
+
+def run(spark: SparkSession, s: Settings, args: Args, r: Reporter) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for spec in args.tables:
+        ops = [op for op in args.operations if op != "prune" or spec.name in INTERNAL]
+        if not ops:
+            continue
+        if not m.table_exists(spark, spec.path(s.lake_dir)):
+            outcomes.append(Outcome(spec, ",".join(ops), skipped="no Delta table yet"))
+            continue
+        for op in ops:
+            try:
+                result = _run_one(spark, s, args, spec, op)
+            except Exception as exc:  # reported, and the exit status says so; the other tables still run
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                reason = f"{type(exc).__name__}: {first}"
+                r.log(f"maintenance: {op} {spec.full_name} FAILED: {reason}")
+                outcomes.append(Outcome(spec, op, error=reason))
+                continue
+            r.message(result.message())
+            r.log(f"maintenance: {op} {spec.full_name} done in {result.duration_s:.1f}s ({result.attempts} attempt(s))")
+            outcomes.append(Outcome(spec, op, result=result))
+    return outcomes
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _detail(o: Outcome) -> str:
+    if o.skipped:
+        return f"skipped: {o.skipped}"
+    if o.error:
+        return f"FAILED: {o.error}"
+    assert o.result is not None
+    x = o.result.metrics
+    if o.operation == "optimize":
+        text = f"+{x.get('numFilesAdded')} -{x.get('numFilesRemoved')} files"
+        if x.get("zorder_by"):
+            text += f", z-order {x['zorder_by']}"
+        if x.get("zorder_excluded"):
+            text += f" (not: {x['zorder_excluded']})"
+        return text
+    if o.operation == "vacuum":
+        forced = ", FORCED" if x.get("forced") else ""
+        return f"deleted {x.get('files_deleted')} files, retention {x.get('retention_hours')} h{forced}"
+    if o.operation == "checkpoint":
+        return f"version {x.get('checkpoint_version')}: {x.get('checkpoint_files')}"
+    extra = f", cutoff {x['cutoff']}" if x.get("cutoff") else ""
+    return f"{x.get('rows_deleted')} of {x.get('rows_before')} rows deleted{extra}"
+
+
+def summary(outcomes: Sequence[Outcome]) -> str:
+    header = ("table", "operation", "attempts", "seconds", "files", "size", "detail")
+    rows = [header]
+    for o in outcomes:
+        if o.result is None:
+            rows.append((o.table.relative_path, o.operation, "-", "-", "-", "-", _detail(o)))
+            continue
+        x = o.result.metrics
+        rows.append(
+            (
+                o.table.relative_path,
+                o.operation,
+                str(o.result.attempts),
+                f"{o.result.duration_s:.1f}",
+                f"{x.get('files_before')} -> {x.get('files_after')}",
+                f"{_size(x.get('bytes_before'))} -> {_size(x.get('bytes_after'))}",
+                _detail(o),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with reporter() as r:
+        spark, s = session(APP, RunOptions(available_now=True, master=args.master))
+        try:
+            outcomes = run(spark, s, args, r)
+        finally:
+            spark.stop()
+        print(summary(outcomes), flush=True)
+        failed = [o for o in outcomes if o.error]
+        if failed:
+            names = ", ".join(f"{o.operation} {o.table.full_name}" for o in failed)
+            print(f"error: {len(failed)} maintenance operation(s) failed: {names}", file=sys.stderr, flush=True)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""replay: rebuild silver and gold from bronze for a range of event dates.
+
+    spark-submit spark_apps/replay.py --from 2026-11-20 --to 2026-11-26 [--layers silver,gold]
+    (Dagster: job ``replay``; CLI: ``lakehouse replay --from ... --to ...``)
+
+For every event date D in the range (inclusive):
+
+- **silver.<topic>**: bronze is re-validated with the same compiled schema, masked and
+  deduplicated (the copy with the lowest Kafka coordinates wins), and the rows of dates D
+  replace silver's in ONE commit (``replaceWhere``): readers see the old rows or the new,
+  never a gap. Quarantine is left alone: it records bad input, not a date's results.
+- **gold minute tables**: recomputed from the rebuilt silver rows of the range in ONE MERGE
+  that updates, inserts, and deletes rows of the range that no longer have any event.
+  Nothing is "late" in a replay, so every event counts; the range's ``late_events`` rows
+  are deleted because their events are now counted.
+- **gold.fraud_alerts**: the rules are re-evaluated for every payment of the range (alerts
+  upserted or retracted), and merchant ``flagged_count`` follows.
+
+Bronze is only read: every table written is checked by ``assert_not_bronze`` first (and
+bronze is ``delta.appendOnly``). The replay holds the silver and gold checkpoint locks, so
+it refuses to run while those streams run; the streams skip the replay's commits
+(``skipChangeCommits``) when they resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.contracts import TOPICS, schema
+from lakehouse.maintenance import assert_not_bronze
+from lakehouse.settings import Settings, get_settings
+from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, SILVER, TableSpec
+from lakehouse.validation import compile_schema
+from spark_apps import gold, silver
+from spark_apps._pipes import Reporter, reporter
+from spark_apps._runtime import ALREADY_RUNNING, AlreadyRunningError, exclusive
+
+APP = "replay"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="spark-submit spark_apps/replay.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--from", dest="start", type=date.fromisoformat, required=True, help="first event date (UTC)")
+    ap.add_argument("--to", dest="end", type=date.fromisoformat, required=True, help="last event date, inclusive")
+    ap.add_argument("--layers", default="silver,gold", help="silver, gold or both (default: silver,gold)")
+    ap.add_argument("--master", help="Spark master URL (default: LAKEHOUSE_SPARK_MASTER)")
+    args = ap.parse_args(argv)
+    if args.end < args.start:
+        ap.error(f"--to {args.end} is before --from {args.start}")
+    layers = {x.strip() for x in args.layers.split(",") if x.strip()}
+    if not layers or layers - {"silver", "gold"}:
+        ap.error(f"--layers: choose silver, gold or both (got {args.layers!r})")
+    args.layers = layers
+    return args
+
+
+def in_range(column: str, start: date, end: date) -> str:
+    return f"{column} >= DATE'{start.isoformat()}' AND {column} < DATE'{end.isoformat()}' + INTERVAL 1 DAY"
+
+
+def rebuilt_silver(spark: SparkSession, s: Settings, topic: str, start: date, end: date) -> DataFrame:
+    """Silver rows of the range, recomputed from every bronze record of the topic."""
+    bronze = spark.read.format("delta").load(BRONZE[topic].path(s.lake_dir))
+    parsed = silver.parse(bronze, compile_schema(schema(topic)))
+    rows = silver.to_silver(parsed, SILVER[topic], s.pii_hmac_key.get_secret_value().encode())
+    return silver.first_copies(rows.where(in_range("event_date", start, end)))
+
+
+def replace_silver(spark: SparkSession, s: Settings, topic: str, start: date, end: date, r: Reporter) -> int:
+    table = SILVER[topic]
+    assert_not_bronze(table, operation="replay into")
+    rows = rebuilt_silver(spark, s, topic, start, end).persist()
+    try:
+        count = rows.count()
+        (
+            rows.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", in_range("event_date", start, end))
+            .save(table.path(s.lake_dir))
+        )
+    finally:
+        rows.unpersist()
+    r.message({"asset": f"silver/{topic}", "operation": "replay", "rows": count, "from": str(start), "to": str(end)})
+    return count
+
+
+def replace_minutes(spark: SparkSession, s: Settings, stream: str, start: date, end: date, r: Reporter) -> int:
+    from delta.tables import DeltaTable
+
+    mt = gold.MINUTE_TABLES[stream]
+    spec: TableSpec = mt.spec
+    assert_not_bronze(spec, operation="replay into")
+    events = spark.read.format("delta").load(SILVER[stream].path(s.lake_dir)).where(in_range("event_date", start, end))
+    partials = mt.partials(gold.with_window(events)).withColumn("updated_at", F.current_timestamp())  # type: ignore[operator]
+    values: dict[str, str | Column] = {**mt.on_insert, "updated_at": "s.updated_at"}
+    replace: dict[str, str | Column] = {k: v for k, v in values.items() if k not in spec.keys}
+    if "flagged_count" in replace:
+        replace["flagged_count"] = "t.flagged_count"  # the fraud re-evaluation below sets it
+    metrics = (
+        DeltaTable.forPath(spark, spec.path(s.lake_dir))
+        .alias("t")
+        .merge(partials.alias("s"), spec.merge_condition())
+        .whenMatchedUpdate(set=replace)
+        .whenNotMatchedInsert(values=values)
+        .whenNotMatchedBySourceDelete(condition=in_range("CAST(t.window_start AS DATE)", start, end))
+        .execute()
+    )
+    row = metrics.first() if metrics is not None else None
+    changed = int(row.asDict().get("num_affected_rows") or 0) if row is not None else 0
+    r.message({"asset": f"gold/{spec.name}", "operation": "replay", "rows_changed": changed})
+    return changed
+
+
+def replay_gold(spark: SparkSession, s: Settings, start: date, end: date, r: Reporter) -> None:
+    from delta.tables import DeltaTable
+
+    for stream in gold.MINUTE_TABLES:
+        replace_minutes(spark, s, stream, start, end, r)
+    assert_not_bronze(LATE_EVENTS, operation="replay into")
+    DeltaTable.forPath(spark, LATE_EVENTS.path(s.lake_dir)).delete(in_range("CAST(window_start AS DATE)", start, end))
+    r.message({"asset": "gold/late_events", "operation": "replay", "note": "late rows of the range now counted"})
+    assert_not_bronze(FRAUD_ALERTS, operation="replay into")
+    payments = (
+        spark.read.format("delta").load(SILVER["payments"].path(s.lake_dir)).where(in_range("event_date", start, end))
+    )
+    gold._fraud(spark, s, payments, 0, f"replay-{uuid.uuid4().hex[:12]}")
+    r.message({"asset": "gold/fraud_alerts", "operation": "replay", "payments_judged": payments.count()})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    s = get_settings()
+    with reporter() as r:
+        try:
+            with exclusive(s, ["silver", "gold"]):
+                from lakehouse.spark import build_spark_session
+
+                spark = build_spark_session("lakehouse-replay", s, master=args.master)
+                try:
+                    for spec in (*SILVER.values(), *gold.GOLD_TABLES):
+                        spec.ensure(spark, s.lake_dir)
+                    if "silver" in args.layers:
+                        for t in TOPICS:
+                            n = replace_silver(spark, s, t.name, args.start, args.end, r)
+                            r.log(f"replay: silver.{t.name}: {n} rows for {args.start}..{args.end}")
+                    if "gold" in args.layers:
+                        replay_gold(spark, s, args.start, args.end, r)
+                        r.log(f"replay: gold rebuilt for {args.start}..{args.end}")
+                finally:
+                    spark.stop()
+        except AlreadyRunningError as e:
+            print(f"error: {e}. Stop the silver and gold streams before a replay.", file=sys.stderr, flush=True)
+            return ALREADY_RUNNING
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
