@@ -119,10 +119,21 @@ def reload_location(s: Settings, name: str = LOCATION) -> None:
 
 
 def launch_run(
-    s: Settings, job: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None
+    s: Settings,
+    job: str,
+    run_config: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    assets: list[str] | None = None,
+    checks: list[tuple[str, str]] | None = None,
 ) -> str:
+    """Launch JOB; ASSETS ("layer/name") and CHECKS ((asset, check name)) narrow an asset job to a subset."""
+    selector: dict[str, Any] = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job}
+    if assets is not None:
+        selector["assetSelection"] = [{"path": a.split("/")} for a in assets]
+    if checks is not None:
+        selector["assetCheckSelection"] = [{"assetKey": {"path": a.split("/")}, "name": n} for a, n in checks]
     params = {
-        "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
+        "selector": selector,
         "runConfigData": run_config or {},
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
     }

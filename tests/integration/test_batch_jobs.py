@@ -21,8 +21,9 @@ from lakehouse import dagster_api as api
 from lakehouse import streams
 from lakehouse.generator import GeneratorConfig, generate, produce
 from lakehouse.kafka import end_offsets_json
+from lakehouse.quality import CHECKS
 from lakehouse.settings import Settings
-from lakehouse.tables import BRONZE, GOLD, SILVER
+from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -197,8 +198,13 @@ def test_quality_checks_pass_on_good_tables_and_a_failing_one_blocks_gold(lake: 
     dup_id = dup.first()["event_id"]  # type: ignore[index]
     dup.write.format("delta").mode("append").save(SILVER["payments"].path(s.lake_dir))
     gold_version = DeltaTable.forPath(spark, GOLD["merchant_minute"].path(s.lake_dir)).history(1).first()[0]  # type: ignore[index]
-    ops = ("bronze_stream", "silver_stream", "gold_stream", "silver_quality", "gold_quality")
-    run_id = api.launch_run(s, "catchup_pipeline", {"ops": {op: {"config": overrides} for op in ops}})
+    # catchup_pipeline without bronze (nothing new to read there): silver, its checks, gold, gold's checks
+    ops = ("silver_stream", "gold_stream", "silver_quality", "gold_quality")
+    assets = [f"{t.layer}/{t.name}" for t in (*SILVER.values(), QUARANTINE, *GOLD.values())]
+    checks = [(c.asset, c.name) for c in CHECKS]
+    run_id = api.launch_run(
+        s, "catchup_pipeline", {"ops": {op: {"config": overrides} for op in ops}}, assets=assets, checks=checks
+    )
     run = _wait_run(s, run_id)
     events = api.run_events(s, run_id)
     unique = _checks(events)[("silver/payments", "keys_unique")]

@@ -106,50 +106,31 @@ def _bronze_count(spark: SparkSession, lake: Path) -> tuple[int, int]:
     return total, distinct
 
 
-def test_a_stream_started_through_dagster_reports_each_batch_and_stops_at_a_batch_boundary(
+def test_a_dagster_stream_reports_each_batch_survives_a_killed_driver_and_stops_at_a_batch_boundary(
     lakehouse_stack: Settings, bronze_clean: None, tmp_path: Path, spark: SparkSession
 ) -> None:
+    """One stream through its life: started over GraphQL, observed live, its driver SIGKILLed and
+    restarted by the supervisor with nothing lost, then stopped gracefully."""
     s = lakehouse_stack
     lake = tmp_path / "lake"
-    run_id = _launch(s, "bronze", _overrides(s, lake))
-    _wait("the run to start", lambda: _status(s, run_id) == "STARTED", timeout=120)
-    sent = _sent_per_topic(31, 300, s)
+    first = _launch(s, "bronze", _overrides(s, lake))
+    _wait("the run to start", lambda: _status(s, first) == "STARTED", timeout=120)
+    sent_a = _sent_per_topic(31, 300, s)
 
-    # Observations arrive while the run is still going: one per micro-batch, with rows in and lag.
-    _wait("observations covering every record sent", lambda: _rows_in(s, run_id) == sent)
-    assert _status(s, run_id) == "STARTED"
-    events = api.run_events(s, run_id)
+    # 1. Observations arrive while the run is still going: one per micro-batch, with rows in and lag.
+    _wait("observations covering every record sent", lambda: _rows_in(s, first) == sent_a)
+    assert _status(s, first) == "STARTED"
+    events = api.run_events(s, first)
     batch = next(e for e in events if e["type"] == "ObservationEvent" and e["metadata"].get("rows_in"))
     for field in ("batch_id", "rows_out", "batch_duration_ms", "input_rows_per_second", "processed_rows_per_second"):
         assert field in batch["metadata"], f"observation lacks {field}: {batch['metadata']}"
     assert batch["metadata"]["kafka_lag"] >= 0
     materialized = {e["asset"] for e in events if e["type"] == "MaterializationEvent"}
-    assert materialized == set(sent)  # each table materialized by its first batch, while the stream runs
+    assert materialized == set(sent_a)  # each table materialized by its first batch, while the stream runs
 
-    # Stop it as `lakehouse stream stop bronze` does: terminate the run.
-    api.terminate_run(s, run_id)
-    assert _wait("the run to end", lambda: _status(s, run_id) in TERMINAL and _status(s, run_id)) == "CANCELED"
-    log = (s.logs_dir / "runs" / f"{run_id}-bronze.log").read_text()
-    assert "stopping after the current micro-batch" in log
-    assert "bronze: stopped on request" in log  # the driver stopped its queries itself: not killed
-    total, distinct = _bronze_count(spark, lake)
-    assert total == distinct == sum(sent.values())
-
-
-def test_the_supervisor_restarts_a_killed_driver_and_nothing_is_lost(
-    lakehouse_stack: Settings, bronze_clean: None, tmp_path: Path, spark: SparkSession
-) -> None:
-    s = lakehouse_stack
-    lake = tmp_path / "lake"
-    first = _launch(s, "bronze", _overrides(s, lake))
+    # 2. SIGKILL the Spark driver JVM (what an out-of-memory kill does): the run fails, the supervisor restarts it.
     assert api.set_sensor(s, "supervise_bronze", True) == "RUNNING"
-    _wait("the run to start", lambda: _status(s, first) == "STARTED", timeout=120)
-    sent_a = _sent_per_topic(41, 200, s)
-    _wait("the first records in bronze", lambda: _rows_in(s, first) == sent_a)
-
-    # SIGKILL the Spark driver JVM (what an out-of-memory kill does): no cleanup runs.
-    lock = lake / "_checkpoints" / "bronze" / "_lock"
-    python_driver = psutil.Process(int(lock.read_text().strip()))
+    python_driver = psutil.Process(int((lake / "_checkpoints" / "bronze" / "_lock").read_text().strip()))
     jvm = python_driver.parent()
     assert jvm is not None
     assert "java" in jvm.name()
@@ -167,6 +148,14 @@ def test_the_supervisor_restarts_a_killed_driver_and_nothing_is_lost(
     sent_b = _sent_per_topic(42, 200, s)
     expected = sum(sent_a.values()) + sum(sent_b.values())
     _wait("every record in bronze", lambda: _bronze_count(spark, lake)[0] >= expected or None, every=5)
-    time.sleep(5)  # one more trigger: anything extra would show now
+
+    # 3. Stop as `lakehouse stream stop bronze` does: supervisor off, then terminate the run.
+    assert api.set_sensor(s, "supervise_bronze", False) == "STOPPED"
+    api.terminate_run(s, second["runId"])
+    ended = _wait("the run to end", lambda: _status(s, second["runId"]) in TERMINAL and _status(s, second["runId"]))
+    assert ended == "CANCELED"
+    log = (s.logs_dir / "runs" / f"{second['runId']}-bronze.log").read_text()
+    assert "stopping after the current micro-batch" in log
+    assert "bronze: stopped on request" in log  # the driver stopped its queries itself: not killed
     total, distinct = _bronze_count(spark, lake)
     assert total == distinct == expected  # nothing lost, nothing twice
