@@ -73,7 +73,10 @@ class StreamMetrics:
         _push(self.prometheus, self.registry, "lakehouse_streams", self.log, app=self.app)
 
 
-def push_check_results(prometheus: PrometheusResource, results: list[dg.AssetCheckResult], log: Any) -> None:
+def push_check_results(
+    prometheus: PrometheusResource, results: list[dg.AssetCheckResult], layer: str, log: Any
+) -> None:
+    """One group per layer: a push replaces its group, and silver and gold checks run apart."""
     registry = CollectorRegistry()
     passed = Gauge(
         "lakehouse_quality_check_passed", "1 if the check passed", ["asset", "check", "severity"], registry=registry
@@ -88,7 +91,7 @@ def push_check_results(prometheus: PrometheusResource, results: list[dg.AssetChe
         raw = getattr(count, "value", count)
         if isinstance(raw, int | float):
             unexpected.labels(asset, r.check_name or "").set(raw)
-    _push(prometheus, registry, "lakehouse_quality", log)
+    _push(prometheus, registry, "lakehouse_quality", log, layer=layer)
 
 
 def push_restart(prometheus: PrometheusResource, stream: str, restart: int, log: Any) -> None:
@@ -106,7 +109,7 @@ def _run_metrics(context: dg.RunStatusSensorContext, prometheus: PrometheusResou
     run = context.dagster_run
     record = context.instance.get_run_record_by_id(run.run_id)
     registry = CollectorRegistry()
-    labels = ["job"]
+    labels = ["dagster_job"]  # not "job": the pushgateway's grouping label
     status = run.status.value
     Gauge("lakehouse_dagster_run_success", "1 if the job's last run succeeded", labels, registry=registry).labels(
         run.job_name
@@ -118,9 +121,8 @@ def _run_metrics(context: dg.RunStatusSensorContext, prometheus: PrometheusResou
         Gauge(
             "lakehouse_dagster_run_duration_seconds", "Duration of the job's last run", labels, registry=registry
         ).labels(run.job_name).set(record.end_time - record.start_time)
-    Gauge(
-        "lakehouse_dagster_run_last_status", "Last run status (label status)", ["job", "status"], registry=registry
-    ).labels(run.job_name, status).set(1)
+    last = Gauge("lakehouse_dagster_run_last_status", "Last run status", ["dagster_job", "status"], registry=registry)
+    last.labels(run.job_name, status).set(1)
     _push(prometheus, registry, "lakehouse_runs", context.log, run_job=run.job_name)
 
 

@@ -215,3 +215,26 @@ def test_quality_checks_pass_on_good_tables_and_a_failing_one_blocks_gold(lake: 
     assert "gold_stream" not in started, "gold was built on data that failed a blocking check"
     assert run["status"] == "FAILURE"
     assert DeltaTable.forPath(spark, GOLD["merchant_minute"].path(s.lake_dir)).history(1).first()[0] == gold_version  # type: ignore[index]
+
+
+def test_check_and_run_results_reach_prometheus(lake: Settings) -> None:
+    """After the quality runs above: dagster-prometheus pushed check results and run outcomes."""
+    from tests.integration.test_dagster_streams import _pushed
+
+    s = lake
+    # (the pushgateway persists its groups across restarts: name this run's group exactly)
+    passed = "lakehouse_quality_check_passed"
+    assert _pushed(
+        s, passed, job="lakehouse_quality", layer="silver", asset="silver/payments", check="keys_unique"
+    ) == [0.0]
+    assert _pushed(
+        s, passed, job="lakehouse_quality", layer="gold", asset="gold/merchant_minute", check="keys_not_null"
+    ) == [1.0]
+    deadline = time.monotonic() + 120  # the run status sensors tick every 15 s
+    jobs = ("quality", "catchup_pipeline")
+    while time.monotonic() < deadline and not all(
+        _pushed(s, "lakehouse_dagster_run_success", dagster_job=job) for job in jobs
+    ):
+        time.sleep(3)
+    assert _pushed(s, "lakehouse_dagster_run_success", dagster_job="catchup_pipeline") == [0.0]
+    assert _pushed(s, "lakehouse_dagster_run_success", dagster_job="quality") == [1.0]

@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
+import requests
 from pyspark.sql import SparkSession
 
 from lakehouse import dagster_api as api
@@ -62,6 +63,19 @@ def _rows_in(s: Settings, run_id: str) -> dict[str, int]:
         if e["type"] == "ObservationEvent" and not e["metadata"].get("idle"):
             totals[e["asset"]] = totals.get(e["asset"], 0) + int(e["metadata"].get("rows_in") or 0)
     return totals
+
+
+def _pushed(s: Settings, metric: str, **labels: str) -> list[float]:
+    """Values of METRIC with LABELS that the pushgateway serves now."""
+    text = requests.get(f"{s.pushgateway_url}/metrics", timeout=10).text
+    values = []
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name != metric:
+            continue
+        if all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            values.append(float(rest.rsplit(" ", 1)[1]))
+    return values
 
 
 def _stop_everything(s: Settings, layer: str) -> None:
@@ -127,6 +141,9 @@ def test_a_dagster_stream_reports_each_batch_survives_a_killed_driver_and_stops_
     assert batch["metadata"]["kafka_lag"] >= 0
     materialized = {e["asset"] for e in events if e["type"] == "MaterializationEvent"}
     assert materialized == set(sent_a)  # each table materialized by its first batch, while the stream runs
+
+    # Each batch also went to Prometheus through the pushgateway (dagster-prometheus).
+    _wait("stream metrics in the pushgateway", lambda: _pushed(s, "lakehouse_stream_rows_in", query="bronze_payments"))
 
     # 2. SIGKILL the Spark driver JVM (what an out-of-memory kill does): the run fails, the supervisor restarts it.
     assert api.set_sensor(s, "supervise_bronze", True) == "RUNNING"

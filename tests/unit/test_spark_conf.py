@@ -25,3 +25,5 @@ def test_conf_has_delta_extensions_jars_and_the_given_master(tmp_path: Path) -> 
     assert conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     assert str(jars / "delta-spark_4.2_2.13-4.4.0.jar") in conf["spark.jars"].split(",")
     assert spark_conf(s, "app", master="spark://10.1.2.3:7077")["spark.master"] == "spark://10.1.2.3:7077"
+    # a driver out of memory must exit (a failed run the supervisor restarts), not limp on
+    assert "-XX:+ExitOnOutOfMemoryError" in conf["spark.driver.extraJavaOptions"].split()

@@ -54,7 +54,7 @@ def _checks(layer: str) -> dg.AssetChecksDefinition:
                     continue
                 results.append(result)
                 yield result
-        push_check_results(prometheus, results, context.log)
+        push_check_results(prometheus, results, layer, context.log)
 
     return _run
 
