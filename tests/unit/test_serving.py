@@ -1,0 +1,527 @@
+"""lakehouse.serving against a real redis-server started by this module (never the stack's port 6379)."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import socket
+import subprocess
+import time
+import typing
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from lakehouse import serving
+from lakehouse.serving import (
+    DeviceLatest,
+    FraudAlert,
+    MerchantMinute,
+    PageTop,
+    PageViews,
+    ServingClient,
+    UserFraud,
+    connect,
+    flush_serving_keys,
+    retract_fraud_alerts,
+    write_device_minutes,
+    write_fraud_alerts,
+    write_merchant_minutes,
+    write_page_minutes,
+)
+from lakehouse.settings import Settings
+
+PASSWORD = "serving-test-secret"
+T0 = datetime(2026, 11, 26, 10, 15)  # naive UTC, as Row.asDict() hands it out
+T0_EPOCH = int(T0.replace(tzinfo=UTC).timestamp())
+DAY = 24 * 3600
+WEEK = 7 * DAY
+
+
+# -- a private redis-server ---------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    assert port != 6379
+    return port
+
+
+def _start(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    return subprocess.Popen(
+        [
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            "--requirepass", PASSWORD,
+            "--logfile", str(workdir / f"redis-{port}.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a redis-server of our own on a free loopback port, with a password."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make setup installs it)")
+    workdir = tmp_path_factory.mktemp("redis")
+    for _ in range(3):  # another process may take the port between the probe and the bind
+        port = _free_port()
+        proc = _start(workdir, port)
+        s = Settings(_env_file=None, redis_port=port, redis_password=PASSWORD)  # type: ignore[call-arg, arg-type]
+        client = connect(s, socket_timeout=1)
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            _stop(proc)
+            continue
+        client.close()
+        try:
+            yield s
+        finally:
+            _stop(proc)
+        return
+    pytest.fail(f"redis-server did not answer PING; see {workdir}")
+
+
+@pytest.fixture
+def r(settings: Settings) -> Iterator[redis.Redis]:
+    """A raw (bytes) client on an empty database."""
+    client = connect(settings, decode_responses=False)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def client(settings: Settings, r: redis.Redis) -> Iterator[ServingClient]:
+    decoded = connect(settings)
+    yield ServingClient(decoded)
+    decoded.close()
+
+
+# -- rows as gold hands them out ---------------------------------------------------------------
+def merchant_row(merchant_id: str, minute: int, tx: int = 3, **over: Any) -> dict[str, Any]:
+    row = {
+        "merchant_id": merchant_id,
+        "window_start": T0 + timedelta(minutes=minute),
+        "tx_count": tx,
+        "amount_sum": 30.5 * tx,
+        "amount_avg": 30.5,
+        "amount_max": 99.99,
+        "flagged_count": 1,
+        "updated_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    return {**row, **over}
+
+
+def device_row(device_id: str, sensor: str, minute: int, readings: int = 6, **over: Any) -> dict[str, Any]:
+    row = {
+        "device_id": device_id,
+        "sensor_type": sensor,
+        "window_start": T0 + timedelta(minutes=minute),
+        "readings": readings,
+        "value_sum": 21.5 * readings,
+        "value_avg": 21.5,
+        "value_min": 20.1,
+        "value_max": 61.0,
+        "anomalies": 1,
+        "updated_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    return {**row, **over}
+
+
+def page_row(page: str, minute: int, views: int | None, **over: Any) -> dict[str, Any]:
+    row = {
+        "page": page,
+        "window_start": T0 + timedelta(minutes=minute),
+        "views": views,
+        "clicks": 2,
+        "purchases": 0,
+        "sessions": 3,
+        "sessions_sketch": b"\x00\x01binary",
+        "updated_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+    return {**row, **over}
+
+
+def alert_row(
+    event_id: str, user_id: str | None, second: int, score: float | None = 0.5, **over: Any
+) -> dict[str, Any]:
+    row = {
+        "event_id": event_id,
+        "event_time": T0 + timedelta(seconds=second, microseconds=123_000),
+        "user_id": user_id,
+        "card_token": f"tok-{user_id}",
+        "merchant_id": "m-1",
+        "amount": 1.99,
+        "rules": ["card_testing", "velocity"],
+        "score": score,
+        "detected_at": T0 + timedelta(seconds=second + 30),
+    }
+    return {**row, **over}
+
+
+MERCHANTS = [merchant_row("m-1", 0), merchant_row("m-1", 1, tx=5), merchant_row("m:2", 0, amount_avg=None)]
+DEVICES = [device_row("d-1", "temperature", 0), device_row("d-1", "temperature", 1), device_row("d-1", "humidity", 0)]
+PAGES = [page_row("/home", 0, 10), page_row("/cart", 0, 4), page_row("/home", 1, 7)]
+ALERTS = [
+    alert_row("e1", "u1", 1, 0.4),
+    alert_row("e2", "u1", 5, 0.9),
+    alert_row("e3", "u1", 3, 0.7),
+    alert_row("e4", "u2", 2),
+    alert_row("e5", None, 4, score=None),
+]
+
+
+def write_all(r: redis.Redis, **over: Any) -> None:
+    write_merchant_minutes(r, MERCHANTS)
+    write_device_minutes(r, DEVICES)
+    write_page_minutes(r, PAGES)
+    write_fraud_alerts(r, ALERTS, **over)
+
+
+def dump(r: redis.Redis) -> dict[bytes, tuple[bytes, bytes | None, int]]:
+    """Every key: (type, DUMP serialisation, PTTL ms)."""
+    out = {}
+    for key in sorted(r.scan_iter(count=1000)):
+        out[key] = (r.type(key), r.dump(key), r.pttl(key))
+    return out
+
+
+def assert_unchanged(before: Mapping[bytes, tuple[bytes, bytes | None, int]], after: Mapping[Any, Any]) -> None:
+    assert sorted(after) == sorted(before)
+    for key, (kind, payload, ttl) in before.items():
+        kind2, payload2, ttl2 = after[key]
+        assert (kind2, payload2) == (kind, payload), key
+        if ttl < 0:
+            assert ttl2 == ttl, key
+        else:  # still counting down from the first write: not extended, only elapsed
+            assert 0 <= ttl - ttl2 < 2_000, (key, ttl, ttl2)
+
+
+# -- contract: keys, types, TTLs ------------------------------------------------------------
+def test_keys_types_and_ttls_follow_the_contract(r: redis.Redis) -> None:
+    write_all(r)
+    m = T0_EPOCH
+    expected = {
+        f"merchant:m-1:minute:{m}": "hash",
+        f"merchant:m-1:minute:{m + 60}": "hash",
+        f"merchant:m:2:minute:{m}": "hash",
+        "device:d-1:temperature:latest": "hash",
+        "device:d-1:humidity:latest": "hash",
+        f"page:top:{m}": "zset",
+        f"page:top:{m + 60}": "zset",
+        "fraud:alerts": "stream",
+        "fraud:user:u1": "hash",
+        "fraud:user:u2": "hash",
+        # bookkeeping of the idempotent fraud writes
+        **{f"fraud:alert:e{i}": "hash" for i in range(1, 6)},
+        "fraud:user-alerts:u1": "hash",
+        "fraud:user-alerts:u2": "hash",
+    }
+    assert {k.decode(): r.type(k).decode() for k in r.scan_iter()} == expected
+    ttls = {key: r.ttl(key) for key in expected}
+    for key, ttl in ttls.items():
+        if key.startswith(("merchant:", "device:", "page:")):
+            assert DAY - 5 <= ttl <= DAY, key
+        elif key == "fraud:alerts":
+            assert ttl == -1
+        else:
+            assert WEEK - 5 <= ttl <= WEEK, key
+    assert serving.MERCHANT_MINUTE_TTL_S == serving.DEVICE_LATEST_TTL_S == serving.PAGE_TOP_TTL_S == DAY
+    assert serving.FRAUD_USER_TTL_S == WEEK
+    assert serving.FRAUD_ALERTS_TTL_S is None
+    assert serving.FRAUD_ALERTS_MAXLEN == 100_000
+
+    merchant = r.hgetall(f"merchant:m-1:minute:{m + 60}")
+    assert merchant == {
+        b"merchant_id": b"m-1",
+        b"window_start": b"2026-11-26T10:16:00.000000Z",
+        b"tx_count": b"5",
+        b"amount_sum": b"152.5",
+        b"amount_avg": b"30.5",
+        b"amount_max": b"99.99",
+        b"flagged_count": b"1",
+    }
+    assert b"amount_avg" not in r.hgetall(f"merchant:m:2:minute:{m}")  # NULL = absent field
+    assert r.hgetall("device:d-1:temperature:latest")[b"window_start"] == b"2026-11-26T10:16:00.000000Z"
+    assert r.zrange(f"page:top:{m}", 0, -1, withscores=True) == [(b"/cart", 4.0), (b"/home", 10.0)]
+    assert r.hgetall("fraud:user:u1") == {b"last_alert_event_id": b"e2", b"last_score": b"0.9", b"alert_count": b"3"}
+    entries = r.xrange("fraud:alerts")
+    assert [f[b"event_id"] for _, f in entries] == [b"e1", b"e4", b"e3", b"e5", b"e2"]  # detection order
+    assert entries[0][1] == {
+        b"event_id": b"e1",
+        b"event_time": b"2026-11-26T10:15:01.123000Z",
+        b"user_id": b"u1",
+        b"card_token": b"tok-u1",
+        b"merchant_id": b"m-1",
+        b"amount": b"1.99",
+        b"rules": b'["card_testing","velocity"]',
+        b"score": b"0.4",
+        b"detected_at": b"2026-11-26T10:15:31.000000Z",
+    }
+
+
+def test_key_builders() -> None:
+    aware = T0.replace(tzinfo=UTC)
+    assert (
+        serving.merchant_minute_key("m", T0)
+        == serving.merchant_minute_key("m", aware)
+        == f"merchant:m:minute:{T0_EPOCH}"
+    )
+    assert (
+        serving.merchant_minute_key("m", aware.astimezone(timezone(timedelta(hours=2))))
+        == f"merchant:m:minute:{T0_EPOCH}"
+    )
+    assert serving.page_top_key(T0_EPOCH) == f"page:top:{T0_EPOCH}"
+    assert serving.device_latest_key("d", "pressure") == "device:d:pressure:latest"
+    assert serving.fraud_user_key("u") == "fraud:user:u"
+    assert serving.FRAUD_ALERTS_STREAM == "fraud:alerts"
+    # the bookkeeping keys cannot collide with a contract key, whatever the id
+    assert not serving.fraud_user_alerts_key("u").startswith("fraud:user:")
+    assert not serving.fraud_alert_marker_key("x").startswith("fraud:alerts")
+
+
+# -- idempotency ------------------------------------------------------------------------
+def test_replaying_a_batch_leaves_redis_byte_identical(r: redis.Redis) -> None:
+    write_all(r)
+    before = dump(r)
+    time.sleep(1.1)  # a replay that re-set a TTL would show up as a longer one
+    # the same rows again, shuffled, and recomputed by gold (a new updated_at)
+    fresh = datetime.now(UTC).replace(tzinfo=None)
+    again = [[{**row, "updated_at": fresh} for row in reversed(rows)] for rows in (MERCHANTS, DEVICES, PAGES)]
+    assert write_merchant_minutes(r, again[0]) == len(MERCHANTS)
+    assert write_device_minutes(r, again[1]) == 0
+    assert write_page_minutes(r, again[2]) == len(PAGES)
+    assert write_fraud_alerts(r, list(reversed(ALERTS))) == 0
+    assert_unchanged(before, dump(r))
+    assert retract_fraud_alerts(r, ["e1"]) == 1
+    after_retraction = dump(r)
+    assert retract_fraud_alerts(r, ["e1", "nope"]) == 0
+    assert_unchanged(after_retraction, dump(r))
+
+
+def test_device_latest_never_regresses_whatever_the_order(r: redis.Redis, client: ServingClient) -> None:
+    versions = [
+        device_row("d", "vibration", 0, readings=4),
+        device_row("d", "vibration", 1, readings=2, value_max=9.0),
+        device_row("d", "vibration", 1, readings=5, value_max=12.0),  # the same window, later readings
+        device_row("d", "vibration", 2, readings=1, value_avg=None),
+    ]
+    finals = set()
+    for order in itertools.permutations(versions):
+        r.flushall()
+        for row in order:  # one row per call: each its own micro-batch
+            write_device_minutes(r, [row])
+        got = client.device_latest("d", "vibration")
+        assert got is not None
+        finals.add(got)
+    assert len(finals) == 1
+    (final,) = finals
+    assert (final.window_start, final.readings, final.value_avg) == (
+        T0.replace(tzinfo=UTC) + timedelta(minutes=2),
+        1,
+        None,
+    )
+
+    r.flushall()
+    write_device_minutes(r, versions[1:3])
+    assert write_device_minutes(r, [versions[1]]) == 0  # fewer readings of the same window: older
+    assert write_device_minutes(r, [versions[0]]) == 0  # an older window
+    latest = client.device_latest("d", "vibration")
+    assert latest is not None
+    assert (latest.readings, latest.value_max) == (5, 12.0)
+
+
+def test_page_top_scores_only_grow_within_a_window(r: redis.Redis, client: ServingClient) -> None:
+    write_page_minutes(r, [page_row("/a", 0, 9), page_row("/b", 0, 3)])
+    write_page_minutes(r, [page_row("/a", 0, 5), page_row("/b", 0, 4), page_row("/c", 0, None)])
+    assert client.top_pages(T0) == PageTop(T0.replace(tzinfo=UTC), (PageViews("/a", 9), PageViews("/b", 4)))
+
+
+def test_merchant_minute_null_columns_are_absent_and_cleared(r: redis.Redis, client: ServingClient) -> None:
+    write_merchant_minutes(r, [merchant_row("m", 0, amount_avg=None)])
+    got = client.merchant_minute("m", T0)
+    assert got is not None
+    assert got.amount_avg is None
+    write_merchant_minutes(r, [merchant_row("m", 0, tx=4)])
+    assert r.hget(f"merchant:m:minute:{T0_EPOCH}", "amount_avg") == b"30.5"
+    write_merchant_minutes(r, [merchant_row("m", 0, tx=4, amount_max=None)])
+    assert r.hget(f"merchant:m:minute:{T0_EPOCH}", "amount_max") is None
+
+
+def test_fraud_stream_one_entry_per_alert_and_distinct_counts(r: redis.Redis, client: ServingClient) -> None:
+    assert write_fraud_alerts(r, ALERTS[:3]) == 3
+    assert write_fraud_alerts(r, ALERTS) == 2  # overlapping batch: only e4, e5 are new
+    assert write_fraud_alerts(r, ALERTS[1:4]) == 0
+    assert r.xlen("fraud:alerts") == 5
+    assert client.user_fraud("u1") == UserFraud("u1", last_alert_event_id="e2", last_score=0.9, alert_count=3)
+    assert client.user_fraud("u2") == UserFraud("u2", last_alert_event_id="e4", last_score=0.5, alert_count=1)
+    assert client.user_fraud("nobody") is None
+
+    # gold updates an alert (more rules fired, higher score): the entry is replaced, not added
+    updated = alert_row("e3", "u1", 3, 0.95, rules=["card_testing", "velocity", "impossible_travel"])
+    assert write_fraud_alerts(r, [updated]) == 1
+    assert write_fraud_alerts(r, [updated]) == 0
+    assert r.xlen("fraud:alerts") == 5
+    newest = client.recent_fraud_alerts(1)[0]
+    assert (newest.event_id, newest.score, newest.rules) == ("e3", 0.95, tuple(updated["rules"]))
+    assert [a.event_id for a in client.recent_fraud_alerts(10)].count("e3") == 1
+    # e2 is still u1's latest alert by event time; the count is unchanged
+    assert client.user_fraud("u1") == UserFraud("u1", last_alert_event_id="e2", last_score=0.9, alert_count=3)
+
+    # an alert later in event time, written in an earlier call order, still becomes the user's last
+    write_fraud_alerts(r, [alert_row("e0", "u1", 0, 0.1)])
+    assert client.user_fraud("u1") == UserFraud("u1", last_alert_event_id="e2", last_score=0.9, alert_count=4)
+
+
+def test_retraction_is_best_effort_and_recomputes_the_user(r: redis.Redis, client: ServingClient) -> None:
+    write_fraud_alerts(r, ALERTS)
+    assert retract_fraud_alerts(r, ["e2", "e4", "e5", "never-written"]) == 3
+    assert r.xlen("fraud:alerts") == 2
+    assert {a.event_id for a in client.recent_fraud_alerts(10)} == {"e1", "e3"}
+    assert client.user_fraud("u1") == UserFraud("u1", last_alert_event_id="e3", last_score=0.7, alert_count=2)
+    assert client.user_fraud("u2") is None  # no alert left
+    assert not r.exists("fraud:user-alerts:u2", "fraud:alert:e2", "fraud:alert:e4", "fraud:alert:e5")
+    # re-flagged later (gold inserts the row again): a new entry
+    assert write_fraud_alerts(r, [ALERTS[1]]) == 1
+    assert client.user_fraud("u1") == UserFraud("u1", last_alert_event_id="e2", last_score=0.9, alert_count=3)
+
+
+def test_stream_is_capped_approximately_and_stays_idempotent(r: redis.Redis) -> None:
+    node = int(r.config_get("stream-node-max-entries")["stream-node-max-entries"])
+    rows = [alert_row(f"cap-{i:04d}", f"u{i % 7}", i) for i in range(3 * node)]
+    assert write_fraud_alerts(r, rows, maxlen=10) == len(rows)
+    length = r.xlen("fraud:alerts")
+    assert 10 <= length <= 10 + node  # MAXLEN ~ trims whole nodes only
+    # the markers outlive the trimmed entries: replaying everything appends nothing
+    assert write_fraud_alerts(r, rows, maxlen=10) == 0
+    assert r.xlen("fraud:alerts") == length
+    with pytest.raises(ValueError, match="maxlen"):
+        write_fraud_alerts(r, rows, maxlen=0)
+
+
+# -- reading --------------------------------------------------------------------------
+def _utc(row: Mapping[str, Any], columns: Mapping[str, str]) -> dict[str, Any]:
+    out = {}
+    for name, kind in columns.items():
+        value = row[name]
+        if kind == "TIMESTAMP" and value is not None:
+            value = value.replace(tzinfo=UTC)
+        if kind == "ARRAY<STRING>" and value is not None:
+            value = tuple(value)
+        out[name] = value
+    return out
+
+
+def test_client_reads_back_what_was_written(r: redis.Redis, client: ServingClient) -> None:
+    write_all(r)
+    for row in MERCHANTS:
+        got = client.merchant_minute(row["merchant_id"], row["window_start"])
+        assert got == MerchantMinute(**_utc(row, serving.MERCHANT_MINUTE_COLUMNS))
+    assert client.merchant_minute("m-1", T0 + timedelta(minutes=9)) is None
+    assert client.merchant_minutes("m-1", T0 - timedelta(seconds=30), T0 + timedelta(minutes=5)) == [
+        MerchantMinute(**_utc(row, serving.MERCHANT_MINUTE_COLUMNS)) for row in MERCHANTS[:2]
+    ]
+    assert [
+        m.window_start for m in client.merchant_minutes("m-1", T0 + timedelta(seconds=1), T0 + timedelta(minutes=1))
+    ] == []
+    with pytest.raises(ValueError, match="range"):
+        client.merchant_minutes("m-1", T0, T0 + timedelta(days=30))
+
+    assert client.device_latest("d-1", "temperature") == DeviceLatest(**_utc(DEVICES[1], serving.DEVICE_MINUTE_COLUMNS))
+    assert client.device_latest("d-1", "humidity") == DeviceLatest(**_utc(DEVICES[2], serving.DEVICE_MINUTE_COLUMNS))
+    assert client.device_latest("d-1", "pressure") is None
+
+    assert client.top_pages(T0, 1) == PageTop(T0.replace(tzinfo=UTC), (PageViews("/home", 10),))
+    assert client.top_pages(T0 + timedelta(hours=1)).entries == ()
+
+    alerts = client.recent_fraud_alerts(10)
+    by_detection = sorted(ALERTS, key=lambda a: a["detected_at"], reverse=True)
+    assert alerts == [FraudAlert(**_utc(row, serving.FRAUD_ALERT_COLUMNS)) for row in by_detection]
+    assert client.recent_fraud_alerts(2) == alerts[:2]
+    assert alerts[1].event_id == "e5"
+    assert alerts[1].score is None
+    assert alerts[1].user_id is None
+    assert client.user_fraud("u1") == UserFraud("u1", "e2", 0.9, 3)
+
+
+def test_served_columns_and_models_follow_the_gold_specs() -> None:
+    from lakehouse.tables import DEVICE_MINUTE, FRAUD_ALERTS, MERCHANT_MINUTE, PAGE_MINUTE
+
+    python_type = {
+        "STRING": str,
+        "BIGINT": int,
+        "DOUBLE": float,
+        "TIMESTAMP": datetime,
+        "ARRAY<STRING>": tuple[str, ...],
+    }
+    for spec, columns, model in (
+        (MERCHANT_MINUTE, serving.MERCHANT_MINUTE_COLUMNS, MerchantMinute),
+        (DEVICE_MINUTE, serving.DEVICE_MINUTE_COLUMNS, DeviceLatest),
+        (FRAUD_ALERTS, serving.FRAUD_ALERT_COLUMNS, FraudAlert),
+    ):
+        served = [c for c in spec.columns if c.name not in serving.NOT_SERVED]
+        assert columns == {c.name: c.type for c in served}, spec.name
+        hints = typing.get_type_hints(model)
+        expected = {c.name: python_type[c.type] | None if c.nullable else python_type[c.type] for c in served}
+        assert hints == expected, spec.name
+    assert {"page", "window_start", "views"} <= set(PAGE_MINUTE.column_names)
+
+
+# -- rebuild ------------------------------------------------------------------------
+def test_flush_removes_only_serving_keys(r: redis.Redis) -> None:
+    write_all(r)
+    decoys = {
+        "merchant:m-1": "string",
+        "merchant:m-1:minute:soon": "string",
+        "device:d-1:temperature": "string",
+        "page:top:": "string",
+        "page:topx:1": "string",
+        "fraud:alerts:archive": "string",
+        "fraud:users": "string",
+        "session:abc": "string",
+    }
+    for key in decoys:
+        r.set(key, "keep me")
+    serving_keys = {k for k in r.scan_iter() if k.decode() not in decoys}
+    assert all(serving.is_serving_key(k.decode()) for k in serving_keys)
+    assert flush_serving_keys(r, batch=3) == len(serving_keys)
+    assert {k.decode() for k in r.scan_iter()} == set(decoys)
+    # a rebuild from gold brings the same state back
+    write_all(r)
+    assert {k for k in r.scan_iter() if k.decode() not in decoys} == serving_keys
+
+
+def test_connect_uses_the_settings(settings: Settings) -> None:
+    r = connect(settings)
+    assert r.ping()  # the server requires the password: connect passed it
+    kwargs = r.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["password"]) == ("127.0.0.1", settings.redis_port, PASSWORD)
+    r.close()
