@@ -201,7 +201,6 @@ def replay(start: str, end: str, layers: str, via_dagster: bool) -> None:
     minute tables, late events and fraud alerts of the dates are recomputed from them.
     The silver and gold streams must be stopped first (`lakehouse stream stop silver`).
     """
-    import subprocess
     from datetime import date
 
     for value in (start, end):
@@ -217,12 +216,71 @@ def replay(start: str, end: str, layers: str, via_dagster: bool) -> None:
         run_id = _api(api.launch_run, s, "replay", config, {"lakehouse/cli": "replay"})
         console.print(f"launched replay: run {run_id}\n  {s.dagster_url}/runs/{run_id}")
         return
+    _foreground(s, "replay", ["--from", start, "--to", end, "--layers", layers], f"replay {start}..{end}")
+
+
+def _foreground(s: Settings, app: str, args: list[str], what: str) -> None:
+    """Run spark_apps/<app>.py with spark-submit here, output to the terminal; exit with its status."""
+    import subprocess
+
     from lakehouse import streams
 
     t0 = time.monotonic()
-    cmd = streams.spark_submit(s, "replay", ["--from", start, "--to", end, "--layers", layers])
-    code = subprocess.run(cmd, env=streams.submit_env(s), check=False).returncode
+    code = subprocess.run(streams.spark_submit(s, app, args), env=streams.submit_env(s), check=False).returncode
     if code != 0:
-        err_console.print(f"[red]replay failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
+        err_console.print(f"[red]{what} failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
         sys.exit(code)
-    console.print(f"[green]replay {start}..{end} done[/] in {time.monotonic() - t0:.0f}s")
+    console.print(f"[green]{what} done[/] in {time.monotonic() - t0:.0f}s")
+
+
+def _launch_job(s: Settings, job: str, op: str, op_config: dict[str, Any]) -> None:
+    run_id = _api(api.launch_run, s, job, {"ops": {op: {"config": op_config}}}, {"lakehouse/cli": job})
+    console.print(f"launched {job}: run {run_id}\n  {s.dagster_url}/runs/{run_id}")
+
+
+@main.command("maintain")
+@click.option("--optimize", "ops", flag_value="optimize", multiple=True, help="Compact; Z-order gold by its keys.")
+@click.option("--vacuum", "ops", flag_value="vacuum", multiple=True, help="Delete unreferenced files past retention.")
+@click.option("--checkpoint", "ops", flag_value="checkpoint", multiple=True, help="Write a Delta checkpoint.")
+@click.option("--prune", "ops", flag_value="prune", multiple=True, help="Prune gold's internal bookkeeping tables.")
+@click.option("--tables", default="", metavar="LAYER/NAME,...", help="Only these tables (default: all).")
+@click.option("--retention-hours", type=float, help="VACUUM retention (default: each table's own, 7 days).")
+@click.option("--force", is_flag=True, help="Allow a VACUUM retention shorter than the table's (unsafe).")
+@click.option("--dagster", "via_dagster", is_flag=True, help="Launch the Dagster job `maintenance` instead.")
+@friendly_errors
+def maintain(ops: tuple[str, ...], tables: str, retention_hours: float | None, force: bool, via_dagster: bool) -> None:
+    """Table maintenance: OPTIMIZE, VACUUM, checkpoints, pruning (all four when none is named).
+
+    Safe while streams write: Delta conflicts are retried. Each table's result (files and
+    bytes before and after) is printed, or, with --dagster, recorded on its asset.
+    """
+    s = _settings()
+    if via_dagster:
+        config: dict[str, Any] = {"operations": list(ops) or ["prune", "optimize", "vacuum", "checkpoint"]}
+        config |= {"tables": tables.split(",")} if tables else {}
+        config |= {"retention_hours": retention_hours} if retention_hours is not None else {}
+        _launch_job(s, "maintenance", "maintain_tables", config | ({"force": True} if force else {}))
+        return
+    args = [f"--{op}" for op in ops] + (["--tables", tables] if tables else [])
+    args += (["--retention-hours", str(retention_hours)] if retention_hours is not None else []) + (
+        ["--force"] if force else []
+    )
+    _foreground(s, "maintenance", args, "maintenance")
+
+
+@main.command("check")
+@click.option("--assets", default="", metavar="LAYER/NAME,...", help="Only these tables (default: silver and gold).")
+@click.option("--dagster", "via_dagster", is_flag=True, help="Launch the Dagster job `quality` instead.")
+@friendly_errors
+def check(assets: str, via_dagster: bool) -> None:
+    """Run the data-quality checks (Great Expectations) and print each result with failing examples.
+
+    A failing check is a result, not an error: the exit status is 0 unless the checks could not run.
+    With --dagster the results are asset checks in the UI (all tables; --assets is ignored).
+    """
+    s = _settings()
+    if via_dagster:
+        run_id = _api(api.launch_run, s, "quality", {}, {"lakehouse/cli": "check"})
+        console.print(f"launched quality: run {run_id}\n  {s.dagster_url}/runs/{run_id}")
+        return
+    _foreground(s, "quality", ["--assets", assets] if assets else [], "quality checks")

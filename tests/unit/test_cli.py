@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from lakehouse.cli import main
 
-COMMANDS = ["setup", "up", "down", "status", "logs", "config", "sql", "smoke", "demo"]
+COMMANDS = ["setup", "up", "down", "status", "logs", "config", "sql", "smoke", "demo", "replay", "maintain", "check"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -39,3 +39,40 @@ def test_logs_of_an_unknown_component_is_a_clear_error() -> None:
     result = CliRunner().invoke(main, ["logs", "zookeeper"])
     assert result.exit_code == 2
     assert "unknown component(s) zookeeper" in result.output
+
+
+def test_maintain_and_check_pass_the_chosen_operations_to_the_spark_apps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse import cli_stream
+
+    calls: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(cli_stream, "_foreground", lambda s, app, args, what: calls.append((app, args)))
+    runner = CliRunner()
+    assert (
+        runner.invoke(main, ["maintain", "--optimize", "--checkpoint", "--tables", "gold/page_minute"]).exit_code == 0
+    )
+    assert runner.invoke(main, ["maintain", "--vacuum", "--retention-hours", "200"]).exit_code == 0
+    assert runner.invoke(main, ["check", "--assets", "silver/iot"]).exit_code == 0
+    assert calls == [
+        ("maintenance", ["--optimize", "--checkpoint", "--tables", "gold/page_minute"]),
+        ("maintenance", ["--vacuum", "--retention-hours", "200.0"]),
+        ("quality", ["--assets", "silver/iot"]),
+    ]
+
+
+def test_replay_names_a_bad_date() -> None:
+    result = CliRunner().invoke(main, ["replay", "--from", "2026-02-30", "--to", "2026-03-01"])
+    assert result.exit_code == 2
+    assert "'2026-02-30' is not a date" in result.output
+
+
+def test_stream_commands_say_when_dagster_is_not_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE_DAGSTER_PORT", "1")  # nothing listens there
+    from lakehouse.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["stream", "enable", "gold"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "the Dagster webserver is not reachable: start the stack with `lakehouse up`" in result.output
