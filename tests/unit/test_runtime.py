@@ -20,6 +20,7 @@ from spark_apps._runtime import (
     parse_args,
     progress_summary,
     record_rows_out,
+    retrying,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,3 +191,29 @@ def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
         proc.wait()
     with exclusive(s, ["gold"]):
         pass
+
+
+# -- a micro-batch that loses a Delta conflict is retried ---------------------------------
+class ConcurrentAppendException(Exception):
+    """Stands in for delta.exceptions.ConcurrentAppendException (matched by class name)."""
+
+
+def test_a_batch_that_lost_a_delta_conflict_is_retried_and_other_errors_are_not() -> None:
+    calls: list[int] = []
+
+    def write_batch(batch: object, batch_id: int) -> None:
+        calls.append(batch_id)
+        if len(calls) == 1:
+            raise ConcurrentAppendException("a concurrent OPTIMIZE added data")
+
+    retrying(write_batch, "gold_payments")(None, 7)  # type: ignore[arg-type]
+    assert calls == [7, 7]
+
+    def broken(batch: object, batch_id: int) -> None:
+        calls.append(batch_id)
+        raise ValueError("a real bug")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="a real bug"):
+        retrying(broken, "gold_payments")(None, 8)  # type: ignore[arg-type]
+    assert calls == [8]
