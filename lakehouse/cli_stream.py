@@ -7,7 +7,6 @@ and the UI's actions show here.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ import click
 from rich.table import Table
 
 from lakehouse import dagster_api as api
+from lakehouse import streams
 from lakehouse.cli import _settings, console, err_console, friendly_errors, main, stream
 from lakehouse.settings import Settings
 
@@ -49,22 +49,6 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r}: expected NAME=VALUE (a setting, e.g. max_offsets_per_trigger=500)")
         out[key.strip().lower()] = value
     return out
-
-
-def _checkpoint_holder(s: Settings, name: str) -> int | None:
-    """The pid holding the stream's checkpoint lock (a driver started outside Dagster too), or None."""
-    path = s.checkpoint_dir / name / "_lock"
-    if not path.exists():
-        return None
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            text = f.read().strip()
-            return int(text) if text.isdigit() else None
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return None
 
 
 def _when(ts: float | None) -> str:
@@ -117,7 +101,7 @@ def stream_stop(name: str, keep_supervisor: bool, timeout: float) -> None:
     for r in active:
         _api(api.terminate_run, s, r["runId"])
         console.print(f"terminating run {r['runId']} ({r['jobName']}, {r['status']})")
-    holder = _checkpoint_holder(s, name) if not active else None
+    holder = streams.lock_holder(s, name) if not active else None
     if holder:
         os.kill(holder, signal.SIGTERM)
         console.print(f"sent SIGTERM to the {name} driver outside Dagster (pid {holder})")
@@ -130,7 +114,7 @@ def stream_stop(name: str, keep_supervisor: bool, timeout: float) -> None:
             pending = [
                 r for r in _api(api.runs, s, run_ids=[r["runId"] for r in active]) if r["status"] not in TERMINAL
             ]
-            if not pending and _checkpoint_holder(s, name) is None:
+            if not pending and streams.lock_holder(s, name) is None:
                 break
             time.sleep(1)
         else:
@@ -173,7 +157,7 @@ def stream_status() -> None:
         tick = sensor["last_tick"] or {}
         says = tick.get("skipReason") or ((tick.get("error") or {}).get("message") or "")
         r = recent[0] if recent else None
-        holder = _checkpoint_holder(s, name)
+        holder = streams.lock_holder(s, name)
         table.add_row(
             name,
             "on" if sensor["status"] == "RUNNING" else "off",
@@ -222,8 +206,6 @@ def replay(start: str, end: str, layers: str, via_dagster: bool) -> None:
 def _foreground(s: Settings, app: str, args: list[str], what: str) -> None:
     """Run spark_apps/<app>.py with spark-submit here, output to the terminal; exit with its status."""
     import subprocess
-
-    from lakehouse import streams
 
     t0 = time.monotonic()
     code = subprocess.run(streams.spark_submit(s, app, args), env=streams.submit_env(s), check=False).returncode

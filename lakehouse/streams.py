@@ -70,6 +70,29 @@ def run(s: Settings, name: str, available_now: bool, master: str | None = None) 
     return proc.returncode
 
 
+def lock_path(s: Settings, app: str) -> Path:
+    """The file a running app holds an ``flock`` on: one writer per checkpoint (spark_apps._runtime.exclusive)."""
+    return s.checkpoint_dir / app / "_lock"
+
+
+def lock_holder(s: Settings, app: str) -> int | None:
+    """The pid holding APP's checkpoint lock (a driver inside Dagster or not), or None when it is free."""
+    import fcntl
+
+    path = lock_path(s, app)
+    if not path.exists():
+        return None
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            text = f.read().strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
 def die_with_parent() -> None:
     """``preexec_fn``: the kernel sends SIGTERM to spark-submit if its parent (a Dagster run worker) dies.
 

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from lakehouse.settings import Settings, get_settings
+from lakehouse.streams import lock_path
 from spark_apps._pipes import Reporter, reporter
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def exclusive(s: Settings, apps: Sequence[str]) -> Iterator[None]:
     handles = []
     try:
         for app in apps:
-            path = s.checkpoint_dir / app / "_lock"
+            path = lock_path(s, app)
             path.parent.mkdir(parents=True, exist_ok=True)
             f = open(path, "a+")  # noqa: SIM115 - held until the context exits
             try:
@@ -181,6 +182,12 @@ class GracefulStop:
 # the only honest "rows out" (Spark reports -1 for foreachBatch sinks). The batch
 # function runs in this driver process, so a plain dict is shared with the poller.
 _ROWS_OUT: dict[tuple[str, int], int] = {}
+
+
+def merge_metric(metrics: DataFrame | None, name: str) -> int:
+    """One count from the metrics row a Delta MERGE returns (``num_inserted_rows`` ...); 0 if it returned none."""
+    row = metrics.first() if metrics is not None else None
+    return int(row.asDict().get(name) or 0) if row is not None else 0
 
 
 def record_rows_out(query: str, batch_id: int, rows: int) -> None:

@@ -52,7 +52,7 @@ from lakehouse.tables import (
     TableSpec,
 )
 from spark_apps import fraud
-from spark_apps._runtime import delta_foreach_batch, main_for, record_rows_out
+from spark_apps._runtime import delta_foreach_batch, main_for, merge_metric, record_rows_out
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -149,8 +149,7 @@ def _merge_minutes(
             .whenNotMatchedInsert(values={**mt.on_insert, "updated_at": "s.updated_at"})
             .execute()
         )
-    row = metrics.first() if metrics is not None else None
-    return int(row.asDict().get("num_affected_rows") or 0) if row is not None else 0
+    return merge_metric(metrics, "num_affected_rows")
 
 
 def _keys(spec: TableSpec) -> dict[str, str]:

@@ -40,7 +40,7 @@ from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, SILVER, TableSpe
 from lakehouse.validation import compile_schema
 from spark_apps import gold, silver
 from spark_apps._pipes import Reporter, reporter
-from spark_apps._runtime import ALREADY_RUNNING, AlreadyRunningError, exclusive
+from spark_apps._runtime import ALREADY_RUNNING, AlreadyRunningError, exclusive, merge_metric
 
 APP = "replay"
 
@@ -112,8 +112,7 @@ def replace_minutes(spark: SparkSession, s: Settings, stream: str, start: date, 
         .whenNotMatchedBySourceDelete(condition=in_range("CAST(t.window_start AS DATE)", start, end))
         .execute()
     )
-    row = metrics.first() if metrics is not None else None
-    changed = int(row.asDict().get("num_affected_rows") or 0) if row is not None else 0
+    changed = merge_metric(metrics, "num_affected_rows")
     r.message({"asset": f"gold/{spec.name}", "operation": "replay", "rows_changed": changed})
     return changed
 

@@ -36,7 +36,7 @@ from lakehouse.contracts import TOPICS, schema
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, QUARANTINE, SILVER, TableSpec
 from lakehouse.validation import CompiledSchema, compile_schema
-from spark_apps._runtime import delta_foreach_batch, main_for, record_rows_out
+from spark_apps._runtime import delta_foreach_batch, main_for, merge_metric, record_rows_out
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -103,12 +103,6 @@ def first_copies(silver_rows: DataFrame) -> DataFrame:
     return silver_rows.withColumn("_n", F.row_number().over(w)).where("_n = 1").drop("_n")
 
 
-def _inserted(metrics: DataFrame | None) -> int:
-    """Rows a MERGE inserted, from the metrics row Delta returns (0 if it returned none)."""
-    row = metrics.first() if metrics is not None else None
-    return int(row.asDict().get("num_inserted_rows") or 0) if row is not None else 0
-
-
 # -- the sink ----------------------------------------------------------------------
 def write_batch(
     batch: DataFrame, batch_id: int, *, topic: str, s: Settings, compiled: CompiledSchema, epoch: str
@@ -131,7 +125,7 @@ def write_batch(
                 .whenNotMatchedInsertAll()
                 .execute()
             )
-            inserted = _inserted(metrics)
+            inserted = merge_metric(metrics, "num_inserted_rows")
         quarantined = to_quarantine(parsed)
         record_rows_out(f"{APP}_{topic}", batch_id, inserted + quarantined.count())
         (

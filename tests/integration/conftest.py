@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
+from pyspark.sql import SparkSession
 
 from lakehouse import stack
 from lakehouse.settings import Settings, get_settings
@@ -37,3 +38,13 @@ def lakehouse_stack() -> Iterator[Settings]:
             if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         }
         assert alive == {}, f"processes left behind after `down`: {alive}"
+
+
+@pytest.fixture(scope="module")
+def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
+    """One local Spark session per test module, to read the Delta tables the tests produced."""
+    from lakehouse.spark import build_spark_session
+
+    session = build_spark_session("integration-tests", lakehouse_stack)
+    yield session
+    session.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,15 +35,6 @@ def _wait_run(s: Settings, run_id: str, timeout: float = 600) -> dict[str, Any]:
             return run
         time.sleep(3)
     pytest.fail(f"run {run_id} did not end within {timeout:.0f}s")
-
-
-@pytest.fixture(scope="module")
-def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
-    from lakehouse.spark import build_spark_session
-
-    session = build_spark_session("batch-job-tests", lakehouse_stack)
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

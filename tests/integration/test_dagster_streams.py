@@ -18,6 +18,7 @@ import requests
 from pyspark.sql import SparkSession
 
 from lakehouse import dagster_api as api
+from lakehouse import streams
 from lakehouse.contracts import TOPICS
 from lakehouse.generator import GeneratorConfig, generate, produce
 from lakehouse.kafka import end_offsets_json
@@ -89,15 +90,6 @@ def _stop_everything(s: Settings, layer: str) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
-    from lakehouse.spark import build_spark_session
-
-    session = build_spark_session("dagster-stream-tests", lakehouse_stack)
-    yield session
-    session.stop()
-
-
 @pytest.fixture
 def bronze_clean(lakehouse_stack: Settings) -> Iterator[None]:
     _stop_everything(lakehouse_stack, "bronze")
@@ -147,7 +139,9 @@ def test_a_dagster_stream_reports_each_batch_survives_a_killed_driver_and_stops_
 
     # 2. SIGKILL the Spark driver JVM (what an out-of-memory kill does): the run fails, the supervisor restarts it.
     assert api.set_sensor(s, "supervise_bronze", True) == "RUNNING"
-    python_driver = psutil.Process(int((lake / "_checkpoints" / "bronze" / "_lock").read_text().strip()))
+    holder = streams.lock_holder(s.model_copy(update={"lake_root": lake}), "bronze")
+    assert holder is not None, "the running stream should hold its checkpoint lock"
+    python_driver = psutil.Process(holder)
     jvm = python_driver.parent()
     assert jvm is not None
     assert "java" in jvm.name()

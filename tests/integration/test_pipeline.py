@@ -12,7 +12,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,15 +39,6 @@ def _run(s: Settings, name: str = "all") -> None:
 
 def _read(spark: SparkSession, s: Settings, spec: Any) -> DataFrame:
     return spark.read.format("delta").load(spec.path(s.lake_dir))
-
-
-@pytest.fixture(scope="module")
-def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
-    from lakehouse.spark import build_spark_session
-
-    session = build_spark_session("pipeline-tests", lakehouse_stack)
-    yield session
-    session.stop()
 
 
 # --------------------------------------------------------------------------- the main scenario
