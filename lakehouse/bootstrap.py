@@ -117,6 +117,7 @@ class Setup:
             ("kafka broker jars", self.kafka_jars),
             ("spark connector jars", self.spark_jars),
             ("trino server + delta lake plugin", self.trino_server),
+            ("trino cli", self.trino_cli),
             ("state directories", self.state_dirs),
         ]
 
@@ -317,6 +318,24 @@ class Setup:
             sources.append(full)
         return sources
 
+    def trino_cli(self) -> str:
+        """The Trino CLI, the executable jar io.trino:trino-cli:<version>:executable (runs on Java 11+)."""
+        version = pom_property(JVM_POMS / "trino.pom.xml", "trino.version")
+        jar = trino_cli_jar(self.s, version)
+        if jar.is_file() and zipfile.is_zipfile(jar):
+            return f"cached: {jar}"
+        jar.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.s.state_dir) as tmp:
+            self._mvn(
+                "dependency:copy",
+                f"-Dartifact=io.trino:trino-cli:{version}:jar:executable",
+                f"-DoutputDirectory={tmp}",
+                what=f"resolving trino-cli {version} from Maven Central",
+            )
+            shutil.move(os.path.join(tmp, jar.name), jar)
+        jar.chmod(0o755)
+        return f"Trino CLI {version}: java -jar {jar} --server {self.s.trino_url} --catalog {self.s.trino_catalog}"
+
     def state_dirs(self) -> str:
         for d in (self.s.state_dir, self.s.logs_dir, self.s.run_dir, self.s.lake_dir, self.s.dagster_home):
             d.mkdir(parents=True, exist_ok=True)
@@ -326,6 +345,12 @@ class Setup:
 def trino_home(settings: Settings, version: str | None = None) -> Path:
     version = version or pom_property(JVM_POMS / "trino.pom.xml", "trino.version")
     return settings.jvm_dir / f"trino-server-{version}"
+
+
+def trino_cli_jar(settings: Settings, version: str | None = None) -> Path:
+    """Where setup puts the Trino CLI: <state_dir>/jvm/trino-cli-<version>-executable.jar."""
+    version = version or pom_property(JVM_POMS / "trino.pom.xml", "trino.version")
+    return settings.jvm_dir / f"trino-cli-{version}-executable.jar"
 
 
 def _safe_target(root: Path, rel: str) -> Path:

@@ -72,6 +72,10 @@ def main() -> None:
       lakehouse up         start Kafka, Redis, Trino, Prometheus, pushgateway, Dagster
       lakehouse status     one line per component; exit 1 if anything is down
       lakehouse smoke      Spark writes a Delta table, Trino reads it back
+      lakehouse demo       generated events through the whole pipeline, results shown
+      lakehouse stream …   run streams (foreground) or start/stop them as Dagster runs
+      lakehouse sql "…"    query the lake through Trino
+      lakehouse serve get  read what services read from Redis
       lakehouse down       stop what `up` started
 
     Settings come from LAKEHOUSE_* variables and .env; `lakehouse config` shows them.
@@ -203,34 +207,17 @@ def config(as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @friendly_errors
 def sql(sql: str, fmt: str) -> None:
-    """Run SQL against the stack's Trino (catalog from settings) and print the result."""
-    import csv
+    """Run SQL against the stack's Trino (catalog from settings) and print the result.
 
-    from lakehouse.trino import connect
+    \b
+    --format table   a table for people (the default)
+    --format csv     RFC 4180 CSV with a header; NULL is an empty field
+    --format json    an array of objects, one per row
+    A SQL error or a Trino that is down is one line on stderr and exit 1.
+    """
+    from lakehouse.cli_trino import sql_command
 
-    conn = connect(_settings())
-    try:
-        cur = conn.cursor()
-        try:
-            cur.execute(sql)
-            rows = cur.fetchall()
-        except Exception as exc:  # trino.exceptions.* carry a readable message
-            raise click.ClickException(f"Trino: {getattr(exc, 'message', None) or exc}") from None
-        cols = [d[0] for d in (cur.description or [])]
-    finally:
-        conn.close()
-    if fmt == "json":
-        click.echo(json.dumps([dict(zip(cols, r, strict=False)) for r in rows], default=str, indent=2))
-    elif fmt == "csv":
-        w = csv.writer(sys.stdout)
-        w.writerow(cols)
-        w.writerows(rows)
-    else:
-        table = Table(*cols)
-        for r in rows:
-            table.add_row(*("NULL" if v is None else str(v) for v in r))
-        console.print(table)
-        console.print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    sql_command(sql, fmt)
 
 
 @main.command()
@@ -262,7 +249,7 @@ def stream() -> None:
 
 
 @stream.command("run")
-@click.argument("name", type=click.Choice(["bronze", "silver", "gold", "all"]))
+@click.argument("name", type=click.Choice(["bronze", "silver", "gold", "serving", "all"]))
 @click.option("--available-now", "mode", flag_value="available-now", help="Catch up with what is available, then exit.")
 @click.option(
     "--continuous",
@@ -274,7 +261,8 @@ def stream() -> None:
 @click.option("--master", help="Spark master URL (default: LAKEHOUSE_SPARK_MASTER).")
 @friendly_errors
 def stream_run(name: str, mode: str, master: str | None) -> None:
-    """Run stream NAME: bronze (Kafka -> bronze), silver (-> silver + quarantine), gold (-> gold), or all.
+    """Run stream NAME: bronze (Kafka -> bronze), silver (-> silver + quarantine), gold (-> gold),
+    serving (gold -> Redis), or all (bronze, silver and gold in one driver).
 
     Each query has its own checkpoint under <lake>/_checkpoints/, so a restart resumes
     exactly where the last run stopped. With `all --available-now` the layers run one
@@ -338,12 +326,14 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     2. `lakehouse generate`: MINUTES of payments, clicks and IoT readings with every fraud
        pattern, sensor anomalies, duplicates, out-of-order and invalid records injected
     3. `lakehouse stream run all --available-now`: Kafka -> bronze -> silver -> gold
-    4. row counts per table, a few fraud alerts and a gold sample, queried through Trino
+    4. `lakehouse stream run serving --available-now`: gold -> Redis
+    5. row counts per table, a few fraud alerts and a gold sample, queried through Trino; the
+       newest alerts and top pages read back from Redis
     """
     from lakehouse import streams
     from lakehouse.generator import GeneratorConfig, generate, produce
     from lakehouse.tables import ALL_TABLES
-    from lakehouse.trino import query, register_tables
+    from lakehouse.trino import query, sync_tables
 
     s = _settings()
     ctx.invoke(up)
@@ -375,7 +365,13 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
         sys.exit(code)
     elapsed = time.monotonic() - t0
     console.print(f"  caught up in {elapsed:.0f}s ({sent.sent / elapsed:,.0f} records/s end to end, incl. Spark start)")
-    register_tables(s, [t for t in ALL_TABLES if not t.internal])
+    console.print("\n[bold]serving[/]: gold -> Redis, available-now")
+    code = streams.run(s, "serving", available_now=True)
+    if code != 0:
+        err_console.print(f"[red]the serving stream failed[/] (exit {code}); see the output above")
+        sys.exit(code)
+    sync = sync_tables(s)
+    console.print(f"\n[bold]trino[/]: {sync.summary()}", highlight=False)
     cat = s.trino_catalog
     counts = Table("table", "rows", title="row counts (Trino)", title_justify="left")
     for t in (t for t in ALL_TABLES if not t.internal):
@@ -396,6 +392,9 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     ):
         ctx.invoke(sql, sql=sql_text, fmt="table")
         console.print(f"  ^ {title}")
+    console.print("\n[bold]Redis[/] (what services read: lakehouse serve get …)")
+    ctx.invoke(cli_serving.get_alerts, count=3, as_json=False)
+    ctx.invoke(cli_serving.get_pages, minute=None, top=5, as_json=False)
     console.print("\n[bold]Where to look next[/]")
     console.print(f"  Dagster UI        {s.dagster_url}")
     console.print(f'  Trino             {s.trino_url}   lakehouse sql "SHOW TABLES FROM {cat}.gold"')
@@ -409,7 +408,9 @@ from lakehouse.cli_generate import generate  # noqa: E402 - registered after mai
 
 main.add_command(generate)
 
-from lakehouse import cli_stream  # noqa: E402, F401 - registers `stream start|stop|enable|disable|status`
+# Registered after main exists: `stream start|stop|…` (cli_stream), `redis …` and `serve get …` (cli_serving),
+# `trino sync` (cli_trino, which also formats `sql` results).
+from lakehouse import cli_serving, cli_stream, cli_trino  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,7 @@ from lakehouse import streams
 from lakehouse.cli import _settings, console, err_console, friendly_errors, main, stream
 from lakehouse.settings import Settings
 
-LAYERS = ("bronze", "silver", "gold")
+LAYERS = ("bronze", "silver", "gold", "serving")
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 name_arg = click.argument("name", type=click.Choice(LAYERS))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
@@ -244,3 +245,19 @@ def run_events(s: Settings, run_id: str) -> list[dict[str, Any]]:
         cursor = conn["cursor"]
         if not conn.get("hasMore"):
             return out
+
+
+TERMINAL = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+
+
+def wait_run(s: Settings, run_id: str, timeout: float = 600, poll: float = 2) -> dict[str, Any]:
+    """Poll run RUN_ID until it ends; return it. TimeoutError names the run and its last status."""
+    deadline = time.monotonic() + timeout
+    status = "?"
+    while time.monotonic() < deadline:
+        run = runs(s, run_ids=[run_id])[0]
+        status = run["status"]
+        if status in TERMINAL:
+            return run
+        time.sleep(poll)
+    raise TimeoutError(f"run {run_id} did not end within {timeout:.0f}s (last status {status})")

@@ -711,3 +711,121 @@ def connect(s: Settings, *, decode_responses: bool = True, socket_timeout: float
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
     )
+
+
+# -- applying gold's change feed -------------------------------------------------------
+#: The gold tables served, each with the columns that identify a row.
+SERVED_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "merchant_minute": ("merchant_id", "window_start"),
+    "page_minute": ("page", "window_start"),
+    "device_minute": ("device_id", "sensor_type", "window_start"),
+    "fraud_alerts": ("event_id",),
+}
+#: The columns each served table's writer reads (keys included).
+SERVED_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "merchant_minute": tuple(MERCHANT_MINUTE_COLUMNS),
+    "page_minute": ("page", "window_start", "views"),
+    "device_minute": tuple(DEVICE_MINUTE_COLUMNS),
+    "fraud_alerts": tuple(FRAUD_ALERT_COLUMNS),
+}
+#: Delta change feed ``_change_type`` values: what a row of a change batch means for Redis.
+UPSERT_CHANGES: Final = frozenset({"insert", "update_postimage"})
+DELETE_CHANGE: Final = "delete"
+
+_DEVICE_FORGET_LUA = """
+-- KEYS[1] device:{id}:{sensor}:latest; ARGV[1] window_start (fixed-width ISO) gold deleted
+if redis.call('HGET', KEYS[1], 'window_start') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one change batch did to Redis."""
+
+    table: str
+    upserts: int
+    deletes: int
+    changed: int  # keys or entries that changed (writers' own counts; merchant/page: rows written)
+
+    def message(self) -> str:
+        return f"{self.table}: {self.upserts} upserts, {self.deletes} deletes, {self.changed} changed"
+
+
+def delete_rows(r: redis.Redis, table: str, rows: Iterable[Mapping[str, Any]], *, chunk_size: int = CHUNK_SIZE) -> int:
+    """Remove what gold deleted (a replay dropping a window or retracting an alert). Returns keys touched."""
+    if table == "fraud_alerts":
+        return retract_fraud_alerts(r, (str(_required(row, "event_id", table)) for row in rows), chunk_size=chunk_size)
+    out = _Chunked(r, chunk_size)
+    script = Script(r, _DEVICE_FORGET_LUA) if table == "device_minute" else None
+    for row in rows:
+        window_start = _required(row, "window_start", table)
+        if table == "merchant_minute":
+            out.pipe.delete(merchant_minute_key(str(_required(row, "merchant_id", table)), window_start))
+        elif table == "page_minute":
+            out.pipe.zrem(page_top_key(window_start), str(_required(row, "page", table)))
+        elif script is not None:
+            key = device_latest_key(str(_required(row, "device_id", table)), str(_required(row, "sensor_type", table)))
+            script(keys=[key], args=[encode_ts(window_start)], client=out.pipe)
+        else:
+            raise ValueError(f"{table} is not served; served tables: {', '.join(SERVED_KEYS)}")
+        out.queued_one()
+    out.flush()
+    return sum(int(x) for x in out.replies)
+
+
+_WRITERS: Final = {
+    "merchant_minute": write_merchant_minutes,
+    "page_minute": write_page_minutes,
+    "device_minute": write_device_minutes,
+}
+
+
+def upsert_rows(r: redis.Redis, table: str, rows: Iterable[Mapping[str, Any]], *, chunk_size: int = CHUNK_SIZE) -> int:
+    if table == "fraud_alerts":
+        return write_fraud_alerts(r, rows, chunk_size=chunk_size)
+    writer = _WRITERS.get(table)
+    if writer is None:
+        raise ValueError(f"{table} is not served; served tables: {', '.join(SERVED_KEYS)}")
+    return writer(r, rows, chunk_size=chunk_size)
+
+
+def latest_changes(table: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The last change of each row key in a change batch (``_commit_version`` order; pre-images dropped).
+
+    A batch can hold several commits that touched one window; only the newest state matters, and
+    writing older ones first would briefly regress Redis (and for ``page:top`` ZADD GT, never recover
+    from a lowered count). Rows without ``_change_type`` are plain gold rows (a rebuild): upserts.
+    """
+    keys = SERVED_KEYS.get(table)
+    if keys is None:
+        raise ValueError(f"{table} is not served; served tables: {', '.join(SERVED_KEYS)}")
+    newest: dict[tuple[Any, ...], tuple[int, dict[str, Any]]] = {}
+    for raw in rows:
+        row = dict(raw)
+        change = row.get("_change_type", "insert")
+        if change not in UPSERT_CHANGES and change != DELETE_CHANGE:
+            continue  # update_preimage
+        key = tuple(_required(row, k, table) for k in keys)
+        version = int(row.get("_commit_version") or 0)
+        held = newest.get(key)
+        if held is None or version >= held[0]:
+            newest[key] = (version, row)
+    return [row for _, row in newest.values()]
+
+
+def apply_changes(
+    r: redis.Redis, table: str, rows: Iterable[Mapping[str, Any]], *, chunk_size: int = CHUNK_SIZE
+) -> Applied:
+    """Apply one batch of gold changes (Delta change feed rows, or plain gold rows) to Redis, idempotently.
+
+    Applying the same batch twice leaves Redis as the first application left it, key by key.
+    """
+    latest = latest_changes(table, rows)
+    deletes = [row for row in latest if row.get("_change_type") == DELETE_CHANGE]
+    upserts = [row for row in latest if row.get("_change_type") != DELETE_CHANGE]
+    changed = delete_rows(r, table, deletes, chunk_size=chunk_size) if deletes else 0
+    changed += upsert_rows(r, table, upserts, chunk_size=chunk_size) if upserts else 0
+    return Applied(table, len(upserts), len(deletes), changed)

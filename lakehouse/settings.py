@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -86,6 +88,12 @@ class Settings(BaseSettings):
     )
     freshness_max_age_minutes: float = Field(
         60.0, gt=0, description="Quality check `freshness`: newest row older than this is a warning."
+    )
+    serving_retry_s: float = Field(
+        120.0,
+        ge=0,
+        description="How long a serving micro-batch retries an unreachable Redis before the stream fails "
+        "(then its supervisor restarts it); 0 fails at once.",
     )
     supervisor_backoff_s: float = Field(
         15.0, gt=0, description="First restart delay of a failed supervised stream; doubles per failure."
@@ -240,6 +248,23 @@ def child_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(overrides)
     return env
+
+
+@contextmanager
+def temporary_env(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Set OVERRIDES in this process's environment, then restore it: for a library that hands
+    ``os.environ`` to its subprocess and takes no env of its own (dagster-dbt's DbtCliResource).
+    Names outside LAKEHOUSE_* settings are fine here; load_settings() is not called meanwhile."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _explain(exc: ValidationError) -> str:

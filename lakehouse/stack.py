@@ -615,6 +615,11 @@ def up(s: Settings, names: list[str] | None = None, log: Log = print) -> dict[st
         state = c.start(log)
         result[c.name] = state
         log(f"{c.name:<18} {state} in {time.monotonic() - t0:.1f}s at {c.url()}")
+    if "trino" in result:
+        # Best effort: every table Spark has created so far appears in the catalog (never fatal).
+        from lakehouse.trino import try_sync_tables
+
+        try_sync_tables(s, log=lambda m: log(f"      {m}"))
     return result
 
 

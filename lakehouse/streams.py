@@ -16,7 +16,7 @@ import psutil
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
 from lakehouse.spark import spark_conf
 
-APPS = {"bronze": "bronze.py", "silver": "silver.py", "gold": "gold.py", "all": "pipeline.py"}
+APPS = {"bronze": "bronze.py", "silver": "silver.py", "gold": "gold.py", "serving": "serving.py", "all": "pipeline.py"}
 # Batch apps: launched the same way (spark-submit, Pipes), but they end by themselves.
 BATCH_APPS = {"quality": "quality.py", "maintenance": "maintenance.py", "replay": "replay.py"}
 

@@ -342,6 +342,21 @@ def session(app: str, opts: RunOptions, s: Settings | None = None) -> tuple[Spar
     return build_spark_session(f"lakehouse-{app}", s, master=opts.master), s
 
 
+def register_in_trino(s: Settings, log: Callable[[str], None]) -> None:
+    """Register the tables this app has just created in Trino's catalog; best effort, never fatal.
+
+    Runs once the queries have started (so every table the app writes exists); a Trino that
+    is down costs one warning line and a two-second timeout, and `lakehouse trino sync` (or
+    the next app start, or `lakehouse up`) registers them later.
+    """
+    try:
+        from lakehouse.trino import try_sync_tables
+
+        try_sync_tables(s, log=log)
+    except Exception as e:  # an import or settings problem must not stop a stream either
+        log(f"warning: registering the tables in Trino failed: {e}")
+
+
 StartQuery = Callable[["SparkSession", Settings, bool], "StreamingQuery"]
 
 
@@ -362,6 +377,7 @@ def main_for(app: str, starters: dict[str, StartQuery], argv: Sequence[str] | No
                     queries = [start(spark, s, opts.available_now) for start in starters.values()]
                     mode = "available-now" if opts.available_now else "continuous"
                     r.log(f"{app}: {len(queries)} queries started ({mode})")
+                    register_in_trino(s, r.log)
                     run_queries(queries, stop, progress=ProgressReporter(app, r))
                 finally:
                     for q in spark.streams.active:

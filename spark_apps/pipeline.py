@@ -25,6 +25,7 @@ from spark_apps._runtime import (
     RunOptions,
     exclusive,
     parse_args,
+    register_in_trino,
     run_queries,
     session,
 )
@@ -56,9 +57,12 @@ def _run(opts: RunOptions, s: Settings, stop: GracefulStop, r: Reporter) -> None
                 if stop.requested.is_set():
                     break
                 r.log(f"pipeline: {layer} catching up")
-                run_queries([start(spark, s, True) for start in starters.values()], stop, progress=progress)
+                queries = [start(spark, s, True) for start in starters.values()]
+                register_in_trino(s, r.log)
+                run_queries(queries, stop, progress=progress)
         else:
             queries = [start(spark, s, False) for starters in LAYERS.values() for start in starters.values()]
+            register_in_trino(s, r.log)
             run_queries(queries, stop, progress=progress)
     finally:
         for q in spark.streams.active:

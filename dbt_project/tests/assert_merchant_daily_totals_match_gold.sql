@@ -1,5 +1,9 @@
 -- mart_merchant_daily neither loses nor invents payments or alerts: its totals equal gold's.
 -- Returns a row (a failure) when they differ.
+-- It reads three models; the meta attaches it to the mart, so Dagster shows it as an asset
+-- check of marts/mart_merchant_daily (dagster-dbt cannot pick one parent by itself).
+
+{{ config(meta={'dagster': {'ref': {'name': 'mart_merchant_daily'}}}) }}
 
 with
 

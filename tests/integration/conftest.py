@@ -48,3 +48,47 @@ def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
     session = build_spark_session("integration-tests", lakehouse_stack)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_lake(lakehouse_stack: Settings) -> Settings:
+    """The stack's own lake (the one Trino's catalog, dbt and the Redis projection read),
+    after the pipeline has caught up with records produced here.
+
+    The consumer-side tests (Trino, dbt, Redis) need the lake Trino was started on, so
+    unlike the pipeline tests they cannot use a private one. On a fresh stack (CI) the
+    bronze checkpoint is new and starts at the offsets the topics have now, so the lake
+    holds exactly these records; on a developer's stack the pipeline first catches up with
+    whatever its checkpoints have not read yet. Those tests assert properties that hold
+    for any content (Trino equals Spark, Redis equals gold, dbt tests pass).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from lakehouse import streams
+    from lakehouse.generator import GeneratorConfig, generate, produce
+    from lakehouse.kafka import end_offsets_json
+
+    s = lakehouse_stack.model_copy(update={"kafka_starting_offsets": end_offsets_json(lakehouse_stack)})
+    holders = {app: pid for app in ("bronze", "silver", "gold") if (pid := streams.lock_holder(s, app))}
+    if holders:
+        pytest.fail(f"streams are running on the stack's lake ({holders}); stop them to run the consumer tests")
+    start = datetime.now(UTC).replace(microsecond=0, second=0) - timedelta(minutes=40)
+    run = generate(
+        GeneratorConfig(
+            seed=71,
+            count=1500,
+            rate=5,
+            start_time=start,
+            fraud_card_testing=1,
+            fraud_velocity=1,
+            fraud_amount_spike=1,
+            fraud_impossible_travel=1,
+            anomalies=8,
+            duplicates=10,
+            invalid=6,
+        )
+    )
+    assert produce(run, s).failed == 0
+    code = streams.run(s, "all", available_now=True)
+    assert code == 0, f"the pipeline failed on the stack's lake (exit {code})"
+    return s

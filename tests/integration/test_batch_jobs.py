@@ -24,17 +24,12 @@ from lakehouse.quality import CHECKS
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER
 
-TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-
 
 def _wait_run(s: Settings, run_id: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = api.runs(s, run_ids=[run_id])[0]
-        if run["status"] in TERMINAL:
-            return run
-        time.sleep(3)
-    pytest.fail(f"run {run_id} did not end within {timeout:.0f}s")
+    try:
+        return api.wait_run(s, run_id, timeout)
+    except TimeoutError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")

@@ -167,3 +167,145 @@ def test_accepted_values_are_the_json_schema_enums(manifest: dict[str, Any]) -> 
         assert meta["kwargs"]["values"] == schema(topic)["properties"][field]["enum"], key
         seen.add(key)
     assert seen == set(ENUM_COLUMNS), f"enums without an accepted_values test: {set(ENUM_COLUMNS) - seen}"
+
+
+# -- the dbt project in Dagster (orchestration/defs/dbt) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def defs() -> Any:
+    from orchestration.definitions import defs
+
+    return defs
+
+
+def _dbt_models_def(defs: Any) -> Any:
+    import dagster as dg
+
+    return defs.resolve_assets_def(dg.AssetKey(["marts", "mart_merchant_daily"]))
+
+
+def test_dbt_models_are_assets_below_the_stream_tables_they_read(defs: Any, manifest: dict[str, Any]) -> None:
+    import dagster as dg
+
+    graph = defs.resolve_asset_graph()
+    models = _models(manifest)
+    sources = {s["unique_id"]: dg.AssetKey([s["source_name"], s["name"]]) for s in manifest["sources"].values()}
+    keys = {name: dg.AssetKey([node["schema"], name]) for name, node in models.items()}
+    assert set(keys.values()) == set(_dbt_models_def(defs).keys)  # one multi-asset, every model
+    for name, node in models.items():
+        asset = graph.get(keys[name])
+        parents = {
+            sources[u] if u.startswith("source.") else keys[manifest["nodes"][u]["name"]]
+            for u in node["depends_on"]["nodes"]
+        }
+        assert asset.parent_keys == parents, name
+        assert asset.group_name == node["schema"] == ("marts" if name in MARTS else "staging"), name
+        assert set(asset.kinds) == {"dbt", "trino"}, name
+        assert (asset.description or "").strip(), name
+    # staging reads silver and gold, and those keys are the stream assets themselves, not stubs
+    upstream = {p for name in STAGING for p in graph.get(keys[name]).parent_keys}
+    assert {k.path[0] for k in upstream} == {"silver", "gold"}
+    for key in upstream:
+        assert defs.resolve_assets_def(key).node_def.name == f"{key.path[0]}_stream", key
+    assert graph.get(dg.AssetKey(["staging", "stg_merchant_minute"])).parent_keys == {
+        dg.AssetKey(["gold", "merchant_minute"])
+    }
+
+
+def test_every_dbt_data_test_is_an_asset_check_of_its_model(defs: Any, manifest: dict[str, Any]) -> None:
+    graph = defs.resolve_asset_graph()
+    checks = {
+        (k.asset_key.to_user_string(), k.name)
+        for k in graph.asset_check_keys
+        if k.asset_key.path[0] in {"staging", "marts"}
+    }
+    models = _models(manifest)
+    expected = set()
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test":
+            continue
+        attached = node.get("attached_node") or "model.lakehouse." + node["config"]["meta"]["dagster"]["ref"]["name"]
+        model = models[attached.split(".")[-1]]
+        expected.add((f"{model['schema']}/{model['name']}", node["name"]))
+    assert len(expected) >= 100
+    assert checks == expected
+    # the singular test reads three models; its meta attaches it to the merchant mart
+    assert ("marts/mart_merchant_daily", "assert_merchant_daily_totals_match_gold") in checks
+    specs = {(s.asset_key.to_user_string(), s.name): s for s in _dbt_models_def(defs).check_specs}
+    severities = {
+        n["name"]: n["config"]["severity"].lower() for n in manifest["nodes"].values() if n["resource_type"] == "test"
+    }
+    for (asset, name), spec in specs.items():
+        assert spec.blocking == (severities[name] == "error"), (asset, name)
+    assert not specs[
+        ("marts/mart_merchant_daily", "accepted_range_mart_merchant_daily_fraud_rate__1__0")
+    ].blocking  # warn
+
+
+def test_dbt_marts_job_builds_the_dbt_assets_and_its_schedule_starts_switched_off(defs: Any) -> None:
+    import dagster as dg
+    from dagster_dbt import DbtCliResource
+
+    repo = defs.get_repository_def()
+    job = repo.get_job("dbt_marts")
+    dbt_assets = _dbt_models_def(defs)
+    assert job.asset_layer.executable_asset_keys == set(dbt_assets.keys)
+    assert {n.name for n in job.graph.node_defs} == {"dbt_models"}
+    assert job.executor_def is dg.in_process_executor
+    schedule = {s.name: s for s in repo.schedule_defs}["dbt_marts_hourly"]
+    assert schedule.job_name == "dbt_marts"
+    assert schedule.cron_schedule == "45 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.description
+    from orchestration.defs.dbt.assets import dbt_resource
+
+    assert dbt_assets.resource_defs["dbt"].configurable_resource_cls is DbtCliResource  # bound to the asset
+    dbt = dbt_resource
+    assert Path(dbt.project_dir) == DBT_DIR
+    assert Path(dbt.profiles_dir or "") == DBT_DIR
+    assert Path(dbt.dbt_executable).is_file()  # the venv's dbt: Dagster's processes need not have it on PATH
+
+
+def test_dbt_reads_the_platform_trino_settings(defs: Any) -> None:
+    import re
+
+    from lakehouse.settings import load_settings, temporary_env
+    from orchestration.defs.dbt.assets import dbt_env
+
+    s = load_settings(trino_port=8181, trino_user="analyst", trino_catalog="lake2")
+    env = dbt_env(s)
+    assert env["LAKEHOUSE_TRINO_HOST"] == s.host
+    assert (env["LAKEHOUSE_TRINO_PORT"], env["LAKEHOUSE_TRINO_USER"], env["LAKEHOUSE_TRINO_CATALOG"]) == (
+        "8181",
+        "analyst",
+        "lake2",
+    )
+    # every variable the profile reads (bar the LAKEHOUSE_HOST fallback) is one the run sets
+    read = set(re.findall(r"env_var\('(\w+)'", (DBT_DIR / "profiles.yml").read_text()))
+    assert read - {"LAKEHOUSE_HOST"} <= set(env), read
+    # set for the dbt subprocess only: LAKEHOUSE_TRINO_HOST is no lakehouse setting
+    before = dict(os.environ)
+    with temporary_env(env):
+        assert os.environ["LAKEHOUSE_TRINO_PORT"] == "8181"
+    assert dict(os.environ) == before
+
+
+def test_a_missing_or_stale_manifest_is_rebuilt_at_load(tmp_path: Path) -> None:
+    import shutil
+
+    from dagster_dbt import DbtProject
+
+    from orchestration.defs.dbt.project import manifest_is_stale, prepare_manifest
+
+    copy = tmp_path / "dbt_project"
+    shutil.copytree(DBT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    project = DbtProject(project_dir=copy, profiles_dir=copy)
+    assert manifest_is_stale(project)
+    manifest_path = prepare_manifest(project)
+    assert json.loads(manifest_path.read_text())["metadata"]["project_name"] == "lakehouse"
+    assert not manifest_is_stale(project)
+    model = copy / "models" / "marts" / "mart_merchant_daily.sql"
+    later = manifest_path.stat().st_mtime + 10
+    os.utime(model, (later, later))
+    assert manifest_is_stale(project)

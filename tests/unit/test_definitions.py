@@ -53,7 +53,7 @@ def test_every_table_is_an_asset_with_lineage_and_its_column_schema() -> None:
 def test_each_layer_is_one_stream_asset_with_continuous_and_catchup_jobs() -> None:
     repo = defs.get_repository_def()
     jobs = {j.name for j in repo.get_all_jobs()}
-    for layer in ("bronze", "silver", "gold"):
+    for layer in ("bronze", "silver", "gold", "serving"):
         assert {f"stream_{layer}", f"catchup_{layer}"} <= jobs
         stream = repo.get_job(f"stream_{layer}")
         catchup = repo.get_job(f"catchup_{layer}")
@@ -68,7 +68,7 @@ def test_supervisors_and_catchup_schedules_exist_and_start_switched_off() -> Non
     repo = defs.get_repository_def()
     sensors = {s.name: s for s in repo.sensor_defs}
     schedules = {s.name: s for s in repo.schedule_defs}
-    for layer in ("bronze", "silver", "gold"):
+    for layer in ("bronze", "silver", "gold", "serving"):
         assert sensors[f"supervise_{layer}"].job_name == f"stream_{layer}"
         assert sensors[f"supervise_{layer}"].default_status == dg.DefaultSensorStatus.STOPPED
         assert schedules[f"catchup_{layer}_schedule"].job_name == f"catchup_{layer}"
@@ -86,14 +86,31 @@ def test_stream_messages_map_to_the_tables_each_query_writes() -> None:
     assert set(observe({"query": "gold_payments"})) == {
         dg.AssetKey(["gold", n]) for n in ("merchant_minute", "fraud_alerts", "late_events")
     }
+    assert observe({"query": "serving_fraud_alerts"}) == [dg.AssetKey(["serving", "redis"])]
     assert observe({"query": "something_else"}) == []
+
+
+def test_redis_projection_is_an_asset_downstream_of_gold_with_a_freshness_policy() -> None:
+    from lakehouse.serving import SERVED_KEYS
+
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["serving", "redis"]))
+    assert node.parent_keys == {dg.AssetKey(["gold", name]) for name in SERVED_KEYS}
+    assert node.group_name == "serving"
+    policy = node.freshness_policy
+    assert isinstance(policy, dg.FreshnessPolicy)
+    assert policy.fail_window.to_timedelta().total_seconds() == 3600  # type: ignore[attr-defined]
+    assert "merchant:{merchant_id}:minute:{window_start_epoch_s}" in str(node.metadata["key_layout"])
 
 
 def test_every_quality_check_is_an_asset_check_and_error_checks_block() -> None:
     from lakehouse.quality import CHECKS
 
     graph = defs.resolve_asset_graph()
-    declared = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    declared = {
+        (k.asset_key.to_user_string(), k.name)
+        for k in graph.asset_check_keys
+        if k.asset_key.path[0] in ("bronze", "silver", "gold")  # dbt's tests: tests/unit/test_dbt_project.py
+    }
     assert {(c.asset, c.name) for c in CHECKS} == declared
     specs = {
         (spec.asset_key.to_user_string(), spec.name): spec
@@ -122,7 +139,14 @@ def test_batch_jobs_and_their_schedules_exist() -> None:
     assert schedules["quality_hourly"] == "quality"
     # the quality gate sits between the layers of the catch-up pipeline
     nodes = {n.name for n in repo.get_job("catchup_pipeline").graph.node_defs}
-    assert {"bronze_stream", "silver_stream", "gold_stream", "silver_quality", "gold_quality"} == nodes
+    assert {
+        "bronze_stream",
+        "silver_stream",
+        "gold_stream",
+        "serving_stream",
+        "silver_quality",
+        "gold_quality",
+    } == nodes
     # no job that rewrites tables selects bronze except the bronze stream's own
     for name in ("replay", "maintenance", "vacuum", "quality"):
         assert not any(k.path[0] == "bronze" for k in repo.get_job(name).asset_layer.executable_asset_keys)

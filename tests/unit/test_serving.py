@@ -525,3 +525,93 @@ def test_connect_uses_the_settings(settings: Settings) -> None:
     kwargs = r.connection_pool.connection_kwargs
     assert (kwargs["host"], kwargs["port"], kwargs["password"]) == ("127.0.0.1", settings.redis_port, PASSWORD)
     r.close()
+
+
+# -- applying a change feed batch ------------------------------------------------------------
+def change(row: Mapping[str, Any], kind: str, version: int) -> dict[str, Any]:
+    return {**row, "_change_type": kind, "_commit_version": version}
+
+
+def test_latest_changes_keeps_the_newest_change_per_key_and_drops_preimages() -> None:
+    old = merchant_row("m-1", 0, tx=3)
+    new = merchant_row("m-1", 0, tx=9)
+    other = merchant_row("m-2", 0)
+    rows = [
+        change(new, "update_postimage", 7),
+        change(old, "insert", 5),
+        change(old, "update_preimage", 7),
+        change(other, "insert", 5),
+        change(other, "delete", 8),
+    ]
+    latest = {(r["merchant_id"], r["_change_type"]): r for r in serving.latest_changes("merchant_minute", rows)}
+    assert set(latest) == {("m-1", "update_postimage"), ("m-2", "delete")}
+    assert latest[("m-1", "update_postimage")]["tx_count"] == 9
+    # rows without change columns (a rebuild from gold) are upserts
+    assert serving.latest_changes("page_minute", [page_row("/a", 0, 1)])[0]["page"] == "/a"
+    with pytest.raises(ValueError, match="late_events is not served"):
+        serving.latest_changes("late_events", [])
+
+
+def test_apply_changes_upserts_and_deletes_and_is_idempotent(r: redis.Redis, client: ServingClient) -> None:
+    batch1 = [
+        *(change(row, "insert", 1) for row in MERCHANTS),
+        *(change(row, "insert", 1) for row in PAGES),
+    ]
+    for table in ("merchant_minute", "page_minute"):
+        serving.apply_changes(r, table, [row for row in batch1 if set(serving.SERVED_KEYS[table]) <= set(row)])
+    for table, rows in (("device_minute", DEVICES), ("fraud_alerts", ALERTS)):
+        done = serving.apply_changes(r, table, [change(row, "insert", 1) for row in rows])
+        assert (done.upserts, done.deletes) == (len(rows), 0), done.message()
+    # batch 2: gold updated one minute, and a replay deleted a window, a page, a device window and an alert
+    updated = merchant_row("m-1", 1, tx=8)
+    batch2 = {
+        "merchant_minute": [
+            change(merchant_row("m-1", 1, tx=5), "update_preimage", 2),
+            change(updated, "update_postimage", 2),
+            change(MERCHANTS[0], "delete", 2),
+        ],
+        "page_minute": [change(PAGES[1], "delete", 2)],
+        "device_minute": [change(DEVICES[0], "delete", 2), change(DEVICES[2], "delete", 2)],
+        "fraud_alerts": [change(ALERTS[3], "delete", 2)],
+    }
+    for table, rows in batch2.items():
+        serving.apply_changes(r, table, rows)
+    before = dump(r)
+    for table, rows in batch2.items():  # the same batch replayed
+        serving.apply_changes(r, table, rows)
+    assert_unchanged(before, dump(r))
+
+    assert client.merchant_minute("m-1", T0) is None
+    minute1 = client.merchant_minute("m-1", T0 + timedelta(minutes=1))
+    assert minute1 is not None
+    assert minute1.tx_count == 8
+    assert [e.page for e in client.top_pages(T0).entries] == ["/home"]
+    # deleting an older window leaves the device's latest (minute 1) alone; deleting the latest drops it
+    temperature = client.device_latest("d-1", "temperature")
+    assert temperature is not None
+    assert temperature.window_start == T0.replace(tzinfo=UTC) + timedelta(minutes=1)
+    assert client.device_latest("d-1", "humidity") is None
+    assert "e4" not in {a.event_id for a in client.recent_fraud_alerts(100)}
+    assert client.user_fraud("u2") is None
+
+
+def test_with_redis_retries_until_redis_is_back_then_fails_after_the_deadline(settings: Settings) -> None:
+    from spark_apps.serving import with_redis
+
+    calls: list[int] = []
+
+    def flaky(client: redis.Redis) -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise redis.ConnectionError("connection refused")
+        return str(client.ping())
+
+    patient = settings.model_copy(update={"serving_retry_s": 30.0})
+    assert with_redis(patient, "batch 1", flaky) == "True"
+    assert len(calls) == 3
+
+    down = settings.model_copy(update={"redis_port": _free_port(), "serving_retry_s": 1.0})
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"unreachable for 1s .*batch 7 of serving_x not written"):
+        with_redis(down, "batch 7 of serving_x", lambda c: c.ping())
+    assert time.monotonic() - t0 < 10

@@ -55,15 +55,20 @@ def run_spark_app(
     stop_timeout_s: float = 180.0,
     materialize: Sequence[dg.AssetKey] = (),
     on_message: Callable[[Mapping[str, Any]], None] | None = None,
+    rematerialize_s: float | None = None,
 ) -> Iterator[dg.PipesExecutionResult | dg.MaterializeResult[Any]]:
     """Run ``spark_apps/<app>`` with Pipes; yield what it reported (checks, materializations).
 
     Every custom message is logged at once as an AssetObservation on ``observe(message)``,
     so the UI shows each micro-batch while the run is still going. Each asset in
     MATERIALIZE is materialized when the first micro-batch that wrote to it commits (a
-    stream never "finishes"), and the rest when the app ends. Failures raise ``dg.Failure``.
+    stream never "finishes"), and the rest when the app ends. With REMATERIALIZE_S, an asset already
+    materialized is materialized again (an AssetMaterialization event) on a progress message at most
+    that often, idle heartbeats included: its freshness then says how far it trails its inputs.
+    Failures raise ``dg.Failure``.
     """
     pending = list(materialize)
+    last_materialized: dict[dg.AssetKey, float] = {}
     cmd = streams.spark_submit(s, app, args, master)
     log_dir = s.logs_dir / "runs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -100,7 +105,15 @@ def run_spark_app(
                         context.log_event(dg.AssetObservation(asset_key=key, metadata=_metadata(message)))
                         if key in pending and (message.get("rows_out") or 0) > 0:
                             pending.remove(key)
+                            last_materialized[key] = time.monotonic()
                             yield dg.MaterializeResult(asset_key=key, metadata=_metadata(message))
+                        elif (
+                            rematerialize_s is not None
+                            and key in last_materialized
+                            and time.monotonic() - last_materialized[key] >= rematerialize_s
+                        ):
+                            last_materialized[key] = time.monotonic()
+                            context.log_event(dg.AssetMaterialization(asset_key=key, metadata=_metadata(message)))
                 seen = len(messages)
                 if done:
                     break

@@ -8,8 +8,9 @@ from pydantic import Field
 from lakehouse.settings import Settings, SettingsError, load_settings
 
 
-class SparkRunConfig(dg.Config):
-    master: str | None = Field(None, description="Spark master URL for this run (default: LAKEHOUSE_SPARK_MASTER).")
+class SettingsRunConfig(dg.Config):
+    """A run's settings: the platform's, with per-run overrides."""
+
     settings: dict[str, str] = Field(
         default_factory=dict,
         description="Overrides of lakehouse settings for this run, by field name "
@@ -22,3 +23,7 @@ class SparkRunConfig(dg.Config):
             return load_settings(**self.settings)
         except SettingsError as e:
             raise dg.Failure(description=str(e)) from None
+
+
+class SparkRunConfig(SettingsRunConfig):
+    master: str | None = Field(None, description="Spark master URL for this run (default: LAKEHOUSE_SPARK_MASTER).")

@@ -19,9 +19,9 @@ from lakehouse.contracts import TOPICS
 from orchestration.defs.metrics import StreamMetrics
 from orchestration.defs.streaming.launch import run_spark_app
 from orchestration.defs.streaming.resources import SparkRunConfig
-from orchestration.defs.streaming.tables import GOLD_INPUTS, LAYER_SPECS
+from orchestration.defs.streaming.tables import GOLD_INPUTS, LAYER_SPECS, REDIS_KEY
 
-LAYERS = ("bronze", "silver", "gold")
+LAYERS = ("bronze", "silver", "gold", "serving")
 STREAM_TAG = "lakehouse/stream"
 
 
@@ -39,6 +39,8 @@ def query_assets(layer: str, query: str) -> list[dg.AssetKey]:
         return [dg.AssetKey(["bronze", source])]
     if layer == "silver":
         return [dg.AssetKey(["silver", source]), dg.AssetKey(["silver", "quarantine"])]
+    if layer == "serving":
+        return [REDIS_KEY]
     return [dg.AssetKey(["gold", name]) for name, inputs in GOLD_INPUTS.items() if source in inputs]
 
 
@@ -57,7 +59,11 @@ def _stream_asset(layer: str) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"{layer}_stream",
         specs=specs,
-        description=f"spark_apps/{layer}.py: the {layer} stream ({', '.join(t.name for t in TOPICS)}), via Pipes.",
+        description=(
+            "spark_apps/serving.py: gold's change feed -> Redis (one query per served gold table), via Pipes."
+            if layer == "serving"
+            else f"spark_apps/{layer}.py: the {layer} stream ({', '.join(t.name for t in TOPICS)}), via Pipes."
+        ),
         op_tags={STREAM_TAG: layer},
     )
     def _stream(
@@ -74,6 +80,8 @@ def _stream_asset(layer: str) -> dg.AssetsDefinition:
             continuous=continuous,
             master=config.master,
             materialize=[spec.key for spec in specs],
+            # Redis's freshness is the time of its last materialization: keep it current while the stream runs.
+            rematerialize_s=60.0 if layer == "serving" else None,
             on_message=StreamMetrics(prometheus, layer, context.log),
         )
 
@@ -105,7 +113,12 @@ stream_jobs = {layer: _job(layer, "continuous") for layer in LAYERS}
 catchup_jobs = {layer: _job(layer, "available_now") for layer in LAYERS}
 
 # Periodic batch for sites that do not run streams continuously; off until switched on.
-CATCHUP_CRON = {"bronze": "*/15 * * * *", "silver": "5,20,35,50 * * * *", "gold": "10,25,40,55 * * * *"}
+CATCHUP_CRON = {
+    "bronze": "*/15 * * * *",
+    "silver": "5,20,35,50 * * * *",
+    "gold": "10,25,40,55 * * * *",
+    "serving": "13,28,43,58 * * * *",
+}
 catchup_schedules = [
     dg.ScheduleDefinition(
         name=f"catchup_{layer}_schedule",

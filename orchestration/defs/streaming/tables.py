@@ -7,9 +7,12 @@ the streams that materialize them are wired in as runs of the Spark apps.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
 
 from lakehouse.contracts import TOPICS
+from lakehouse.serving import SERVED_KEYS
 from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER, TableSpec
 
 OWNER = "team:data-platform"
@@ -59,6 +62,41 @@ GOLD_INPUTS = {
     "late_events": [t.name for t in TOPICS],
 }
 
+REDIS_KEY = dg.AssetKey(["serving", "redis"])
+
+
+def _redis_spec() -> dg.AssetSpec:
+    """The Redis projection of gold (a function: a module-level spec would be collected twice)."""
+    return dg.AssetSpec(
+        key=REDIS_KEY,
+        deps=[table_key(GOLD[name]) for name in SERVED_KEYS],
+        group_name="serving",
+        kinds={"redis", "spark"},
+        description=(
+            "Gold in Redis for services (contracts §4): merchant minutes, each device's latest minute, the top pages "
+            "per minute, the fraud alert stream and per-user fraud summaries. Written by spark_apps/serving.py from "
+            "gold's change feed; a cache of the lake (`lakehouse redis rebuild` refills it). Materialized as the "
+            "stream reports progress (at most once a minute), so its freshness is how far Redis trails gold."
+        ),
+        owners=[OWNER],
+        tags={"layer": "serving"},
+        metadata={
+            "key_layout": dg.MetadataValue.md(
+                "| key | type | TTL |\n|---|---|---|\n"
+                "| `merchant:{merchant_id}:minute:{window_start_epoch_s}` | hash | 24 h |\n"
+                "| `device:{device_id}:{sensor_type}:latest` | hash | 24 h |\n"
+                "| `page:top:{window_start_epoch_s}` | sorted set | 24 h |\n"
+                "| `fraud:alerts` | stream, capped near 100 000 | none |\n"
+                "| `fraud:user:{user_id}` | hash | 7 d |"
+            ),
+        },
+        # Streams run every 10 s, catch-ups every 15 minutes: Redis older than that is behind.
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=1), warn_window=timedelta(minutes=20)
+        ),
+    )
+
+
 LAYER_SPECS: dict[str, list[dg.AssetSpec]] = {
     "bronze": [_spec(BRONZE[t.name], [dg.AssetKey(["kafka", t.name])], {"delta", "spark"}) for t in TOPICS],
     "silver": [
@@ -68,6 +106,7 @@ LAYER_SPECS: dict[str, list[dg.AssetSpec]] = {
     "gold": [
         _spec(GOLD[name], [table_key(SILVER[src]) for src in GOLD_INPUTS[name]], {"delta", "spark"}) for name in GOLD
     ],
+    "serving": [_redis_spec()],
 }
 
 # The same specs, flat, as a tuple so the package loader does not collect them a second

@@ -1,0 +1,1 @@
+"""dbt (dbt_project/) as Dagster assets: staging views and marts downstream of silver and gold, tests as checks."""

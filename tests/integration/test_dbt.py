@@ -1,0 +1,213 @@
+"""dbt on the real stack: the ``dbt_marts`` job, launched on the stack's Dagster after a pipeline run.
+
+The run is `dbt build` through dagster-dbt against the stack's Trino: every model must be
+materialized and every dbt data test must come back as a passing asset check evaluation.
+Then `dbt docs generate` (which queries Trino's catalog) must describe the marts, and the
+marts must agree, through the same Trino, with the gold and silver tables they summarize.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse import dagster_api as api
+from lakehouse import trino
+from lakehouse.settings import Settings, child_env
+from lakehouse.tables import ALL_TABLES
+
+MARTS = ("mart_merchant_daily", "mart_page_funnel_hourly", "mart_device_health_daily")
+
+
+def _manifest() -> dict[str, Any]:
+    from orchestration.defs.dbt.project import prepare_manifest
+
+    manifest: dict[str, Any] = json.loads(prepare_manifest().read_text())
+    return manifest
+
+
+def _models(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+
+
+def _expected_checks(manifest: dict[str, Any]) -> set[tuple[str, str]]:
+    """(asset, check name) of every dbt data test: the model it is attached to, or its meta's ref."""
+    models = _models(manifest)
+    out = set()
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "test":
+            continue
+        attached = node.get("attached_node") or node["config"]["meta"]["dagster"]["ref"]["name"]
+        model = models[attached.split(".")[-1]]
+        out.add((f"{model['schema']}/{model['name']}", node["name"]))
+    return out
+
+
+def _wait_run(s: Settings, run_id: str, timeout: float = 420) -> dict[str, Any]:
+    try:
+        return api.wait_run(s, run_id, timeout)
+    except TimeoutError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture(scope="module")
+def dbt_run(stack_lake: Settings) -> tuple[Settings, dict[str, Any], list[dict[str, Any]]]:
+    """One `dbt_marts` run on the stack's Dagster, after the pipeline filled the stack's lake."""
+    s = stack_lake
+    # Idempotent; harmless once the Spark apps register their tables themselves.
+    trino.register_tables(s, [t for t in ALL_TABLES if not t.internal])
+    run_id = api.launch_run(s, "dbt_marts", {}, {"test": "dbt"})
+    run = _wait_run(s, run_id)
+    return s, run, api.run_events(s, run_id)
+
+
+def test_dbt_marts_run_materializes_every_model_and_every_test_passes_as_an_asset_check(
+    dbt_run: tuple[Settings, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    _, run, events = dbt_run
+    errors = [e for e in events if e["error"]]
+    failed = [e for e in events if e["check"] and not e["check"]["success"]]
+    assert run["status"] == "SUCCESS", (errors, failed)
+    manifest = _manifest()
+    materialized = {e["asset"] for e in events if e["type"] == "MaterializationEvent"}
+    assert materialized == {f"{n['schema']}/{name}" for name, n in _models(manifest).items()}
+    checks = {(e["asset"], e["check"]["checkName"]): e["check"] for e in events if e["check"]}
+    assert set(checks) == _expected_checks(manifest)
+    assert not failed, failed
+    assert ("marts/mart_merchant_daily", "assert_merchant_daily_totals_match_gold") in checks
+    # dbt unit tests are no asset checks (they read fixtures, not tables): the run's dbt artifacts show them
+    from orchestration.defs.dbt.assets import RUNS_DIR
+
+    results = json.loads((RUNS_DIR / run["runId"] / "run_results.json").read_text())
+    assert results["args"]["which"] == "build"
+    unit = {
+        r["unique_id"].split(".")[-1]: r["status"]
+        for r in results["results"]
+        if r["unique_id"].startswith("unit_test.")
+    }
+    assert set(unit) == {u["name"] for u in manifest["unit_tests"].values()}
+    assert set(unit.values()) == {"pass"}, unit
+
+
+def _rows(s: Settings, sql: str) -> list[tuple[Any, ...]]:
+    return trino.query(s, sql)
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_merchant_mart_revenue_and_fraud_rate_equal_gold_through_trino(
+    dbt_run: tuple[Settings, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    s, run, _ = dbt_run
+    assert run["status"] == "SUCCESS"
+    c = s.trino_catalog
+    day = "cast({} at time zone 'UTC' as date)"
+    payments = {
+        (m, d): (n, amount)
+        for m, d, n, amount in _rows(
+            s,
+            f"SELECT merchant_id, {day.format('window_start')}, sum(tx_count), sum(amount_sum) "
+            f"FROM {c}.gold.merchant_minute GROUP BY 1, 2",
+        )
+    }
+    alerts = {
+        (m, d): n
+        for m, d, n in _rows(
+            s,
+            f"SELECT merchant_id, {day.format('event_time')}, count(*) FROM {c}.gold.fraud_alerts "
+            "WHERE merchant_id IS NOT NULL GROUP BY 1, 2",
+        )
+    }
+    mart = {
+        (m, d): (n, revenue, flagged, rate)
+        for m, d, n, revenue, flagged, rate in _rows(
+            s,
+            f"SELECT merchant_id, activity_date, tx_count, revenue, fraud_alert_count, fraud_rate "
+            f"FROM {c}.marts.mart_merchant_daily",
+        )
+    }
+    assert payments, "gold.merchant_minute is empty: the pipeline wrote nothing"
+    assert alerts, "the scenario injects fraud: gold.fraud_alerts should not be empty"
+    assert set(mart) == set(payments) | set(alerts)
+    for key, (n, revenue, flagged, rate) in mart.items():
+        gold_n, gold_revenue = payments.get(key, (0, 0.0))
+        assert (n, flagged) == (gold_n, alerts.get(key, 0)), key
+        assert _close(revenue, gold_revenue), (key, revenue, gold_revenue)
+        assert _close(rate, flagged / n if n else None), (key, rate)
+    # one number, stated plainly: the busiest merchant-day's revenue is gold's sum for that day
+    busiest = max(payments, key=lambda k: payments[k][0])
+    assert _close(mart[busiest][1], payments[busiest][1])
+
+
+def test_funnel_and_device_marts_add_up_to_silver_and_gold(
+    dbt_run: tuple[Settings, dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    s, run, _ = dbt_run
+    assert run["status"] == "SUCCESS"
+    c = s.trino_catalog
+    [(views, carts, purchases)] = _rows(
+        s,
+        "SELECT count_if(event_type = 'page_view'), count_if(event_type = 'add_to_cart'), "
+        f"count_if(event_type = 'purchase') FROM {c}.silver.clickstream",
+    )
+    assert _rows(
+        s, f"SELECT sum(page_views), sum(add_to_carts), sum(purchases) FROM {c}.marts.mart_page_funnel_hourly"
+    ) == [(views, carts, purchases)]
+    assert views > 0
+    [(readings, anomalies)] = _rows(s, f"SELECT sum(readings), sum(anomalies) FROM {c}.gold.device_minute")
+    assert _rows(s, f"SELECT sum(readings), sum(anomalies) FROM {c}.marts.mart_device_health_daily") == [
+        (readings, anomalies)
+    ]
+    assert anomalies > 0, "the scenario injects sensor anomalies"
+
+
+def _dbt(s: Settings, args: Iterable[str], target: Path) -> subprocess.CompletedProcess[str]:
+    from orchestration.defs.dbt.assets import dbt_env
+    from orchestration.defs.dbt.project import DBT_DIR, DBT_EXECUTABLE
+
+    cmd = [
+        DBT_EXECUTABLE,
+        *args,
+        "--profiles-dir",
+        str(DBT_DIR),
+        "--project-dir",
+        str(DBT_DIR),
+        "--target-path",
+        str(target),
+        "--log-path",
+        str(target / "logs"),
+    ]
+    return subprocess.run(
+        cmd, cwd=DBT_DIR, env=child_env(**dbt_env(s)), capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_dbt_docs_generate_describes_the_marts_from_trino(
+    dbt_run: tuple[Settings, dict[str, Any], list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    s, run, _ = dbt_run
+    assert run["status"] == "SUCCESS"
+    proc = _dbt(s, ["docs", "generate"], tmp_path / "target")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
+    assert not catalog.get("errors"), catalog["errors"]
+    models = _models(json.loads((tmp_path / "target" / "manifest.json").read_text()))
+    for name, model in models.items():
+        entry = catalog["nodes"].get(model["unique_id"])
+        assert entry is not None, f"{name} is not in catalog.json"
+        assert (entry["metadata"]["schema"], entry["metadata"]["name"]) == (model["schema"], name)
+        assert {c.lower() for c in model["columns"]} <= set(entry["columns"]), f"{name}: documented columns missing"
+    for name in MARTS:
+        assert catalog["nodes"][f"model.lakehouse.{name}"]["metadata"]["schema"] == "marts"
+    sources = {(v["metadata"]["schema"], v["metadata"]["name"]) for v in catalog["sources"].values()}
+    assert {("gold", "merchant_minute"), ("silver", "clickstream"), ("gold", "device_minute")} <= sources
