@@ -52,7 +52,7 @@ test-unit: $(PIP_STAMP) ## Unit tests (no services, seconds)
 	$(BIN)/pytest -m unit
 
 test-integration: setup ## Integration tests against the real stack (started if not running)
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest -m integration --durations=30
 
 test: setup lint test-unit test-integration ## The CI command: setup, lint, unit, then integration tests
 
