@@ -356,18 +356,41 @@ def missing_from_catalog(dom: str, assets: Iterable[UiAsset]) -> list[str]:
     return [a.label for a in assets if a.label not in text]
 
 
+#: Groups drawn on their own pages rather than expanded in the global graph: with them expanded too,
+#: the global graph zooms out so far that Dagster draws its nodes without readable names.
+OWN_PAGE_GROUPS: tuple[str, ...] = ("staging", "marts")
+
+
+def _graph_snapshot(
+    url: str, assets: list[UiAsset], out_png: Path, wait_ms: int, width: int, height: int
+) -> tuple[str, list[UiAsset]]:
+    """Screenshot a lineage page once it draws every one of ASSETS (or WAIT_MS passed)."""
+    dom = snapshot(url, out_png, wait_ms, width, height, ready=lambda d: not missing_from_lineage(d, assets))
+    return dom, assets
+
+
+def group_lineage_url(s: Settings, asset: UiAsset) -> str:
+    """One asset group's lineage page (its assets in full, their neighbours as links)."""
+    return f"{s.dagster_url}/locations/{asset.repository}@{asset.location}/asset-groups/{asset.group}/lineage"
+
+
+def group_snapshot(
+    s: Settings, group: str, out_png: Path, width: int = 1600, wait_ms: int = 15_000
+) -> tuple[str, list[UiAsset]]:
+    """Screenshot one group's lineage page, tall enough for all its assets; return the DOM and its assets."""
+    skip_community_dialog(s)
+    assets = [a for a in dagster_assets(s) if a.group == group]
+    if not assets:
+        raise ValueError(f"no asset group {group!r} in the code location")
+    height = max(1100, 400 + 230 * len(assets))
+    return _graph_snapshot(group_lineage_url(s, assets[0]), assets, out_png, wait_ms, width, height)
+
+
 def lineage_snapshot(
     s: Settings, out_png: Path, width: int = 1600, height: int = 1100, wait_ms: int = 15_000
 ) -> tuple[str, list[UiAsset]]:
-    """Screenshot the whole asset graph into ``out_png``; return the DOM and the assets it should show."""
+    """Screenshot the global asset graph into ``out_png``, every group expanded but OWN_PAGE_GROUPS (drawn
+    as one box each); return the DOM and the assets it should show by name."""
     skip_community_dialog(s)
-    assets = dagster_assets(s)
-    dom = snapshot(
-        lineage_url(s, assets),
-        out_png,
-        wait_ms,
-        width,
-        height,
-        ready=lambda d: not missing_from_lineage(d, assets),
-    )
-    return dom, assets
+    assets = [a for a in dagster_assets(s) if a.group not in OWN_PAGE_GROUPS]
+    return _graph_snapshot(lineage_url(s, assets), assets, out_png, wait_ms, width, height)

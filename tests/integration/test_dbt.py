@@ -204,7 +204,13 @@ def test_dbt_docs_generate_describes_the_marts_from_trino(
     models = _models(json.loads((tmp_path / "target" / "manifest.json").read_text()))
     for name, model in models.items():
         entry = catalog["nodes"].get(model["unique_id"])
-        assert entry is not None, f"{name} is not in catalog.json"
+        if entry is None:  # say what Trino lists for it, to tell a stale Trino cache from a missing table
+            listed = _rows(
+                s,
+                f"SELECT count(*) FROM {s.trino_catalog}.information_schema.columns "
+                f"WHERE table_schema = '{model['schema']}' AND table_name = '{name}'",
+            )
+            pytest.fail(f"{name} is not in catalog.json; Trino's information_schema lists {listed[0][0]} columns")
         assert (entry["metadata"]["schema"], entry["metadata"]["name"]) == (model["schema"], name)
         assert {c.lower() for c in model["columns"]} <= set(entry["columns"]), f"{name}: documented columns missing"
     for name in MARTS:

@@ -1,8 +1,9 @@
 """The Dagster UI, rendered by a real browser (headless Chromium from Debian), shows the platform's assets.
 
 The GraphQL tests prove the webserver knows the assets; these prove its React app draws them:
-the asset catalog lists every key, and the global lineage graph draws every asset, which is
-saved as a PNG under the state directory and must be a real picture, not a blank page.
+the asset catalog lists every key, and the global lineage graph draws every asset (the dbt groups,
+too many to read there, on their own group pages), which is saved as a PNG under the state
+directory and must be a real picture, not a blank page.
 """
 
 from __future__ import annotations
@@ -76,3 +77,16 @@ def test_the_lineage_graph_draws_every_asset_and_is_screenshotted(
     print(
         f"screenshot {out} ({stats.size_bytes} bytes, {stats.distinct_colours} colours) in {time.monotonic() - t0:.1f}s"
     )
+
+
+@pytest.mark.parametrize("group", ui.OWN_PAGE_GROUPS)
+def test_each_dbt_group_page_draws_every_model(
+    lakehouse_stack: Settings, served_assets: list[ui.UiAsset], group: str
+) -> None:
+    _chromium()
+    out = lakehouse_stack.state_dir / "screenshots" / f"dagster-group-{group}.png"
+    dom, assets = ui.group_snapshot(lakehouse_stack, group, out)
+    assert {a.group for a in served_assets} >= {group}
+    missing = ui.missing_from_lineage(dom, assets)
+    assert not missing, f"the {group} group page at {ui.group_lineage_url(lakehouse_stack, assets[0])} lacks {missing}"
+    assert not ui.png_stats(out).looks_blank
