@@ -7,6 +7,7 @@ compares what a service reads (``lakehouse.serving.ServingClient``) with gold re
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -75,7 +76,11 @@ def served(stack_lake: Settings) -> Settings:
 
 
 def test_redis_equals_gold_for_a_sample_of_every_key_family(served: Settings, spark: SparkSession) -> None:
-    s = served
+    assert_redis_equals_gold(served, spark)
+
+
+def assert_redis_equals_gold(s: Settings, spark: SparkSession) -> None:
+    """Every key family, against gold read by Spark (what a service reads = the lake)."""
     client = ServingClient(serving.connect(s))
 
     merchants = _recent(_gold(spark, s, "merchant_minute")).orderBy(F.rand(7)).limit(200).collect()
@@ -228,3 +233,24 @@ def test_redis_stopped_mid_stream_fails_the_batch_and_a_restart_converges_with_n
     alerts = {a.event_id for a in client.recent_fraud_alerts(n=serving.FRAUD_ALERTS_MAXLEN)}
     gold_alerts = {r["event_id"] for r in _gold(spark, s, "fraud_alerts").select("event_id").collect()}
     assert gold_alerts <= alerts, f"alerts missing from Redis: {sorted(gold_alerts - alerts)[:5]}"
+
+
+def test_rebuild_refills_redis_from_gold_after_it_lost_its_content(served: Settings, spark: SparkSession) -> None:
+    s = served
+    r = serving.connect(s)
+    r.set("not-a-serving-key", "kept")
+    assert serving.flush_serving_keys(r) > 0  # Redis lost its content (a flush, a crash without AOF)
+    r.hset(serving.merchant_minute_key("m-bogus", 0), mapping={"tx_count": "1"})  # and holds something stale
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lakehouse"), "redis", "rebuild"],
+        env=streams.submit_env(s),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Redis rebuilt from gold" in proc.stdout
+    assert not r.exists(serving.merchant_minute_key("m-bogus", 0)), "the rebuild kept a key gold does not have"
+    assert r.get("not-a-serving-key") == "kept", "the rebuild dropped a key that is not a serving key"
+    assert_redis_equals_gold(s, spark)
