@@ -116,6 +116,7 @@ class Setup:
             ("debian packages", self.apt_packages),
             ("kafka broker jars", self.kafka_jars),
             ("spark connector jars", self.spark_jars),
+            ("spark operators (java)", self.spark_ops),
             ("trino server + delta lake plugin", self.trino_server),
             ("trino cli", self.trino_cli),
             ("state directories", self.state_dirs),
@@ -254,6 +255,19 @@ class Setup:
         stamp.write_text(key)
         main_jars = ", ".join(n for n in keep if "delta-spark" in n or "kafka-0-10" in n)
         return f"{len(keep)} jars not already in pyspark ({main_jars})"
+
+    def spark_ops(self) -> str:
+        """The platform's own Spark operators (spark_apps/jvm), compiled against pyspark's jars."""
+        from lakehouse import spark_ops
+
+        jar = spark_ops.jar_path(self.s)
+        if jar.is_file():
+            return f"cached: {jar.name}"
+        try:
+            spark_ops.ensure(self.s)
+        except spark_ops.SparkOpsBuildError as exc:
+            raise SetupError(str(exc)) from None
+        return f"compiled {len(spark_ops.sources())} sources into {jar}"
 
     def trino_server(self) -> str:
         pom = JVM_POMS / "trino.pom.xml"

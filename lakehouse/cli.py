@@ -249,7 +249,7 @@ def stream() -> None:
 
 
 @stream.command("run")
-@click.argument("name", type=click.Choice(["bronze", "silver", "gold", "serving", "all"]))
+@click.argument("name", type=click.Choice(["bronze", "refine", "serving", "all"]))
 @click.option("--available-now", "mode", flag_value="available-now", help="Catch up with what is available, then exit.")
 @click.option(
     "--continuous",
@@ -261,8 +261,8 @@ def stream() -> None:
 @click.option("--master", help="Spark master URL (default: LAKEHOUSE_SPARK_MASTER).")
 @friendly_errors
 def stream_run(name: str, mode: str, master: str | None) -> None:
-    """Run stream NAME: bronze (Kafka -> bronze), silver (-> silver + quarantine), gold (-> gold),
-    serving (gold -> Redis), or all (bronze, silver and gold in one driver).
+    """Run stream NAME: bronze (Kafka -> bronze), refine (bronze -> silver, quarantine and gold in
+    one pass), serving (gold -> Redis), or all (bronze and refine in one driver).
 
     Each query has its own checkpoint under <lake>/_checkpoints/, so a restart resumes
     exactly where the last run stopped. With `all --available-now` the layers run one
@@ -281,9 +281,8 @@ def stream_run(name: str, mode: str, master: str | None) -> None:
 
 
 @main.command()
-@click.option("--all", "include_internal", is_flag=True, help="Also the internal bookkeeping tables.")
 @friendly_errors
-def tables(include_internal: bool) -> None:
+def tables() -> None:
     """Print every table: row count, files, size, latest version and its time."""
     from lakehouse.spark import build_spark_session
     from lakehouse.table_stats import all_stats
@@ -291,7 +290,7 @@ def tables(include_internal: bool) -> None:
     s = _settings()
     spark = build_spark_session("lakehouse-tables", s)
     try:
-        stats = all_stats(spark, s, include_internal)
+        stats = all_stats(spark, s)
     finally:
         spark.stop()
     table = Table(title=f"tables under {s.lake_dir}", title_justify="left")
@@ -325,7 +324,7 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     1. `lakehouse up` (Kafka, Redis, Trino, Prometheus, pushgateway, Dagster)
     2. `lakehouse generate`: MINUTES of payments, clicks and IoT readings with every fraud
        pattern, sensor anomalies, duplicates, out-of-order and invalid records injected
-    3. `lakehouse stream run all --available-now`: Kafka -> bronze -> silver -> gold
+    3. `lakehouse stream run all --available-now`: Kafka -> bronze -> silver + gold
     4. `lakehouse stream run serving --available-now`: gold -> Redis
     5. row counts per table, a few fraud alerts and a gold sample, queried through Trino; the
        newest alerts and top pages read back from Redis
@@ -357,7 +356,7 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     )
     sent = produce(run, s)
     console.print(f"  sent {sent.sent:,}, failed {sent.failed}, {sent.rate:,.0f} records/s")
-    console.print("\n[bold]pipeline[/]: bronze -> silver -> gold, available-now")
+    console.print("\n[bold]pipeline[/]: bronze -> refine (silver + gold), available-now")
     t0 = time.monotonic()
     code = streams.run(s, "all", available_now=True)
     if code != 0:
@@ -374,7 +373,7 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     console.print(f"\n[bold]trino[/]: {sync.summary()}", highlight=False)
     cat = s.trino_catalog
     counts = Table("table", "rows", title="row counts (Trino)", title_justify="left")
-    for t in (t for t in ALL_TABLES if not t.internal):
+    for t in ALL_TABLES:
         n = query(s, f"SELECT count(*) FROM {cat}.{t.full_name}")[0][0]
         counts.add_row(t.full_name, f"{n:,}")
     console.print(counts)
@@ -409,8 +408,8 @@ from lakehouse.cli_generate import generate  # noqa: E402 - registered after mai
 main.add_command(generate)
 
 # Registered after main exists: `stream start|stop|…` (cli_stream), `redis …` and `serve get …` (cli_serving),
-# `trino sync` (cli_trino, which also formats `sql` results).
-from lakehouse import cli_serving, cli_stream, cli_trino  # noqa: E402, F401
+# `trino sync` (cli_trino, which also formats `sql` results), `bench …` (cli_bench).
+from lakehouse import cli_bench, cli_serving, cli_stream, cli_trino  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

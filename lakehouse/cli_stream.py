@@ -22,7 +22,7 @@ from lakehouse import streams
 from lakehouse.cli import _settings, console, err_console, friendly_errors, main, stream
 from lakehouse.settings import Settings
 
-LAYERS = ("bronze", "silver", "gold", "serving")
+LAYERS = ("bronze", "refine", "serving")
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 name_arg = click.argument("name", type=click.Choice(LAYERS))
 
@@ -183,7 +183,8 @@ def replay(start: str, end: str, layers: str, via_dagster: bool) -> None:
 
     Silver rows of the dates are re-validated from bronze and replaced in one commit; gold
     minute tables, late events and fraud alerts of the dates are recomputed from them.
-    The silver and gold streams must be stopped first (`lakehouse stream stop silver`).
+    The refine stream, which writes silver and gold, must be stopped first
+    (`lakehouse stream stop refine`).
     """
     from datetime import date
 
@@ -224,21 +225,20 @@ def _launch_job(s: Settings, job: str, op: str, op_config: dict[str, Any]) -> No
 @click.option("--optimize", "ops", flag_value="optimize", multiple=True, help="Compact; Z-order gold by its keys.")
 @click.option("--vacuum", "ops", flag_value="vacuum", multiple=True, help="Delete unreferenced files past retention.")
 @click.option("--checkpoint", "ops", flag_value="checkpoint", multiple=True, help="Write a Delta checkpoint.")
-@click.option("--prune", "ops", flag_value="prune", multiple=True, help="Prune gold's internal bookkeeping tables.")
 @click.option("--tables", default="", metavar="LAYER/NAME,...", help="Only these tables (default: all).")
 @click.option("--retention-hours", type=float, help="VACUUM retention (default: each table's own, 7 days).")
 @click.option("--force", is_flag=True, help="Allow a VACUUM retention shorter than the table's (unsafe).")
 @click.option("--dagster", "via_dagster", is_flag=True, help="Launch the Dagster job `maintenance` instead.")
 @friendly_errors
 def maintain(ops: tuple[str, ...], tables: str, retention_hours: float | None, force: bool, via_dagster: bool) -> None:
-    """Table maintenance: OPTIMIZE, VACUUM, checkpoints, pruning (all four when none is named).
+    """Table maintenance: OPTIMIZE, VACUUM, checkpoints (all three when none is named).
 
     Safe while streams write: Delta conflicts are retried. Each table's result (files and
     bytes before and after) is printed, or, with --dagster, recorded on its asset.
     """
     s = _settings()
     if via_dagster:
-        config: dict[str, Any] = {"operations": list(ops) or ["prune", "optimize", "vacuum", "checkpoint"]}
+        config: dict[str, Any] = {"operations": list(ops) or ["optimize", "vacuum", "checkpoint"]}
         config |= {"tables": tables.split(",")} if tables else {}
         config |= {"retention_hours": retention_hours} if retention_hours is not None else {}
         _launch_job(s, "maintenance", "maintain_tables", config | ({"force": True} if force else {}))

@@ -7,9 +7,9 @@ expected alerts of a run. The definitions below are the exact ones.
 Population
     Payments with ``event_id`` (str), ``event_time`` (timezone-aware datetime,
     millisecond precision, UTC), ``user_id``, ``card_number`` (str), ``amount``
-    (float), ``country`` (str) and ``merchant_id``. Only valid payments, the first
-    occurrence of each ``event_id``, and no late events: the caller passes only
-    those (``evaluate`` rejects a repeated ``event_id``).
+    (float), ``country`` (str) and ``merchant_id``. Only valid payments and the first
+    occurrence of each ``event_id`` (late payments included: they are judged too): the
+    caller passes only those (``evaluate`` rejects a repeated ``event_id``).
 
 Order within a key (card or user)
     By ``(event_time, event_id)``. The result never depends on the input order.

@@ -1,4 +1,4 @@
-"""Delta table maintenance: compaction and Z-order, VACUUM, checkpoints, pruning of the internal tables.
+"""Delta table maintenance: compaction and Z-order, VACUUM, checkpoints.
 
 Every function takes a SparkSession and a table spec (or the settings) and returns an
 :class:`OpResult`: what ran, on which table, how many attempts it took and Delta's own
@@ -12,12 +12,12 @@ Safe while the streams write:
   number of attempts; any other error propagates unchanged;
 - OPTIMIZE and VACUUM never change what a reader sees; VACUUM keeps removed files for the
   table's ``delta.deletedFileRetentionDuration`` unless explicitly forced;
-- row deletes (pruning, and later a replay) go through :func:`assert_not_bronze` first:
-  bronze, the raw record of what Kafka delivered, is never deleted from or overwritten.
+- row deletes (a replay) go through :func:`assert_not_bronze` first: bronze, the raw
+  record of what Kafka delivered, is never deleted from or overwritten.
 
 Known interaction: OPTIMIZE rewrites files a concurrent gold MERGE may have read, so that
-MERGE (in the gold stream, not here) can fail with ``ConcurrentAppendException``; the gold
-micro-batch is idempotent and is replayed on restart.
+MERGE (in the refine stream, not here) can fail with ``ConcurrentAppendException``; the
+stream retries its micro-batch, whose writes are idempotent.
 """
 
 from __future__ import annotations
@@ -27,16 +27,13 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lakehouse.contracts import WATERMARK_MINUTES
-from lakehouse.settings import Settings
-from lakehouse.tables import FRAUD_STATE, INTERNAL, STREAM_PROGRESS, TableSpec
+from lakehouse.tables import TableSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -59,9 +56,6 @@ __all__ = [
     "conflict_name",
     "optimize",
     "parse_interval_hours",
-    "prune_fraud_state",
-    "prune_internal",
-    "prune_stream_progress",
     "retry_on_conflict",
     "table_exists",
     "table_files",
@@ -93,8 +87,6 @@ _JAVA_PACKAGES = r"(?:io\.delta\.exceptions|org\.apache\.spark\.sql\.delta)"
 _CONFLICT_IN_TRACE = re.compile(rf"^(?:Caused by: )?{_JAVA_PACKAGES}\.({'|'.join(CONFLICT_EXCEPTIONS)}):", re.MULTILINE)
 
 DELTA_DEFAULT_RETENTION_HOURS = 168.0  # Delta's default delta.deletedFileRetentionDuration: 1 week
-WATERMARK = timedelta(minutes=WATERMARK_MINUTES)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 _LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 _VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
@@ -493,7 +485,7 @@ def optimize(
     cols: list[str] = []
     excluded: dict[str, str] = {}
     zorder_skipped = ""
-    if zorder and spec.layer == "gold" and not spec.internal:
+    if zorder and spec.layer == "gold":
         cols, excluded = _zorder_columns(spark, spec, path, detail)
         for col, why in excluded.items():
             log.warning("%s: not Z-ordering by %s: %s", spec.full_name, col, why)
@@ -668,173 +660,3 @@ def checkpoint(spark: SparkSession, spec: TableSpec, lake_dir: Path, *, retry: R
             "checkpoint_bytes": sum(size for _, size in files),
         },
     )
-
-
-# -- pruning the internal tables ---------------------------------------------------------
-def prune_stream_progress(
-    spark: SparkSession, s: Settings, *, keep_batches: int = 2, retry: RetryPolicy = DEFAULT_RETRY
-) -> OpResult:
-    """Delete gold._stream_progress rows no batch can need again; keep the last ``keep_batches`` per writer.
-
-    ``spark_apps.gold.watermark_for(writer, b)`` is the max ``max_event_time`` of the writer's
-    rows with ``batch_id < b``, and each row's ``max_event_time`` is cumulative (it already
-    includes every earlier batch). A running query only ever processes its latest recorded batch
-    L again (a replay after a crash between recording progress and committing the checkpoint)
-    or L + 1 onwards, which need rows L - 1 and L: hence at least 2 rows kept per writer. A
-    writer whose kept rows do not cover the deleted ones (not cumulative) is left untouched.
-    Rows arriving meanwhile are newer, so the delete never touches them.
-    """
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
-    if keep_batches < 2:
-        raise ValueError("keep_batches must be >= 2: replaying the latest batch needs the row before it")
-    spec = STREAM_PROGRESS
-    assert_not_bronze(spec, operation="prune")
-    started = time.monotonic()
-    path = spec.path(s.lake_dir)
-    _require(spark, spec, path)
-    before = table_files(spark, path)
-    progress = spark.read.format("delta").load(path)
-    latest = progress.groupBy("stream").agg(F.max("batch_id").alias("latest"))
-    plan = (
-        progress.join(latest, "stream")
-        .withColumn("keep_from", F.col("latest") - (keep_batches - 1))
-        .groupBy("stream", "keep_from", "latest")
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.sum((F.col("batch_id") < F.col("keep_from")).cast("bigint")).alias("to_delete"),
-            F.max(F.when(F.col("batch_id") < F.col("keep_from"), F.col("max_event_time"))).alias("deleted_max"),
-            F.max(
-                F.when(
-                    (F.col("batch_id") >= F.col("keep_from")) & (F.col("batch_id") < F.col("latest")),
-                    F.col("max_event_time"),
-                )
-            ).alias("covered_max"),
-        )
-        .collect()
-    )
-    rows_before = sum(int(r["rows"]) for r in plan)
-    safe = [
-        (r["stream"], int(r["keep_from"]))
-        for r in plan
-        if r["to_delete"]
-        and (r["deleted_max"] is None or (r["covered_max"] is not None and r["covered_max"] >= r["deleted_max"]))
-    ]
-    unsafe = sorted(r["stream"] for r in plan if r["to_delete"] and (r["stream"], int(r["keep_from"])) not in safe)
-    for stream in unsafe:
-        log.warning("%s: not pruning writer %s: its kept rows do not cover the older ones", spec.full_name, stream)
-    deleted = 0
-    attempts = Attempts()
-    if safe:
-        keep = spark.createDataFrame(safe, "stream STRING, keep_from BIGINT")
-
-        def run() -> int:
-            out = (
-                DeltaTable.forPath(spark, path)
-                .alias("t")
-                .merge(F.broadcast(keep).alias("k"), "t.stream = k.stream AND t.batch_id < k.keep_from")
-                .whenMatchedDelete()
-                .execute()
-                .first()
-            )
-            return int(out["num_deleted_rows"]) if out is not None else 0
-
-        deleted = retry_on_conflict(run, what=f"prune {spec.full_name}", policy=retry, attempts=attempts)
-    after = table_files(spark, path)
-    return _result(
-        spec,
-        "prune",
-        started,
-        attempts,
-        {
-            **_file_metrics(before, after),
-            "rows_before": rows_before,
-            "rows_deleted": deleted,
-            "rows_after": rows_before - deleted,  # plus what streams appended meanwhile
-            "keep_batches": keep_batches,
-            "writers": len(plan),
-            "writers_pruned": len(safe),
-            "writers_not_cumulative": ",".join(unsafe),
-        },
-    )
-
-
-def prune_fraud_state(spark: SparkSession, s: Settings, *, retry: RetryPolicy = DEFAULT_RETRY) -> OpResult:
-    """Delete gold._fraud_state payments older than ``s.fraud_state_retention_days`` in event time.
-
-    "Now" is the newest event_time the rules have seen (the stream's clock, as in
-    ``spark_apps.gold``), not the wall clock: replaying old data must not lose its context. The
-    cutoff also leaves the watermark delay and one window, so a payment that can still arrive
-    on time has its full ``fraud_state_retention_days`` of context.
-    """
-    from pyspark.sql import functions as F
-
-    spec = FRAUD_STATE
-    assert_not_bronze(spec, operation="prune")
-    started = time.monotonic()
-    path = spec.path(s.lake_dir)
-    _require(spark, spec, path)
-    before = table_files(spark, path)
-    facts = spark.read.format("delta").load(path).agg(F.count(F.lit(1)), F.unix_micros(F.max("event_time"))).first()
-    assert facts is not None  # a global aggregate has one row
-    rows_before, newest = int(facts[0]), facts[1]
-    attempts = Attempts()
-    deleted = 0
-    cutoff = None
-    if newest is not None:
-        keep = timedelta(days=s.fraud_state_retention_days) + WATERMARK + timedelta(minutes=1)
-        cutoff = int(newest) - keep // timedelta(microseconds=1)
-
-        def run() -> int:
-            out = spark.sql(f"DELETE FROM {_sql_path(path)} WHERE event_time < timestamp_micros({cutoff}L)").first()
-            return int(out[0]) if out is not None else 0
-
-        deleted = retry_on_conflict(run, what=f"prune {spec.full_name}", policy=retry, attempts=attempts)
-    after = table_files(spark, path)
-
-    def iso(micros: int | None) -> str | None:
-        return None if micros is None else (EPOCH + timedelta(microseconds=micros)).isoformat()
-
-    return _result(
-        spec,
-        "prune",
-        started,
-        attempts,
-        {
-            **_file_metrics(before, after),
-            "rows_before": rows_before,
-            "rows_deleted": deleted,
-            "rows_after": rows_before - deleted,  # plus what the stream appended meanwhile
-            "retention_days": s.fraud_state_retention_days,
-            "newest_event_time": iso(None if newest is None else int(newest)),
-            "cutoff": iso(cutoff),
-        },
-    )
-
-
-_PRUNERS: dict[str, Callable[..., OpResult]] = {
-    STREAM_PROGRESS.full_name: prune_stream_progress,
-    FRAUD_STATE.full_name: prune_fraud_state,
-}
-
-
-def prune_internal(
-    spark: SparkSession,
-    s: Settings,
-    *,
-    tables: Iterable[TableSpec] | None = None,
-    retry: RetryPolicy = DEFAULT_RETRY,
-) -> list[OpResult]:
-    """Prune gold._stream_progress and gold._fraud_state (or those of ``tables`` that are internal).
-
-    Tables that do not exist yet are skipped (nothing to prune); bronze is refused.
-    """
-    out: list[OpResult] = []
-    for spec in tables if tables is not None else INTERNAL.values():
-        assert_not_bronze(spec, operation="prune")
-        pruner = _PRUNERS.get(spec.full_name)
-        if pruner is None or not table_exists(spark, spec.path(s.lake_dir)):
-            continue
-        out.append(pruner(spark, s, retry=retry))
-    return out

@@ -75,7 +75,10 @@ class Settings(BaseSettings):
         None, description="Streaming checkpoints; default <lake>/_checkpoints (shared storage on a cluster)."
     )
     stream_trigger_interval: str = Field(
-        "10 seconds", pattern=r"^[0-9]+ (second|seconds|minute|minutes)$", description="Continuous-mode trigger."
+        "250 milliseconds",
+        pattern=r"^[0-9]+ (millisecond|milliseconds|second|seconds|minute|minutes)$",
+        description="Continuous mode: how often a query looks for new data when idle (a busy query runs batch "
+        "after batch). Short for latency; each idle look costs a Kafka or Delta log request.",
     )
     kafka_starting_offsets: str = Field(
         "earliest",
@@ -84,7 +87,28 @@ class Settings(BaseSettings):
     max_offsets_per_trigger: int = Field(50_000, ge=1, description="Kafka records per micro-batch, per topic.")
     max_files_per_trigger: int = Field(100, ge=1, description="Delta files per micro-batch for silver and gold.")
     fraud_state_retention_days: int = Field(
-        7, ge=1, description="How far back the fraud rules remember payments (amount_spike's 20 previous payments)."
+        7,
+        ge=1,
+        description="A user's payment history (amount_spike's 20 previous payments) is forgotten after this "
+        "many days without a payment (event time).",
+    )
+    fraud_late_horizon_minutes: float = Field(
+        60.0,
+        ge=0,
+        description="Payments up to this much behind the watermark are judged by the fraud rules exactly (their "
+        "card's and user's payments are held that long); older ones are judged against what is still held.",
+    )
+    dedup_horizon_minutes: float = Field(
+        5.0,
+        ge=0,
+        description="event_ids are held in streaming state while their event time is at most this much behind "
+        "the watermark; older copies are looked up in their silver partition instead (exact either way).",
+    )
+    max_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="An event time more than this ahead of its ingestion time does not move the watermark "
+        "further (one wrong clock cannot make every other event late); such events are counted.",
     )
     freshness_max_age_minutes: float = Field(
         60.0, gt=0, description="Quality check `freshness`: newest row older than this is a warning."

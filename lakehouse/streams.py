@@ -7,22 +7,27 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import psutil
 
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
 from lakehouse.spark import spark_conf
 
-APPS = {"bronze": "bronze.py", "silver": "silver.py", "gold": "gold.py", "serving": "serving.py", "all": "pipeline.py"}
+APPS = {"bronze": "bronze.py", "refine": "refine.py", "serving": "serving.py", "all": "pipeline.py"}
 # Batch apps: launched the same way (spark-submit, Pipes), but they end by themselves.
 BATCH_APPS = {"quality": "quality.py", "maintenance": "maintenance.py", "replay": "replay.py"}
+# The benchmarks' baselines (`lakehouse bench`).
+BENCH_APPS = {"bench_floor": "bench_floor.py"}
 
 
 def app_path(name: str) -> Path:
-    script = APPS.get(name) or BATCH_APPS.get(name)
+    script = APPS.get(name) or BATCH_APPS.get(name) or BENCH_APPS.get(name)
     if script is None:
         raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(APPS)}")
     return PROJECT_ROOT / "spark_apps" / script
@@ -64,10 +69,90 @@ def submit_env(s: Settings) -> dict[str, str]:
     )
 
 
+# What stops a foreground run: a supervisor or service manager (TERM), Ctrl-C (INT), a closed terminal (HUP).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def run(s: Settings, name: str, available_now: bool, master: str | None = None) -> int:
-    """Run an app in the foreground; return its exit code."""
-    proc = subprocess.run(submit_command(s, name, available_now, master), env=submit_env(s), check=False)
+    """Run an app in the foreground; return its exit code.
+
+    The app runs in its own session, so a terminal's Ctrl-C does not reach its JVM (which
+    would kill the queries mid-batch). Instead SIGTERM, SIGINT or SIGHUP to this process is
+    forwarded as a graceful stop (:func:`stop_gracefully`), and the exit code is the app's:
+    0 when it stopped cleanly. A second signal kills it at once. Either way nothing is left
+    running to hold the checkpoint locks. Signals this process ignores (``nohup``) stay ignored.
+    """
+    cmd = submit_command(s, name, available_now, master)
+    env = submit_env(s)
+    with _StopSignals().installed() as stops:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # even a SIGKILL of this process stops the app (a prctl: fork-safe)
+        )
+        stops.proc = proc
+        try:
+            while proc.poll() is None and not stops.received:
+                time.sleep(0.1)
+            if stops.received and proc.poll() is None:
+                what = signal.Signals(stops.received[0]).name
+                print(
+                    f"received {what}: stopping {name} after its current micro-batch (signal again to kill it now)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if len(stops.received) > 1:  # both arrived before the handler knew the process
+                    stops.kill()
+                stop_gracefully(proc)
+                if len(stops.received) > 1:
+                    again = signal.Signals(stops.received[-1]).name
+                    print(f"received {again} while stopping: killed {name}", file=sys.stderr, flush=True)
+        finally:
+            if proc.poll() is None:  # leaving on an exception (a test's timeout, say): do not leave it behind
+                stop_gracefully(proc)
     return proc.returncode
+
+
+class _StopSignals:
+    """The stop signals received while an app runs in the foreground.
+
+    The handler only records them: ``stop_gracefully`` blocks, so ``run``'s wait loop calls
+    it, from the main thread, once it sees a signal. The one exception is a second signal,
+    which kills the app's process group here and now, even while that stop is waiting.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if len(self.received) > 1:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopSignals]:
+        """Handle STOP_SIGNALS for the duration, then restore the previous handlers.
+
+        Python handles signals in the main thread only; from another thread this does nothing.
+        """
+        previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) != signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, self.handle)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                # None: a handler not installed from Python, which cannot be put back; the default is closest.
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def lock_path(s: Settings, app: str) -> Path:

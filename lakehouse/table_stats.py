@@ -46,5 +46,5 @@ def table_stats(spark: SparkSession, s: Settings, spec: TableSpec) -> TableStats
     )
 
 
-def all_stats(spark: SparkSession, s: Settings, include_internal: bool = False) -> list[TableStats]:
-    return [table_stats(spark, s, t) for t in ALL_TABLES if include_internal or not t.internal]
+def all_stats(spark: SparkSession, s: Settings) -> list[TableStats]:
+    return [table_stats(spark, s, t) for t in ALL_TABLES]

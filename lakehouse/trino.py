@@ -209,7 +209,7 @@ def _catalog_lake_mismatch(s: Settings, schemas: Sequence[str], registered: set[
 
 
 def sync_tables(s: Settings, specs: Iterable[TableSpec] | None = None, timeout: float = 30.0) -> SyncReport:
-    """Make the catalog match the lake for every (non-internal) table spec; idempotent.
+    """Make the catalog match the lake for every table spec; idempotent.
 
     For each spec: its schema (the layer) is created if missing; a table whose Delta log
     exists and is not registered is registered at its location; a registered table whose
@@ -223,7 +223,7 @@ def sync_tables(s: Settings, specs: Iterable[TableSpec] | None = None, timeout: 
         from lakehouse.tables import ALL_TABLES
 
         specs = ALL_TABLES
-    chosen = [t for t in specs if not t.internal]
+    chosen = list(specs)
     cat = s.trino_catalog
     report = SyncReport(catalog=cat)
     schemas = list(dict.fromkeys(t.layer for t in chosen))

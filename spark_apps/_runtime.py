@@ -178,10 +178,12 @@ class GracefulStop:
         signal.signal(signal.SIGINT, handler)
 
 
-# Rows each foreachBatch sink wrote, by (query name, batch id): a sink's own count is
-# the only honest "rows out" (Spark reports -1 for foreachBatch sinks). The batch
-# function runs in this driver process, so a plain dict is shared with the poller.
+# What each foreachBatch sink wrote, by (query name, batch id): a sink's own count is
+# the only honest "rows out" (Spark reports -1 for foreachBatch sinks), plus the facts it
+# found (late rows, quarantined records, ...). The batch function runs in this driver
+# process, so a plain dict is shared with the poller.
 _ROWS_OUT: dict[tuple[str, int], int] = {}
+_BATCH_FACTS: dict[tuple[str, int], dict[str, int]] = {}
 
 
 def merge_metric(metrics: DataFrame | None, name: str) -> int:
@@ -192,6 +194,12 @@ def merge_metric(metrics: DataFrame | None, name: str) -> int:
 
 def record_rows_out(query: str, batch_id: int, rows: int) -> None:
     _ROWS_OUT[(query, batch_id)] = rows
+
+
+def record_batch(query: str, batch_id: int, rows_out: int, **facts: int) -> None:
+    """A sink's rows out and what else it counted (reported with the batch's progress)."""
+    _ROWS_OUT[(query, batch_id)] = rows_out
+    _BATCH_FACTS[(query, batch_id)] = facts
 
 
 def _offsets(value: object) -> dict[str, dict[str, int]]:
@@ -252,6 +260,12 @@ def progress_summary(progress: dict[str, object], rows_out: int | None = None) -
     }
     if not summary["kafka_lag"] and backlog_files:
         summary["delta_files_behind"] = backlog_files
+    operators: list[dict[str, object]] = progress.get("stateOperators") or []  # type: ignore[assignment]
+    if operators:  # rows held in Spark's state store (dedup ids, fraud context)
+        summary["state_rows"] = sum(int(op.get("numRowsTotal") or 0) for op in operators)  # type: ignore[call-overload]
+    watermark = (progress.get("eventTime") or {}).get("watermark")  # type: ignore[attr-defined]
+    if watermark and not str(watermark).startswith("1970-"):
+        summary["watermark"] = watermark
     if progress.get("idle"):
         summary["idle"] = True
     return summary
@@ -279,8 +293,10 @@ class ProgressReporter:
         self._last_ts: dict[str, str] = {}
         self._last_sent: dict[str, float] = {}
 
-    def _send(self, name: str, progress: dict[str, object], rows_out: int | None) -> None:
-        summary = {"app": self.app, **progress_summary(progress, rows_out)}
+    def _send(
+        self, name: str, progress: dict[str, object], rows_out: int | None, facts: dict[str, int] | None = None
+    ) -> None:
+        summary = {"app": self.app, **progress_summary(progress, rows_out), **(facts or {})}
         self.r.message(summary)
         self._last_sent[name] = time.monotonic()
         print("progress " + json.dumps(summary, default=str), flush=True)
@@ -303,7 +319,7 @@ class ProgressReporter:
                     rows_out = _ROWS_OUT.pop((name, batch), None)
                     if rows_out is None and name.startswith("bronze_"):
                         rows_out = progress.get("numInputRows")  # type: ignore[assignment]  # bronze appends all it reads
-                    self._send(name, progress, rows_out)
+                    self._send(name, progress, rows_out, _BATCH_FACTS.pop((name, batch), None))
                 elif time.monotonic() - self._last_sent.get(name, 0.0) >= self.HEARTBEAT_S:
                     self._send(name, {**progress, "idle": True}, 0)
 

@@ -1,25 +1,21 @@
-"""gold: silver -> gold.merchant_minute, gold.page_minute, gold.device_minute, gold.fraud_alerts.
+"""gold: minute aggregates and fraud alerts from silver rows (transforms and idempotent, bounded writes).
 
-    spark-submit spark_apps/gold.py [--available-now | --continuous]
-    lakehouse stream run gold [--available-now | --continuous]
+The refine stream (``spark_apps/refine.py``) calls these once per micro-batch with the batch's
+new silver rows; the replay (``spark_apps/replay.py``) with a date range of silver.
 
-One query per silver table, each a ``foreachBatch`` that, per micro-batch:
-
-1. takes the watermark the batch is processed with: the newest event_time of all earlier
-   batches minus 10 minutes (contracts §2), read from ``gold._stream_progress``. Because it
-   depends only on earlier batches, a replayed batch decides exactly as the first attempt;
-2. splits late rows off: a row is late when its 1-minute window ended at or before the
-   watermark (the window is final). Late rows are appended to ``gold.late_events``: kept in
-   silver, counted, never added to a final window;
-3. aggregates the on-time rows per key and minute and MERGEs the partial aggregates into
-   the gold table (counts and sums add, min/max combine, ``sessions`` merges HLL sketches),
-   so partial windows show with a batch's latency;
-4. payments only: remembers the on-time payments in ``gold._fraud_state``, re-evaluates the
-   four fraud rules for every payment the new ones can affect (rules only look backwards,
-   so: same user or card, at or after the batch's earliest event) against the remembered
-   context, upserts or retracts ``gold.fraud_alerts``, and sets ``flagged_count`` of the
-   affected merchant windows;
-5. records the batch in ``gold._stream_progress``.
+- **Lateness.** A row is late when its 1-minute window had ended by the batch's watermark
+  (the newest bounded event time of earlier batches minus 10 minutes, contracts §2): the
+  window is final. Late rows go to ``gold.late_events`` (kept in silver, counted, never
+  added to a final window).
+- **Minute tables.** The on-time rows' partial aggregates are MERGEd into the gold table
+  (counts and sums add, min/max combine, ``sessions`` merges HLL sketches), so a window
+  shows with a batch's latency. The MERGE condition carries literal ``window_start`` bounds,
+  so Delta reads only the files that can hold the batch's windows, whatever the table's size.
+  ``merchant_minute.flagged_count`` changes by the batch's verdict changes (``flagged_delta``),
+  in the same MERGE: no recount.
+- **Fraud alerts.** Verdicts come from the stream's keyed state (``lakehouse.spark.UserFraud``)
+  or from the batch evaluation in ``spark_apps/fraud.py`` (replay); ``merge_alerts`` inserts
+  new alerts, updates changed ones and deletes retracted ones, bounded by event time.
 
 Exactly once: every write carries (its own app id, batch id) as a Delta transaction, so a
 batch replayed after a crash skips what it had committed and finishes the rest.
@@ -27,39 +23,26 @@ batch replayed after a crash skips what it had committed and finishes the rest.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.contracts import NORMAL_RANGES, WATERMARK_MINUTES
-from lakehouse.settings import Settings
+from lakehouse.contracts import NORMAL_RANGES
 from lakehouse.tables import (
     DEVICE_MINUTE,
     FRAUD_ALERTS,
-    FRAUD_STATE,
     LATE_EVENTS,
     MERCHANT_MINUTE,
     PAGE_MINUTE,
-    SILVER,
-    STREAM_PROGRESS,
     TableSpec,
 )
-from spark_apps import fraud
-from spark_apps._runtime import delta_foreach_batch, main_for, merge_metric, record_rows_out
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-    from pyspark.sql.streaming import StreamingQuery
 
-APP = "gold"
-WATERMARK = timedelta(minutes=WATERMARK_MINUTES)
 HLL_LG_K = 14  # 2^14 buckets: ~0.8 % standard error, far inside the contract's 5 %
 
 
@@ -68,11 +51,12 @@ def with_window(df: DataFrame) -> DataFrame:
     return df.withColumn("window_start", F.date_trunc("minute", F.col("event_time")))
 
 
-def late_condition(watermark: datetime | None) -> Column:
-    """True for rows whose 1-minute window had ended by the watermark (the window is final)."""
-    if watermark is None:
+def late_condition(watermark_ms: Column | int | None) -> Column:
+    """True for rows whose 1-minute window had ended by the watermark (epoch ms): the window is final."""
+    if watermark_ms is None:
         return F.lit(False)
-    return (F.col("window_start") + F.expr("INTERVAL 1 MINUTE")) <= F.lit(watermark)
+    wm = watermark_ms if isinstance(watermark_ms, Column) else F.lit(watermark_ms)
+    return F.unix_micros(F.col("window_start")) + F.lit(60_000_000) <= wm * F.lit(1000)
 
 
 def merchant_partials(payments: DataFrame) -> DataFrame:
@@ -112,44 +96,28 @@ def device_partials(readings: DataFrame) -> DataFrame:
     )
 
 
-# -- writes ----------------------------------------------------------------------------
-@contextmanager
-def idempotent(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
-    """Delta skips a write whose (txnAppId, txnVersion) it has already committed."""
-    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
-    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
-    try:
-        yield
-    finally:
-        spark.conf.unset("spark.databricks.delta.write.txnAppId")
-        spark.conf.unset("spark.databricks.delta.write.txnVersion")
+def flagged_deltas(verdicts: DataFrame) -> DataFrame:
+    """Per merchant window, how ``flagged_count`` changes with these verdicts.
+
+    ``verdicts``: payments whose rules were just decided (``rules``), with ``_was_flagged`` (their
+    rules were not empty before) and ``_counted`` (the payment is in its merchant minute, i.e. it
+    was on time: a late payment's alert does not touch a final window).
+    """
+    delta = F.when(F.size("rules") > 0, 1).otherwise(0) - F.when(F.col("_was_flagged"), 1).otherwise(0)
+    return (
+        with_window(verdicts.where(F.col("_counted")))
+        .groupBy("merchant_id", "window_start")
+        .agg(F.sum(delta).cast("bigint").alias("flagged_delta"))
+        .where(F.col("flagged_delta") != 0)
+    )
 
 
 @dataclass(frozen=True)
 class MinuteTable:
     spec: TableSpec
-    partials: object  # Callable[[DataFrame], DataFrame]
+    partials: Callable[[DataFrame], DataFrame]
     on_match: dict[str, str]
     on_insert: dict[str, str]
-
-
-def _merge_minutes(
-    spark: SparkSession, s: Settings, mt: MinuteTable, partials: DataFrame, writer: str, batch_id: int
-) -> int:
-    """MERGE one batch's partial aggregates; returns the minute rows inserted or updated."""
-    from delta.tables import DeltaTable
-
-    src = partials.withColumn("updated_at", F.current_timestamp())
-    with idempotent(spark, f"gold-{mt.spec.name}-{writer}", batch_id):
-        metrics = (
-            DeltaTable.forPath(spark, mt.spec.path(s.lake_dir))
-            .alias("t")
-            .merge(src.alias("s"), mt.spec.merge_condition())
-            .whenMatchedUpdate(set={**mt.on_match, "updated_at": "s.updated_at"})
-            .whenNotMatchedInsert(values={**mt.on_insert, "updated_at": "s.updated_at"})
-            .execute()
-        )
-    return merge_metric(metrics, "num_affected_rows")
 
 
 def _keys(spec: TableSpec) -> dict[str, str]:
@@ -164,6 +132,7 @@ MERCHANT = MinuteTable(
         "amount_sum": "t.amount_sum + s.amount_sum",
         "amount_max": "greatest(t.amount_max, s.amount_max)",
         "amount_avg": "(t.amount_sum + s.amount_sum) / (t.tx_count + s.tx_count)",
+        "flagged_count": "t.flagged_count + s.flagged_delta",
     },
     on_insert={
         **_keys(MERCHANT_MINUTE),
@@ -171,7 +140,7 @@ MERCHANT = MinuteTable(
         "amount_sum": "s.amount_sum",
         "amount_max": "s.amount_max",
         "amount_avg": "s.amount_sum / s.tx_count",
-        "flagged_count": "0",
+        "flagged_count": "s.flagged_delta",
     },
 )
 PAGE = MinuteTable(
@@ -217,169 +186,139 @@ DEVICE = MinuteTable(
 MINUTE_TABLES = {"payments": MERCHANT, "clickstream": PAGE, "iot": DEVICE}
 
 
-def watermark_for(spark: SparkSession, s: Settings, writer: str, batch_id: int) -> datetime | None:
-    """Newest event_time of the batches before ``batch_id``, minus the watermark delay."""
-    row = (
-        spark.read.format("delta")
-        .load(STREAM_PROGRESS.path(s.lake_dir))
-        .where((F.col("stream") == writer) & (F.col("batch_id") < batch_id))
-        .agg(F.max("max_event_time"))
-        .first()
+def merchant_source(partials: DataFrame, deltas: DataFrame | None) -> DataFrame:
+    """Partial aggregates and flagged-count changes of the same windows, one row per window."""
+    base = partials.withColumn("flagged_delta", F.lit(0).cast("bigint"))
+    if deltas is None:
+        return base
+    only_deltas = deltas.select(
+        "merchant_id",
+        "window_start",
+        F.lit(0).cast("bigint").alias("tx_count"),
+        F.lit(0.0).alias("amount_sum"),
+        F.lit(None).cast("double").alias("amount_max"),
+        "flagged_delta",
     )
-    newest = row[0] if row else None
-    return newest - WATERMARK if newest is not None else None
-
-
-def _record_progress(
-    spark: SparkSession, s: Settings, writer: str, batch_id: int, batch: DataFrame, wm: datetime | None, late: int
-) -> None:
-    stats = batch.agg(F.max("event_time").alias("m"), F.count(F.lit(1)).alias("n")).first()
-    assert stats is not None
-    prev = wm + WATERMARK if wm is not None else None
-    newest = max((t for t in (stats["m"], prev) if t is not None), default=None)
-    row = spark.createDataFrame(
-        [(writer, batch_id, newest, wm, stats["n"], late, datetime.now(UTC).replace(tzinfo=None))],
-        STREAM_PROGRESS.struct(),
-    )
-    # A blind append (not a MERGE): the three gold streams record progress concurrently,
-    # and appends never conflict; the transaction id makes a replay write nothing.
-    (
-        row.write.format("delta")
-        .mode("append")
-        .option("txnAppId", f"gold-progress-{writer}")
-        .option("txnVersion", batch_id)
-        .save(STREAM_PROGRESS.path(s.lake_dir))
+    return (
+        base.unionByName(only_deltas)
+        .groupBy("merchant_id", "window_start")
+        .agg(
+            F.sum("tx_count").alias("tx_count"),
+            F.sum("amount_sum").alias("amount_sum"),
+            F.max("amount_max").alias("amount_max"),
+            F.sum("flagged_delta").alias("flagged_delta"),
+        )
     )
 
 
-def _fraud(spark: SparkSession, s: Settings, ontime: DataFrame, batch_id: int, writer: str) -> None:
+# -- writes ----------------------------------------------------------------------------
+def micros_literal(us: int) -> str:
+    """A timestamp literal from epoch microseconds, independent of any time zone."""
+    return f"timestamp_micros({int(us)})"
+
+
+def append(df: DataFrame, path: str, app_id: str, version: int) -> None:
+    """An idempotent append: Delta skips it if (app_id, version) already committed."""
+    df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).save(path)
+
+
+def _txn(spark: SparkSession, app_id: str, version: int) -> None:
+    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
+
+
+def _untxn(spark: SparkSession) -> None:
+    spark.conf.unset("spark.databricks.delta.write.txnAppId")
+    spark.conf.unset("spark.databricks.delta.write.txnVersion")
+
+
+def merge_minutes(
+    spark: SparkSession,
+    path: str,
+    mt: MinuteTable,
+    source: DataFrame,
+    window_us: tuple[int, int],
+    app_id: str,
+    version: int,
+) -> int:
+    """MERGE partial aggregates into a minute table; only files that can hold [lo, hi] windows are read.
+
+    Returns the rows inserted or updated. ``source`` has the partial columns (and, for
+    merchant_minute, ``flagged_delta``).
+    """
     from delta.tables import DeltaTable
 
-    state_path = FRAUD_STATE.path(s.lake_dir)
-    new = ontime.select(*FRAUD_STATE.column_names)
-    (
-        new.write.format("delta")
-        .mode("append")
-        .option("txnAppId", f"gold-fraud-state-{writer}")
-        .option("txnVersion", batch_id)
-        .save(state_path)
+    lo, hi = window_us
+    cond = (
+        f"t.window_start >= {micros_literal(lo)} AND t.window_start <= {micros_literal(hi)} AND "
+        + mt.spec.merge_condition()
     )
-    bounds = new.agg(F.min("event_time")).first()
-    if bounds is None or bounds[0] is None:
-        return
-    since = bounds[0]
-    users = new.select("user_id").distinct()
-    cards = new.select("card_token").distinct()
-    state = spark.read.format("delta").load(state_path)
-    context = (
-        state.join(F.broadcast(users), "user_id", "left_semi")
-        .unionByName(state.join(F.broadcast(cards), "card_token", "left_semi"))
-        .distinct()
-    )
-    judged = fraud.evaluate(context).where(F.col("event_time") >= F.lit(since)).persist()
+    src = source.withColumn("updated_at", F.current_timestamp())
+    insert_when = "s.tx_count > 0" if mt is MERCHANT else None  # a flag change alone never creates a window
+    _txn(spark, app_id, version)
     try:
-        alerts = judged.select(*[c for c in FRAUD_ALERTS.column_names if c != "detected_at"]).withColumn(
-            "detected_at", F.current_timestamp()
+        metrics = (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(src.alias("s"), cond)
+            .whenMatchedUpdate(set={**mt.on_match, "updated_at": "s.updated_at"})
+            .whenNotMatchedInsert(condition=insert_when, values={**mt.on_insert, "updated_at": "s.updated_at"})
+            .execute()
         )
-        with idempotent(spark, f"gold-fraud-alerts-{writer}", batch_id):
-            (
-                DeltaTable.forPath(spark, FRAUD_ALERTS.path(s.lake_dir))
-                .alias("t")
-                .merge(alerts.alias("s"), "t.event_id = s.event_id")
-                .whenMatchedDelete(condition="size(s.rules) = 0")
-                .whenMatchedUpdate(
-                    condition="NOT (t.rules <=> s.rules) OR NOT (t.score <=> s.score)",
-                    set={"rules": "s.rules", "score": "s.score"},
-                )
-                .whenNotMatchedInsertAll(condition="size(s.rules) > 0")
-                .execute()
-            )
-        windows = with_window(judged).select("merchant_id", "window_start").distinct()
-        flagged = with_window(spark.read.format("delta").load(FRAUD_ALERTS.path(s.lake_dir))).select(
-            "merchant_id", "window_start"
-        )
-        counts = windows.join(
-            flagged.groupBy("merchant_id", "window_start").count(), ["merchant_id", "window_start"], "left"
-        ).select("merchant_id", "window_start", F.coalesce("count", F.lit(0)).cast("bigint").alias("flagged_count"))
-        with idempotent(spark, f"gold-merchant-flagged-{writer}", batch_id):
-            (
-                DeltaTable.forPath(spark, MERCHANT_MINUTE.path(s.lake_dir))
-                .alias("t")
-                .merge(counts.alias("s"), MERCHANT_MINUTE.merge_condition())
-                .whenMatchedUpdate(
-                    condition="NOT (t.flagged_count <=> s.flagged_count)",
-                    set={"flagged_count": "s.flagged_count", "updated_at": "current_timestamp()"},
-                )
-                .execute()
-            )
     finally:
-        judged.unpersist()
-    if batch_id % 50 == 0:  # keep the rules' memory bounded
-        DeltaTable.forPath(spark, state_path).delete(
-            F.col("event_time") < F.lit(since - timedelta(days=s.fraud_state_retention_days))
-        )
+        _untxn(spark)
+    row = metrics.first() if metrics is not None else None
+    return int(row.asDict().get("num_affected_rows") or 0) if row is not None else 0
 
 
-def write_batch(batch: DataFrame, batch_id: int, *, stream: str, s: Settings, epoch: str) -> None:
-    """One micro-batch of one silver table. ``writer`` names this checkpoint's writes (see checkpoint_epoch)."""
-    spark = batch.sparkSession
-    mt = MINUTE_TABLES[stream]
-    writer = f"{stream}-{epoch}"
-    wm = watermark_for(spark, s, writer, batch_id)
-    rows = with_window(batch).withColumn("_late", late_condition(wm)).persist()
-    try:
-        late = rows.where("_late")
-        late_count = late.count()
-        if late_count:
-            (
-                late.select(
-                    F.lit(f"silver.{stream}").alias("source"),
-                    "event_id",
-                    "event_time",
-                    "window_start",
-                    F.lit(wm).cast("timestamp").alias("watermark"),
-                    F.lit(batch_id).cast("bigint").alias("batch_id"),
-                    F.current_timestamp().alias("detected_at"),
-                )
-                .write.format("delta")
-                .mode("append")
-                .option("txnAppId", f"gold-late-{writer}")
-                .option("txnVersion", batch_id)
-                .save(LATE_EVENTS.path(s.lake_dir))
-            )
-        ontime = rows.where(~F.col("_late")).drop("_late")
-        upserted = _merge_minutes(spark, s, mt, mt.partials(ontime), writer, batch_id)  # type: ignore[operator]
-        record_rows_out(f"{APP}_{stream}", batch_id, upserted + late_count)
-        if stream == "payments":
-            _fraud(spark, s, ontime, batch_id, writer)
-        _record_progress(spark, s, writer, batch_id, rows, wm, late_count)
-    finally:
-        rows.unpersist()
-
-
-GOLD_TABLES = (MERCHANT_MINUTE, PAGE_MINUTE, DEVICE_MINUTE, FRAUD_ALERTS, LATE_EVENTS, STREAM_PROGRESS, FRAUD_STATE)
-
-
-def start(stream: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
-    for t in (SILVER[stream], *GOLD_TABLES):
-        t.ensure(spark, s.lake_dir)
-    return delta_foreach_batch(
-        spark,
-        s,
-        app=APP,
-        query=stream,
-        source_path=SILVER[stream].path(s.lake_dir),
-        write_batch=partial(write_batch, stream=stream, s=s),
-        available_now=available_now,
+def alert_rows(verdicts: DataFrame) -> DataFrame:
+    """``gold.fraud_alerts`` columns of verdict rows (``detected_at``: now, kept for existing alerts)."""
+    return verdicts.select(
+        *[c for c in FRAUD_ALERTS.column_names if c != "detected_at"], F.current_timestamp().alias("detected_at")
     )
 
 
-STARTERS = {name: partial(start, name) for name in MINUTE_TABLES}
+def merge_alerts(
+    spark: SparkSession, path: str, verdicts: DataFrame, event_us: tuple[int, int], app_id: str, version: int
+) -> None:
+    """Insert new alerts, update changed ones, delete the ones whose rules became empty.
+
+    ``verdicts`` holds only payments whose verdict changed (or is new). Bounded by the literal
+    event-time range, so the MERGE reads the files of those times only.
+    """
+    from delta.tables import DeltaTable
+
+    lo, hi = event_us
+    cond = f"t.event_time >= {micros_literal(lo)} AND t.event_time <= {micros_literal(hi)} AND t.event_id = s.event_id"
+    _txn(spark, app_id, version)
+    try:
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(alert_rows(verdicts).alias("s"), cond)
+            .whenMatchedDelete(condition="size(s.rules) = 0")
+            .whenMatchedUpdate(
+                condition="NOT (t.rules <=> s.rules) OR NOT (t.score <=> s.score)",
+                set={"rules": "s.rules", "score": "s.score"},
+            )
+            .whenNotMatchedInsertAll(condition="size(s.rules) > 0")
+            .execute()
+        )
+    finally:
+        _untxn(spark)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return main_for(APP, STARTERS, argv)
+def late_rows(late: DataFrame, source: str, batch_id: int) -> DataFrame:
+    """``gold.late_events`` rows; ``late`` has event_id, event_time, window_start and ``_wm`` (ms)."""
+    return late.select(
+        F.lit(source).alias("source"),
+        "event_id",
+        "event_time",
+        "window_start",
+        F.timestamp_millis(F.col("_wm")).alias("watermark"),
+        F.lit(batch_id).cast("bigint").alias("batch_id"),
+        F.current_timestamp().alias("detected_at"),
+    )
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+GOLD_TABLES = (MERCHANT_MINUTE, PAGE_MINUTE, DEVICE_MINUTE, FRAUD_ALERTS, LATE_EVENTS)

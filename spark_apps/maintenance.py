@@ -1,13 +1,13 @@
-"""maintenance: OPTIMIZE (+ Z-order on gold keys), VACUUM, checkpoints and pruning of the internal tables.
+"""maintenance: OPTIMIZE (+ Z-order on gold keys), VACUUM and checkpoints.
 
-    spark-submit spark_apps/maintenance.py [--optimize] [--vacuum] [--checkpoint] [--prune]
-        [--tables gold/merchant_minute,gold/_stream_progress,...] [--retention-hours H] [--force]
+    spark-submit spark_apps/maintenance.py [--optimize] [--vacuum] [--checkpoint]
+        [--tables gold/merchant_minute,silver/payments,...] [--retention-hours H] [--force]
         [--no-zorder] [--master URL]
 
-No operation flag means all four. ``--tables`` takes layer/name (or layer.name) and defaults
-to every table, the internal ones included; ``--prune`` only concerns the internal tables
-(gold._stream_progress, gold._fraud_state). Per table the order is prune, optimize, vacuum,
-checkpoint. Safe while the streams run: Delta concurrency conflicts are retried with backoff
+No operation flag means all three. ``--tables`` takes layer/name (or layer.name) and defaults
+to every table. Per table the order is optimize, vacuum, checkpoint. (The streams keep no
+bookkeeping tables: their state is in Spark's state store, pruned by its own timers.)
+Safe while the streams run: Delta concurrency conflicts are retried with backoff
 (``lakehouse.maintenance``). A table that does not exist yet is skipped.
 
 Each result goes to Dagster as a Pipes message (an AssetObservation there) and into a summary
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse import maintenance as m
 from lakehouse.settings import Settings
-from lakehouse.tables import ALL_TABLES, INTERNAL, TableSpec
+from lakehouse.tables import ALL_TABLES, TableSpec
 from spark_apps._pipes import Reporter, reporter
 from spark_apps._runtime import RunOptions, session
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 APP = "maintenance"
-OPERATIONS = ("prune", "optimize", "vacuum", "checkpoint")  # the order they run in, per table
+OPERATIONS = ("optimize", "vacuum", "checkpoint")  # the order they run in, per table
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
         ("optimize", "bin-packing compaction; gold tables also Z-ordered by their keys"),
         ("vacuum", "delete files unreferenced for longer than the retention"),
         ("checkpoint", "write a Delta checkpoint of the current version"),
-        ("prune", "delete internal bookkeeping rows no longer needed"),
     ):
         ap.add_argument(f"--{op}", action="store_true", help=what)
-    ap.add_argument("--tables", help="comma-separated layer/name list (default: every table, internal included)")
+    ap.add_argument("--tables", help="comma-separated layer/name list (default: every table)")
     ap.add_argument(
         "--retention-hours",
         type=float,
@@ -107,24 +106,14 @@ def _run_one(spark: SparkSession, s: Settings, args: Args, spec: TableSpec, op: 
         "optimize": lambda: m.optimize(spark, spec, s.lake_dir, zorder=args.zorder),
         "vacuum": lambda: m.vacuum(spark, spec, s.lake_dir, retention_hours=args.retention_hours, force=args.force),
         "checkpoint": lambda: m.checkpoint(spark, spec, s.lake_dir),
-        "prune": lambda: _prune(spark, s, spec),
     }
     return runs[op]()
-
-
-def _prune(spark: SparkSession, s: Settings, spec: TableSpec) -> m.OpResult:
-    results = m.prune_internal(spark, s, tables=[spec])
-    if not results:
-        raise m.MaintenanceError(f"{spec.full_name}: nothing prunes this table")
-    return results[0]
 
 
 def run(spark: SparkSession, s: Settings, args: Args, r: Reporter) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for spec in args.tables:
-        ops = [op for op in args.operations if op != "prune" or spec.name in INTERNAL]
-        if not ops:
-            continue
+        ops = list(args.operations)
         if not m.table_exists(spark, spec.path(s.lake_dir)):
             outcomes.append(Outcome(spec, ",".join(ops), skipped="no Delta table yet"))
             continue

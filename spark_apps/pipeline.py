@@ -1,12 +1,12 @@
-"""pipeline: bronze, silver and gold in one Spark driver.
+"""pipeline: bronze and refine (silver and gold) in one Spark driver.
 
     spark-submit spark_apps/pipeline.py [--available-now | --continuous]
     lakehouse stream run all [--available-now | --continuous]
 
-``--available-now`` runs the layers one after the other (bronze catches up, then silver
-over everything bronze now holds, then gold), so one call brings gold up to date with
-Kafka. ``--continuous`` runs all nine queries side by side in one driver, which costs one
-JVM instead of three on a small machine.
+``--available-now`` runs the layers one after the other (bronze catches up, then refine
+over everything bronze now holds), so one call brings gold up to date with Kafka.
+``--continuous`` runs all six queries side by side in one driver, which costs one JVM
+instead of two on a small machine.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from lakehouse.settings import Settings, get_settings
-from spark_apps import bronze, gold, silver
+from spark_apps import bronze, refine
 from spark_apps._pipes import Reporter, reporter
 from spark_apps._runtime import (
     ALREADY_RUNNING,
@@ -30,7 +30,7 @@ from spark_apps._runtime import (
     session,
 )
 
-LAYERS = {"bronze": bronze.STARTERS, "silver": silver.STARTERS, "gold": gold.STARTERS}
+LAYERS = {"bronze": bronze.STARTERS, "refine": refine.STARTERS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +62,7 @@ def _run(opts: RunOptions, s: Settings, stop: GracefulStop, r: Reporter) -> None
                 run_queries(queries, stop, progress=progress)
         else:
             queries = [start(spark, s, False) for starters in LAYERS.values() for start in starters.values()]
+            r.log(f"pipeline: {len(queries)} queries started (continuous)")
             register_in_trino(s, r.log)
             run_queries(queries, stop, progress=progress)
     finally:

@@ -13,20 +13,19 @@ For every event date D in the range (inclusive):
   that updates, inserts, and deletes rows of the range that no longer have any event.
   Nothing is "late" in a replay, so every event counts; the range's ``late_events`` rows
   are deleted because their events are now counted.
-- **gold.fraud_alerts**: the rules are re-evaluated for every payment of the range (alerts
-  upserted or retracted), and merchant ``flagged_count`` follows.
+- **gold.fraud_alerts**: the rules (``spark_apps/fraud.py``) re-judge every payment of the
+  range against silver's payments since ``LAKEHOUSE_FRAUD_STATE_RETENTION_DAYS`` before it
+  (alerts upserted or retracted), and merchant ``flagged_count`` is recounted for the range.
 
 Bronze is only read: every table written is checked by ``assert_not_bronze`` first (and
-bronze is ``delta.appendOnly``). The replay holds the silver and gold checkpoint locks, so
-it refuses to run while those streams run; the streams skip the replay's commits
-(``skipChangeCommits``) when they resume.
+bronze is ``delta.appendOnly``). The replay holds the refine stream's checkpoint lock (that
+stream writes silver and gold), so it refuses to run while that stream runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from collections.abc import Sequence
 from datetime import date
 
@@ -36,9 +35,9 @@ from pyspark.sql import functions as F
 from lakehouse.contracts import TOPICS, schema
 from lakehouse.maintenance import assert_not_bronze
 from lakehouse.settings import Settings, get_settings
-from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, SILVER, TableSpec
+from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, MERCHANT_MINUTE, SILVER, TableSpec
 from lakehouse.validation import compile_schema
-from spark_apps import gold, silver
+from spark_apps import fraud, gold, silver
 from spark_apps._pipes import Reporter, reporter
 from spark_apps._runtime import ALREADY_RUNNING, AlreadyRunningError, exclusive, merge_metric
 
@@ -98,7 +97,9 @@ def replace_minutes(spark: SparkSession, s: Settings, stream: str, start: date, 
     spec: TableSpec = mt.spec
     assert_not_bronze(spec, operation="replay into")
     events = spark.read.format("delta").load(SILVER[stream].path(s.lake_dir)).where(in_range("event_date", start, end))
-    partials = mt.partials(gold.with_window(events)).withColumn("updated_at", F.current_timestamp())  # type: ignore[operator]
+    partials = mt.partials(gold.with_window(events)).withColumn("updated_at", F.current_timestamp())
+    if mt is gold.MERCHANT:
+        partials = partials.withColumn("flagged_delta", F.lit(0).cast("bigint"))  # recounted by replay_fraud
     values: dict[str, str | Column] = {**mt.on_insert, "updated_at": "s.updated_at"}
     replace: dict[str, str | Column] = {k: v for k, v in values.items() if k not in spec.keys}
     if "flagged_count" in replace:
@@ -125,12 +126,60 @@ def replay_gold(spark: SparkSession, s: Settings, start: date, end: date, r: Rep
     assert_not_bronze(LATE_EVENTS, operation="replay into")
     DeltaTable.forPath(spark, LATE_EVENTS.path(s.lake_dir)).delete(in_range("CAST(window_start AS DATE)", start, end))
     r.message({"asset": "gold/late_events", "operation": "replay", "note": "late rows of the range now counted"})
+    replay_fraud(spark, s, start, end, r)
+
+
+def replay_fraud(spark: SparkSession, s: Settings, start: date, end: date, r: Reporter) -> None:
+    """Re-judge every payment of the range; upsert or retract alerts; recount the range's flagged_count."""
+    from datetime import timedelta
+
+    from delta.tables import DeltaTable
+
     assert_not_bronze(FRAUD_ALERTS, operation="replay into")
-    payments = (
-        spark.read.format("delta").load(SILVER["payments"].path(s.lake_dir)).where(in_range("event_date", start, end))
+    since = start - timedelta(days=s.fraud_state_retention_days)
+    context = (
+        spark.read.format("delta").load(SILVER["payments"].path(s.lake_dir)).where(in_range("event_date", since, end))
     )
-    gold._fraud(spark, s, payments, 0, f"replay-{uuid.uuid4().hex[:12]}")
-    r.message({"asset": "gold/fraud_alerts", "operation": "replay", "payments_judged": payments.count()})
+    judged = fraud.evaluate(context).where(in_range("event_date", start, end)).persist()
+    try:
+        n = judged.count()
+        alerts = gold.alert_rows(judged)
+        (
+            DeltaTable.forPath(spark, FRAUD_ALERTS.path(s.lake_dir))
+            .alias("t")
+            .merge(
+                alerts.alias("s"), f"{in_range('CAST(t.event_time AS DATE)', start, end)} AND t.event_id = s.event_id"
+            )
+            .whenMatchedDelete(condition="size(s.rules) = 0")
+            .whenMatchedUpdate(
+                condition="NOT (t.rules <=> s.rules) OR NOT (t.score <=> s.score)",
+                set={"rules": "s.rules", "score": "s.score"},
+            )
+            .whenNotMatchedInsertAll(condition="size(s.rules) > 0")
+            .execute()
+        )
+        counts = (
+            gold.with_window(judged)
+            .groupBy("merchant_id", "window_start")
+            .agg(F.count_if(F.size("rules") > 0).cast("bigint").alias("flagged_count"))
+        )
+        assert_not_bronze(MERCHANT_MINUTE, operation="replay into")
+        (
+            DeltaTable.forPath(spark, MERCHANT_MINUTE.path(s.lake_dir))
+            .alias("t")
+            .merge(
+                counts.alias("s"),
+                f"{in_range('CAST(t.window_start AS DATE)', start, end)} AND " + MERCHANT_MINUTE.merge_condition(),
+            )
+            .whenMatchedUpdate(
+                condition="NOT (t.flagged_count <=> s.flagged_count)",
+                set={"flagged_count": "s.flagged_count", "updated_at": "current_timestamp()"},
+            )
+            .execute()
+        )
+    finally:
+        judged.unpersist()
+    r.message({"asset": "gold/fraud_alerts", "operation": "replay", "payments_judged": n})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = get_settings()
     with reporter() as r:
         try:
-            with exclusive(s, ["silver", "gold"]):
+            with exclusive(s, ["refine"]):
                 from lakehouse.spark import build_spark_session
 
                 spark = build_spark_session("lakehouse-replay", s, master=args.master)
@@ -155,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 finally:
                     spark.stop()
         except AlreadyRunningError as e:
-            print(f"error: {e}. Stop the silver and gold streams before a replay.", file=sys.stderr, flush=True)
+            print(f"error: {e}. Stop the refine stream before a replay.", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
     return 0
 

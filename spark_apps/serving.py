@@ -142,7 +142,7 @@ def write_batch(batch: DataFrame, batch_id: int, *, table: str, s: Settings) -> 
 
 def start(table: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
     spec = GOLD[table]
-    spec.ensure(spark, s.lake_dir)
+    spec.ensure(spark, s.lake_dir, writer=False)
     source = (
         spark.readStream.format("delta")
         .option("readChangeFeed", "true")

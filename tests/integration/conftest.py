@@ -69,7 +69,7 @@ def stack_lake(lakehouse_stack: Settings) -> Settings:
     from lakehouse.kafka import end_offsets_json
 
     s = lakehouse_stack.model_copy(update={"kafka_starting_offsets": end_offsets_json(lakehouse_stack)})
-    holders = {app: pid for app in ("bronze", "silver", "gold") if (pid := streams.lock_holder(s, app))}
+    holders = {app: pid for app in ("bronze", "refine") if (pid := streams.lock_holder(s, app))}
     if holders:
         pytest.fail(f"streams are running on the stack's lake ({holders}); stop them to run the consumer tests")
     start = datetime.now(UTC).replace(microsecond=0, second=0) - timedelta(minutes=40)

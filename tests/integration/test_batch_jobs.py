@@ -119,7 +119,7 @@ def test_replay_rebuilds_silver_and_gold_from_bronze_and_never_touches_bronze(
 def test_replay_refuses_to_run_while_the_streams_hold_their_checkpoints(lake: Settings) -> None:
     from spark_apps._runtime import exclusive
 
-    with exclusive(lake, ["gold"]):  # as a running gold stream does
+    with exclusive(lake, ["refine"]):  # as a running refine stream does
         run = _wait_run(
             lake, _launch(lake, "replay", "replay_tables", {"from_date": "2026-01-01", "to_date": "2026-01-01"})
         )
@@ -139,7 +139,7 @@ def _observations(events: list[dict[str, Any]], operation: str) -> dict[str, dic
 def test_maintenance_compacts_checkpoints_and_records_it_on_each_asset(lake: Settings, spark: SparkSession) -> None:
     s = lake
     before = _snapshot(spark, s)
-    run_id = _launch(s, "maintenance", "maintain_tables", {"operations": ["prune", "optimize", "checkpoint"]})
+    run_id = _launch(s, "maintenance", "maintain_tables", {"operations": ["optimize", "checkpoint"]})
     run = _wait_run(s, run_id)
     events = api.run_events(s, run_id)
     assert run["status"] == "SUCCESS", [e for e in events if e["error"]]
@@ -159,8 +159,7 @@ def _checks(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any
     return {(e["asset"], e["check"]["checkName"]): e for e in events if e["check"]}
 
 
-def test_quality_checks_pass_on_good_tables_and_a_failing_one_blocks_gold(lake: Settings, spark: SparkSession) -> None:
-    from delta.tables import DeltaTable
+def test_quality_checks_pass_on_good_tables_and_a_failing_one_blocks_redis(lake: Settings, spark: SparkSession) -> None:
 
     s = lake
     overrides = {"settings": {"lake_root": str(s.lake_dir)}}
@@ -177,29 +176,27 @@ def test_quality_checks_pass_on_good_tables_and_a_failing_one_blocks_gold(lake: 
     assert ("gold/merchant_minute", "keys_unique") in checks
     assert run["status"] == "SUCCESS"
 
-    # A duplicated event in silver: keys_unique (ERROR, blocking) fails, and gold is not rebuilt on it.
-    silver = _read(spark, s, SILVER["payments"])
-    dup = silver.limit(1)
-    dup_id = dup.first()["event_id"]  # type: ignore[index]
-    dup.write.format("delta").mode("append").save(SILVER["payments"].path(s.lake_dir))
-    gold_version = DeltaTable.forPath(spark, GOLD["merchant_minute"].path(s.lake_dir)).history(1).first()[0]  # type: ignore[index]
-    # catchup_pipeline without bronze (nothing new to read there): silver, its checks, gold, gold's checks
-    ops = ("silver_stream", "gold_stream", "silver_quality", "gold_quality")
-    assets = [f"{t.layer}/{t.name}" for t in (*SILVER.values(), QUARANTINE, *GOLD.values())]
+    # A duplicated gold row: keys_unique (ERROR, blocking) fails, and Redis is not built on it.
+    gold = _read(spark, s, GOLD["merchant_minute"])
+    dup = gold.limit(1)
+    dup_key = dup.first()["merchant_id"]  # type: ignore[index]
+    dup.write.format("delta").mode("append").save(GOLD["merchant_minute"].path(s.lake_dir))
+    # catchup_pipeline without bronze (nothing new to read there): refine, the checks, then Redis
+    ops = ("refine_stream", "silver_quality", "gold_quality", "serving_stream")
+    assets = [f"{t.layer}/{t.name}" for t in (*SILVER.values(), QUARANTINE, *GOLD.values())] + ["serving/redis"]
     checks = [(c.asset, c.name) for c in CHECKS]
     run_id = api.launch_run(
         s, "catchup_pipeline", {"ops": {op: {"config": overrides} for op in ops}}, assets=assets, checks=checks
     )
     run = _wait_run(s, run_id)
     events = api.run_events(s, run_id)
-    unique = _checks(events)[("silver/payments", "keys_unique")]
+    unique = _checks(events)[("gold/merchant_minute", "keys_unique")]
     assert unique["check"]["success"] is False
-    assert dup_id in json.dumps(unique["metadata"]), "the failing example should name the duplicated event_id"
+    assert dup_key in json.dumps(unique["metadata"]), "the failing example should name the duplicated key"
     started = {e["step"] for e in events if e["type"] == "ExecutionStepStartEvent"}
-    assert "silver_stream" in started
-    assert "gold_stream" not in started, "gold was built on data that failed a blocking check"
+    assert "refine_stream" in started
+    assert "serving_stream" not in started, "Redis was built on data that failed a blocking check"
     assert run["status"] == "FAILURE"
-    assert DeltaTable.forPath(spark, GOLD["merchant_minute"].path(s.lake_dir)).history(1).first()[0] == gold_version  # type: ignore[index]
 
 
 def test_check_and_run_results_reach_prometheus(lake: Settings) -> None:
@@ -210,10 +207,10 @@ def test_check_and_run_results_reach_prometheus(lake: Settings) -> None:
     # (the pushgateway persists its groups across restarts: name this run's group exactly)
     passed = "lakehouse_quality_check_passed"
     assert _pushed(
-        s, passed, job="lakehouse_quality", layer="silver", asset="silver/payments", check="keys_unique"
+        s, passed, job="lakehouse_quality", layer="gold", asset="gold/merchant_minute", check="keys_unique"
     ) == [0.0]
     assert _pushed(
-        s, passed, job="lakehouse_quality", layer="gold", asset="gold/merchant_minute", check="keys_not_null"
+        s, passed, job="lakehouse_quality", layer="silver", asset="silver/payments", check="keys_not_null"
     ) == [1.0]
     deadline = time.monotonic() + 120  # the run status sensors tick every 15 s
     jobs = ("quality", "catchup_pipeline")

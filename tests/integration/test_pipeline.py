@@ -7,15 +7,18 @@ the records it produced, whatever else the broker holds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -24,7 +27,7 @@ from lakehouse import streams
 from lakehouse.contracts import NORMAL_RANGES, TOPICS
 from lakehouse.generator import GeneratorConfig, GroundTruth, generate, merge_ground_truths, produce
 from lakehouse.kafka import end_offsets_json
-from lakehouse.settings import Settings
+from lakehouse.settings import PROJECT_ROOT, Settings, child_env
 from lakehouse.tables import BRONZE, GOLD, LATE_EVENTS, QUARANTINE, SILVER
 
 
@@ -256,3 +259,66 @@ def test_sigkill_mid_run_then_restart_gives_the_same_totals(
     merchant_total = _read(spark, s, GOLD["merchant_minute"]).agg(F.sum("tx_count")).first()
     assert merchant_total is not None
     assert merchant_total[0] == truth.summary["payments"]["valid_unique"]
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _mentions(p: psutil.Process, text: str) -> bool:
+    """Whether P runs and its command line or environment mentions TEXT (a driver's lake is in LAKEHOUSE_LAKE_ROOT)."""
+    try:
+        return _alive(p) and (any(text in a for a in p.cmdline()) or any(text in v for v in p.environ().values()))
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def test_sigterm_to_stream_run_stops_the_driver_and_leaves_nothing_running(
+    lakehouse_stack: Settings, tmp_path: Path
+) -> None:
+    """A supervisor's SIGTERM to `lakehouse stream run bronze --continuous` (the CLI process only):
+    a clean exit, and no orphaned Spark JVM or driver left holding the checkpoint lock."""
+    s = _isolated(lakehouse_stack, tmp_path)
+    assert produce(generate(GeneratorConfig(seed=31, count=30, rate=10)), s).failed == 0
+    fast = s.model_copy(update={"stream_trigger_interval": "1 second"})
+    log = tmp_path / "stream-run.log"
+    with log.open("wb") as out:
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "lakehouse.cli", "stream", "run", "bronze", "--continuous"],
+            env=child_env(**fast.to_env(), PYTHONPATH=str(PROJECT_ROOT)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    tree: list[psutil.Process] = []
+    try:
+        logs = [Path(BRONZE[t.name].path(s.lake_dir)) / "_delta_log" for t in TOPICS]
+
+        def committed() -> bool:
+            return any(next(d.glob("*.json"), None) for d in logs)
+
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not committed():
+            assert cli.poll() is None, f"the stream exited before it was stopped:\n{log.read_text()}"
+            time.sleep(0.5)
+        assert committed(), "the bronze query never committed a batch"
+        tree = psutil.Process(cli.pid).children(recursive=True)
+        assert streams.lock_holder(s, "bronze") in {p.pid for p in tree}, "the driver does not hold the lock"
+
+        cli.send_signal(signal.SIGTERM)
+        code = cli.wait(timeout=180)
+        assert code == 0, f"exit {code}:\n{log.read_text()}"
+        assert "received SIGTERM: stopping bronze" in log.read_text()
+        _, alive = psutil.wait_procs(tree, timeout=30)
+        assert [p for p in alive if _alive(p)] == [], "processes left behind"
+        assert [p.pid for p in psutil.process_iter() if _mentions(p, str(tmp_path))] == []
+        assert streams.lock_holder(s, "bronze") is None
+    finally:  # whatever failed above, leave nothing running
+        if cli.poll() is None:
+            cli.kill()
+        for p in [*tree, *(p for p in psutil.process_iter() if _mentions(p, str(tmp_path)))]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        cli.wait(timeout=30)

@@ -71,7 +71,7 @@ def test_stream_commands_say_when_dagster_is_not_reachable(monkeypatch: pytest.M
 
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(main, ["stream", "enable", "gold"])
+        result = CliRunner().invoke(main, ["stream", "enable", "refine"])
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 1

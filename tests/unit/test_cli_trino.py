@@ -25,7 +25,7 @@ from lakehouse import trino as trino_mod
 from lakehouse.cli import main
 from lakehouse.cli_trino import cell, format_csv, format_json, format_table, json_value, rows_line
 from lakehouse.settings import Settings
-from lakehouse.tables import ALL_TABLES, BRONZE, GOLD, INTERNAL
+from lakehouse.tables import ALL_TABLES, BRONZE, GOLD
 from lakehouse.trino import SyncReport, delta_log_exists, sync_tables, try_sync_tables
 
 TS = datetime(2024, 3, 1, 12, 30, 5, 123000, tzinfo=UTC)
@@ -255,7 +255,7 @@ def test_sync_registers_new_tables_keeps_present_ones_and_unregisters_gone_ones(
     _make_table(s, "bronze/payments")  # created by Spark, not registered yet
     _make_table(s, "gold/fraud_alerts", registered_in_metastore=True)  # registered and present
     (s.lake_dir / "_trino_metastore" / "gold" / "late_events").mkdir(parents=True)  # registered, log gone
-    _make_table(s, "gold/_stream_progress")  # internal: never registered
+    _make_table(s, "gold/_stream_progress")  # not a table of the platform (an old lake's leftover): ignored
     catalog = Catalog({"gold.fraud_alerts", "gold.late_events"})
     conn = _fake_trino(monkeypatch, catalog)
 
@@ -264,14 +264,14 @@ def test_sync_registers_new_tables_keeps_present_ones_and_unregisters_gone_ones(
     assert report.registered == ["bronze.payments"]
     assert report.present == ["gold.fraud_alerts"]
     assert report.unregistered == ["gold.late_events"]
-    assert set(report.missing) == {t.full_name for t in ALL_TABLES if not t.internal} - {
+    assert set(report.missing) == {t.full_name for t in ALL_TABLES} - {
         "bronze.payments",
         "gold.fraud_alerts",
         "gold.late_events",
     }
     assert report.ok
     assert catalog.registered == {"bronze.payments", "gold.fraud_alerts"}
-    assert not any(t.name in " ".join(conn.statements) for t in INTERNAL.values())
+    assert "_stream_progress" not in " ".join(conn.statements)
     creates = [q for q in conn.statements if q.startswith("CREATE SCHEMA")]
     assert [q.split()[5] for q in creates] == ["lakehouse.bronze", "lakehouse.silver", "lakehouse.gold"]
     register = next(q for q in conn.statements if "system.register_table" in q)

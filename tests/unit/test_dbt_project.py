@@ -207,7 +207,7 @@ def test_dbt_models_are_assets_below_the_stream_tables_they_read(defs: Any, mani
     upstream = {p for name in STAGING for p in graph.get(keys[name]).parent_keys}
     assert {k.path[0] for k in upstream} == {"silver", "gold"}
     for key in upstream:
-        assert defs.resolve_assets_def(key).node_def.name == f"{key.path[0]}_stream", key
+        assert defs.resolve_assets_def(key).node_def.name == "refine_stream", key  # silver and gold: one stream
     assert graph.get(dg.AssetKey(["staging", "stg_merchant_minute"])).parent_keys == {
         dg.AssetKey(["gold", "merchant_minute"])
     }

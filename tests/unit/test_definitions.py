@@ -37,7 +37,7 @@ def test_every_table_is_an_asset_with_lineage_and_its_column_schema() -> None:
     from lakehouse.tables import ALL_TABLES
 
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    public = [t for t in ALL_TABLES if not t.internal]
+    public = list(ALL_TABLES)
     assert {f"{t.layer}/{t.name}" for t in public} <= keys
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey(["bronze", "payments"])).parent_keys == {dg.AssetKey(["kafka", "payments"])}
@@ -53,7 +53,7 @@ def test_every_table_is_an_asset_with_lineage_and_its_column_schema() -> None:
 def test_each_layer_is_one_stream_asset_with_continuous_and_catchup_jobs() -> None:
     repo = defs.get_repository_def()
     jobs = {j.name for j in repo.get_all_jobs()}
-    for layer in ("bronze", "silver", "gold", "serving"):
+    for layer in ("bronze", "refine", "serving"):
         assert {f"stream_{layer}", f"catchup_{layer}"} <= jobs
         stream = repo.get_job(f"stream_{layer}")
         catchup = repo.get_job(f"catchup_{layer}")
@@ -61,14 +61,16 @@ def test_each_layer_is_one_stream_asset_with_continuous_and_catchup_jobs() -> No
         assert stream.run_config["ops"][f"{layer}_stream"]["config"]["mode"] == "continuous"  # type: ignore[index]
         assert catchup.run_config["ops"][f"{layer}_stream"]["config"]["mode"] == "available_now"  # type: ignore[index]
     stream_keys = defs.resolve_assets_def(dg.AssetKey(["silver", "payments"])).keys
-    assert dg.AssetKey(["silver", "quarantine"]) in stream_keys  # silver's stream writes quarantine too
+    assert dg.AssetKey(["silver", "quarantine"]) in stream_keys  # refine writes quarantine too
+    assert dg.AssetKey(["gold", "fraud_alerts"]) in stream_keys  # ... and gold, in the same pass
+    assert not {f"stream_{old}" for old in ("silver", "gold")} & jobs
 
 
 def test_supervisors_and_catchup_schedules_exist_and_start_switched_off() -> None:
     repo = defs.get_repository_def()
     sensors = {s.name: s for s in repo.sensor_defs}
     schedules = {s.name: s for s in repo.schedule_defs}
-    for layer in ("bronze", "silver", "gold", "serving"):
+    for layer in ("bronze", "refine", "serving"):
         assert sensors[f"supervise_{layer}"].job_name == f"stream_{layer}"
         assert sensors[f"supervise_{layer}"].default_status == dg.DefaultSensorStatus.STOPPED
         assert schedules[f"catchup_{layer}_schedule"].job_name == f"catchup_{layer}"
@@ -79,12 +81,16 @@ def test_stream_messages_map_to_the_tables_each_query_writes() -> None:
     from orchestration.defs.streaming.streams import observe
 
     assert observe({"query": "bronze_iot"}) == [dg.AssetKey(["bronze", "iot"])]
-    assert observe({"query": "silver_payments"}) == [
+    assert set(observe({"query": "refine_payments"})) == {
         dg.AssetKey(["silver", "payments"]),
         dg.AssetKey(["silver", "quarantine"]),
-    ]
-    assert set(observe({"query": "gold_payments"})) == {
-        dg.AssetKey(["gold", n]) for n in ("merchant_minute", "fraud_alerts", "late_events")
+        *(dg.AssetKey(["gold", n]) for n in ("merchant_minute", "fraud_alerts", "late_events")),
+    }
+    assert set(observe({"query": "refine_iot"})) == {
+        dg.AssetKey(["silver", "iot"]),
+        dg.AssetKey(["silver", "quarantine"]),
+        dg.AssetKey(["gold", "device_minute"]),
+        dg.AssetKey(["gold", "late_events"]),
     }
     assert observe({"query": "serving_fraud_alerts"}) == [dg.AssetKey(["serving", "redis"])]
     assert observe({"query": "something_else"}) == []
@@ -126,7 +132,7 @@ def _public_silver_and_gold() -> list:  # type: ignore[type-arg]
     from lakehouse.tables import ALL_TABLES
 
     # quarantine has no suite of its own: each silver table's reconciliation accounts for it
-    return [t for t in ALL_TABLES if not t.internal and t.layer in ("silver", "gold") and t.name != "quarantine"]
+    return [t for t in ALL_TABLES if t.layer in ("silver", "gold") and t.name != "quarantine"]
 
 
 def test_batch_jobs_and_their_schedules_exist() -> None:
@@ -137,12 +143,11 @@ def test_batch_jobs_and_their_schedules_exist() -> None:
     assert schedules["maintenance_nightly"] == "maintenance"
     assert schedules["vacuum_weekly"] == "vacuum"
     assert schedules["quality_hourly"] == "quality"
-    # the quality gate sits between the layers of the catch-up pipeline
+    # the quality gate sits between the lake and Redis in the catch-up pipeline
     nodes = {n.name for n in repo.get_job("catchup_pipeline").graph.node_defs}
     assert {
         "bronze_stream",
-        "silver_stream",
-        "gold_stream",
+        "refine_stream",
         "serving_stream",
         "silver_quality",
         "gold_quality",

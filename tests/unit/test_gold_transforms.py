@@ -41,12 +41,18 @@ def window_text(col: str = "window_start", alias: str = "window_start") -> Any:
 
 # --------------------------------------------------------------------------- windows and lateness
 
-WATERMARKS: dict[str, datetime | None] = {
+
+def ms(t: datetime) -> int:
+    """A watermark as Spark keeps it: epoch milliseconds."""
+    return int(t.timestamp() * 1000)
+
+
+WATERMARKS: dict[str, int | None] = {
     "none": None,
-    "wm_10_01": T0 + timedelta(minutes=1),  # exactly the end of the 10:00 window
-    "wm_10_01_plus_1us": T0 + timedelta(minutes=1, microseconds=1),
-    "wm_10_01_minus_1us": T0 + timedelta(minutes=1, microseconds=-1),
-    "wm_10_02": T0 + timedelta(minutes=2),
+    "wm_10_01": ms(T0 + timedelta(minutes=1)),  # exactly the end of the 10:00 window
+    "wm_10_01_plus_1ms": ms(T0 + timedelta(minutes=1, milliseconds=1)),
+    "wm_10_01_minus_1ms": ms(T0 + timedelta(minutes=1, milliseconds=-1)),
+    "wm_10_02": ms(T0 + timedelta(minutes=2)),
 }
 EVENT_SECONDS = {"a": 0.0, "b": 59.999, "c": 60.0, "d": 119.999, "e": 120.0}
 
@@ -75,11 +81,11 @@ def test_no_watermark_means_nothing_is_late(lateness: dict[str, dict[str, Any]])
 
 def test_a_window_ending_exactly_at_the_watermark_is_late(lateness: dict[str, dict[str, Any]]) -> None:
     assert {k for k, r in lateness.items() if r["wm_10_01"]} == {"a", "b"}  # the 10:00 window ends at 10:01
-    assert {k for k, r in lateness.items() if r["wm_10_01_plus_1us"]} == {"a", "b"}
+    assert {k for k, r in lateness.items() if r["wm_10_01_plus_1ms"]} == {"a", "b"}
 
 
 def test_a_window_ending_after_the_watermark_is_not_late(lateness: dict[str, dict[str, Any]]) -> None:
-    assert {k for k, r in lateness.items() if r["wm_10_01_minus_1us"]} == set()
+    assert {k for k, r in lateness.items() if r["wm_10_01_minus_1ms"]} == set()
     assert {k for k, r in lateness.items() if r["wm_10_02"]} == {"a", "b", "c", "d"}
 
 

@@ -11,12 +11,20 @@ import pytest
 
 from lakehouse import maintenance as m
 from lakehouse.settings import Settings
-from lakehouse.tables import BRONZE, FRAUD_STATE, MERCHANT_MINUTE, STREAM_PROGRESS, Col, TableSpec
+from lakehouse.tables import BRONZE, MERCHANT_MINUTE, Col, TableSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+#: A small table of the gold layer for tests that need any table to write to.
+SCRATCH = TableSpec(
+    layer="gold",
+    name="scratch",
+    columns=(Col("event_id", "STRING", nullable=False), Col("event_time", "TIMESTAMP"), Col("amount", "DOUBLE")),
+    keys=("event_id",),
+    description="test table",
+)
 FAST = m.RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
@@ -136,9 +144,9 @@ def test_retry_never_swallows_other_errors_and_is_bounded() -> None:
 
 def test_a_real_delta_conflict_is_recognised_and_retried(spark: SparkSession, tmp_path: Path) -> None:
     """A transaction that read the whole table loses to a concurrent append: Delta's ConcurrentAppendException."""
-    FRAUD_STATE.ensure(spark, tmp_path)
-    path = FRAUD_STATE.path(tmp_path)
-    append(spark, FRAUD_STATE, tmp_path, [("e1", T0, "u", "c", "m", 1.0, "DE")])
+    SCRATCH.ensure(spark, tmp_path)
+    path = SCRATCH.path(tmp_path)
+    append(spark, SCRATCH, tmp_path, [("e1", T0, 1.0)])
     jvm: Any = spark._jvm  # type: ignore[attr-defined]
     attempts = m.Attempts()
 
@@ -149,7 +157,7 @@ def test_a_real_delta_conflict_is_recognised_and_retried(spark: SparkSession, tm
         for f in jvm.scala.jdk.javaapi.CollectionConverters.asJava(txn.filterFiles()):
             removes.add(f.remove())
         if attempts.count == 1:  # someone else commits first, adding a file this transaction should have read
-            append(spark, FRAUD_STATE, tmp_path, [("e2", T0, "u", "c", "m", 2.0, "DE")])
+            append(spark, SCRATCH, tmp_path, [("e2", T0, 2.0)])
         op = getattr(getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$ManualUpdate$"), "MODULE$")
         return int(txn.commit(jvm.scala.jdk.javaapi.CollectionConverters.asScala(removes).toSeq(), op))
 
@@ -260,70 +268,6 @@ def test_checkpoint_writes_the_current_version(spark: SparkSession, tmp_path: Pa
     assert int(r.metrics["checkpoint_bytes"] or 0) > 0
 
 
-# --------------------------------------------------------------------------- pruning the internal tables
-
-
-def progress_row(writer: str, batch: int, newest_minute: int | None) -> tuple[Any, ...]:
-    newest = None if newest_minute is None else T0 + timedelta(minutes=newest_minute)
-    return (writer, batch, newest, None, 1, 0, T0)
-
-
-def test_prune_stream_progress_keeps_what_watermark_for_needs(spark: SparkSession, s: Settings) -> None:
-    from spark_apps.gold import watermark_for
-
-    lake = s.lake_dir
-    STREAM_PROGRESS.ensure(spark, lake)
-    rows = [
-        # max_event_time is cumulative (what gold records): batch 3 saw older events, still 40
-        *[progress_row("payments-a", b, t) for b, t in enumerate((None, 20, 40, 40, 45, 50))],
-        *[progress_row("iot-a", b, t) for b, t in enumerate((5, 6))],  # two rows: nothing to prune
-        *[progress_row("odd-a", b, t) for b, t in enumerate((30, 5, 6))],  # not cumulative: left alone
-    ]
-    append(spark, STREAM_PROGRESS, lake, rows)
-    probes = [("payments-a", 5), ("payments-a", 6), ("odd-a", 2)]  # a replay of the last batch, the next one
-    before = {p: watermark_for(spark, s, *p) for p in probes}
-
-    r = m.prune_stream_progress(spark, s)
-
-    kept = spark.read.format("delta").load(STREAM_PROGRESS.path(lake)).select("stream", "batch_id").collect()
-    assert sorted((k[0], k[1]) for k in kept) == [
-        ("iot-a", 0),
-        ("iot-a", 1),
-        ("odd-a", 0),
-        ("odd-a", 1),
-        ("odd-a", 2),
-        ("payments-a", 4),
-        ("payments-a", 5),
-    ]
-    assert {p: watermark_for(spark, s, *p) for p in probes} == before
-    newest = before[("payments-a", 6)]
-    assert newest is not None
-    assert newest.timestamp() == (T0 + timedelta(minutes=50 - 10)).timestamp()  # naive, in local time
-    x = r.metrics
-    assert (x["rows_before"], x["rows_deleted"], x["rows_after"]) == (11, 4, 7)
-    assert x["writers_not_cumulative"] == "odd-a"
-    assert r.asset == "gold/_stream_progress"
-    assert r.operation == "prune"
-
-
-def test_prune_fraud_state_drops_payments_beyond_the_retention(spark: SparkSession, s: Settings) -> None:
-    lake = s.lake_dir
-    FRAUD_STATE.ensure(spark, lake)
-    ages = {"now": 0, "six_days": 6, "seven_days": 7, "old": 8}
-    append(spark, FRAUD_STATE, lake, [(k, T0 - timedelta(days=d), "u", "c", "m", 1.0, "DE") for k, d in ages.items()])
-
-    results = m.prune_internal(spark, s, tables=[STREAM_PROGRESS, FRAUD_STATE])
-
-    assert [r.table for r in results] == ["gold._fraud_state"]  # no progress table here: skipped
-    state = results[0]
-    left = {r[0] for r in spark.read.format("delta").load(FRAUD_STATE.path(lake)).select("event_id").collect()}
-    # 7 days + the 10-minute watermark + one window are kept: a payment still on time keeps its context
-    assert left == {"now", "six_days", "seven_days"}
-    assert state.metrics["rows_deleted"] == 1
-    assert state.metrics["cutoff"] == (T0 - timedelta(days=7, minutes=11)).isoformat()
-    assert state.metrics["retention_days"] == 7
-
-
 # --------------------------------------------------------------------------- bronze is never wiped
 
 
@@ -343,8 +287,6 @@ def test_guard_refuses_bronze_in_every_spelling(tmp_path: Path) -> None:
             m.assert_not_bronze(target)
     for fine in (MERCHANT_MINUTE, "gold.merchant_minute", MERCHANT_MINUTE.path(lake), "s3a://b/lake/silver/iot"):
         m.assert_not_bronze(fine)
-    with pytest.raises(m.BronzeProtectedError, match=r"prune bronze\.payments"):
-        m.prune_internal(None, Settings(state_dir=tmp_path), tables=[BRONZE["payments"]])  # type: ignore[arg-type]
 
 
 def test_delta_itself_refuses_deletes_on_bronze_but_allows_compaction(spark: SparkSession, tmp_path: Path) -> None:
@@ -396,11 +338,11 @@ def test_app_arguments() -> None:
     from spark_apps import maintenance as app
 
     a = app.parse_args([])
-    assert a.operations == ("prune", "optimize", "vacuum", "checkpoint")
+    assert a.operations == ("optimize", "vacuum", "checkpoint")
     assert len(a.tables) > 10
-    a = app.parse_args(["--vacuum", "--tables", "gold/merchant_minute, gold._fraud_state", "--retention-hours", "1"])
+    a = app.parse_args(["--vacuum", "--tables", "gold/merchant_minute, silver.payments", "--retention-hours", "1"])
     assert a.operations == ("vacuum",)
-    assert [t.full_name for t in a.tables] == ["gold.merchant_minute", "gold._fraud_state"]
+    assert [t.full_name for t in a.tables] == ["gold.merchant_minute", "silver.payments"]
     assert a.retention_hours == 1.0
     with pytest.raises(SystemExit):
         app.parse_args(["--tables", "gold/nope"])
@@ -422,22 +364,20 @@ def test_app_runs_each_operation_reports_it_and_skips_missing_tables(spark: Spar
     from spark_apps import maintenance as app
     from spark_apps._pipes import Reporter
 
-    STREAM_PROGRESS.ensure(spark, s.lake_dir)
-    append(spark, STREAM_PROGRESS, s.lake_dir, [progress_row("w", b, b) for b in range(4)])
+    small_files_table(spark, s.lake_dir, files=2)
     pipes = FakePipes()
-    tables = "gold/_stream_progress,gold/page_minute"
-    args = app.parse_args(["--prune", "--vacuum", "--checkpoint", "--retention-hours", "0", "--tables", tables])
+    tables = "gold/merchant_minute,gold/page_minute"
+    args = app.parse_args(["--vacuum", "--checkpoint", "--retention-hours", "0", "--tables", tables])
 
     outcomes = app.run(spark, s, args, Reporter(pipes))  # type: ignore[arg-type]
 
     by_op = {(o.table.name, o.operation): o for o in outcomes}
     assert by_op[("page_minute", "vacuum,checkpoint")].skipped  # one line for a missing table
-    assert by_op[("_stream_progress", "vacuum")].error is not None  # 0 h without --force is refused
-    assert "RetentionTooShortError" in str(by_op[("_stream_progress", "vacuum")].error)
+    assert by_op[("merchant_minute", "vacuum")].error is not None  # 0 h without --force is refused
+    assert "RetentionTooShortError" in str(by_op[("merchant_minute", "vacuum")].error)
     done = [(p["asset"], p["operation"]) for p in pipes.messages]
-    assert done == [("gold/_stream_progress", "prune"), ("gold/_stream_progress", "checkpoint")]
-    assert pipes.messages[0]["rows_deleted"] == 2
-    assert {"attempts", "duration_s", "files_before", "files_after"} <= set(pipes.messages[1])
+    assert done == [("gold/merchant_minute", "checkpoint")]
+    assert {"attempts", "duration_s", "files_before", "files_after"} <= set(pipes.messages[0])
     table = app.summary(outcomes)
     assert "FAILED: RetentionTooShortError" in table
     assert "skipped: no Delta table yet" in table

@@ -32,27 +32,27 @@ def test_never_two_copies_while_one_is_queued_or_running() -> None:
 
 @pytest.mark.parametrize("status", [OK, X])
 def test_a_stream_that_ended_without_failing_is_started_again_at_once(status: dg.DagsterRunStatus) -> None:
-    d = decide("silver", [run(status, NOW - 100, NOW - 1)], [], NOW, S)
+    d = decide("refine", [run(status, NOW - 100, NOW - 1)], [], NOW, S)
     assert d.launch
     assert d.restart == 0
 
 
 def test_backoff_doubles_per_consecutive_failure() -> None:
     one = [run(F, NOW - 30, NOW - 5)]
-    assert not decide("gold", one, [], NOW, S).launch  # 10 s backoff, 5 s waited
-    assert decide("gold", one, [], NOW + 6, S).launch
+    assert not decide("refine", one, [], NOW, S).launch  # 10 s backoff, 5 s waited
+    assert decide("refine", one, [], NOW + 6, S).launch
     two = [run(F, NOW - 30, NOW - 15), run(F, NOW - 80, NOW - 70)]
-    d = decide("gold", two, [], NOW, S)  # 20 s backoff, 15 s waited
+    d = decide("refine", two, [], NOW, S)  # 20 s backoff, 15 s waited
     assert not d.launch
     assert "restart #2 in 5s" in d.reason
-    later = decide("gold", two, [], NOW + 5, S)
+    later = decide("refine", two, [], NOW + 5, S)
     assert later.launch
     assert later.restart == 2
 
 
 def test_backoff_is_capped() -> None:
     three = [run(F, NOW - 100, NOW - 61), run(F, NOW - 200, NOW - 150), run(F, NOW - 300, NOW - 250)]
-    assert decide("gold", three, [], NOW, S).launch  # 10*2^2 = 40 s < 61 s waited
+    assert decide("refine", three, [], NOW, S).launch  # 10*2^2 = 40 s < 61 s waited
 
 
 def test_gives_up_after_max_restarts_quick_failures() -> None:

@@ -23,8 +23,8 @@ PUBLIC = {spec.key for spec in table_specs}
 
 class MaintenanceConfig(SparkRunConfig):
     operations: list[str] = Field(
-        default_factory=lambda: ["prune", "optimize", "checkpoint"],
-        description="Any of prune, optimize, vacuum, checkpoint (run in that order per table).",
+        default_factory=lambda: ["optimize", "checkpoint"],
+        description="Any of optimize, vacuum, checkpoint (run in that order per table).",
     )
     tables: list[str] = Field(
         default_factory=list, description='layer/name of the tables (e.g. ["gold/merchant_minute"]); empty: all.'
@@ -35,7 +35,7 @@ class MaintenanceConfig(SparkRunConfig):
 
 
 def _args(config: MaintenanceConfig) -> list[str]:
-    unknown = set(config.operations) - {"prune", "optimize", "vacuum", "checkpoint"}
+    unknown = set(config.operations) - {"optimize", "vacuum", "checkpoint"}
     if unknown:
         raise dg.Failure(description=f"unknown maintenance operations {sorted(unknown)}")
     args = [f"--{op}" for op in config.operations]
@@ -56,10 +56,7 @@ def maintain_tables(context: dg.OpExecutionContext, config: MaintenanceConfig) -
 
     def observe(message: Mapping[str, Any]) -> list[dg.AssetKey]:
         key = dg.AssetKey(str(message.get("asset", "")).split("/"))
-        if key in PUBLIC:
-            return [key]
-        context.log.info(f"maintenance of internal table {message.get('asset')}: {dict(message)}")
-        return []
+        return [key] if key in PUBLIC else []
 
     for _ in run_spark_app(context, s, "maintenance", _args(config), observe=observe, master=config.master):
         pass
@@ -81,8 +78,8 @@ def _job(name: str, description: str, operations: list[str]) -> dg.JobDefinition
 
 maintenance = _job(
     "maintenance",
-    "Prune internal state, OPTIMIZE (gold Z-ordered by key) and checkpoint every table.",
-    ["prune", "optimize", "checkpoint"],
+    "OPTIMIZE (gold Z-ordered by key) and checkpoint every table.",
+    ["optimize", "checkpoint"],
 )
 vacuum = _job("vacuum", "VACUUM every table at its own retention (7 days), never shorter unless forced.", ["vacuum"])
 
@@ -92,7 +89,7 @@ maintenance_schedules = [
         job=maintenance,
         cron_schedule="0 3 * * *",
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Every night at 03:00: prune, compact and checkpoint.",
+        description="Every night at 03:00: compact and checkpoint.",
     ),
     dg.ScheduleDefinition(
         name="vacuum_weekly",

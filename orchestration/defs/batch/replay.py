@@ -1,8 +1,8 @@
 """Backfill / replay: rebuild silver and gold from bronze for a range of event dates.
 
 Launch from the UI (Jobs → replay → Launchpad) or ``lakehouse replay --from D1 --to D2``.
-The Spark app refuses to write bronze (``assert_not_bronze``) and to run while the silver
-or gold stream holds its checkpoints; each table it rewrites is recorded as a
+The Spark app refuses to write bronze (``assert_not_bronze``) and to run while the refine
+stream (which writes silver and gold) holds its checkpoints; each table it rewrites is recorded as a
 materialization with the rows written.
 """
 
@@ -54,7 +54,7 @@ def replay_tables(context: dg.OpExecutionContext, config: ReplayConfig) -> None:
 
 @dg.job(
     description="Rebuild silver and gold from bronze for a date range (bronze is only read). "
-    "Stop the silver and gold streams first.",
+    "Stop the refine stream first.",
     tags={"lakehouse/kind": "replay"},
     executor_def=dg.in_process_executor,
 )

@@ -2,8 +2,8 @@
 
 One multi-asset check per layer (silver, gold) runs spark_apps/quality.py through Pipes
 (lakehouse/quality.py builds the GE 1.x suites). Error-severity checks are *blocking*: in
-a run that also materializes downstream assets (``catchup_pipeline``), a failed silver
-check stops gold from being built on bad data. Each result carries its failing examples.
+a run that also materializes downstream assets (``catchup_pipeline``), a failed silver or
+gold check stops the Redis projection from being built on bad data. Each result carries its failing examples.
 """
 
 from collections.abc import Iterator
@@ -78,14 +78,15 @@ quality_schedule = dg.ScheduleDefinition(
     description="Every hour at :30: every data-quality check.",
 )
 
-# Hybrid batch with quality gates: bronze, silver, gold (then Redis) caught up in order, each
-# layer's blocking checks between them, so a failing silver check keeps gold (and Redis) untouched.
+# Hybrid batch with quality gates: bronze, then refine (silver and gold in one pass), then Redis,
+# caught up in order; the blocking silver and gold checks run before Redis, so bad data never
+# reaches the services.
 catchup_pipeline = dg.define_asset_job(
     name="catchup_pipeline",
     selection=dg.AssetSelection.assets(*stream_assets.values()),
     description=(
-        "Catch up bronze, silver, gold and the Redis projection (available-now), with the blocking quality "
-        "checks between layers."
+        "Catch up bronze, refine (silver and gold) and the Redis projection (available-now), with the blocking "
+        "quality checks on silver and gold before Redis."
     ),
     config={"ops": {f"{layer}_stream": {"config": {"mode": "available_now"}} for layer in stream_assets}},
     tags={"lakehouse/kind": "catchup"},

@@ -1,11 +1,12 @@
 """The streams as Dagster assets: one multi-asset per Spark app, over the tables it writes.
 
-Materializing ``bronze_stream`` (``silver_stream``, ``gold_stream``) runs spark_apps/<layer>.py
-through Pipes. ``mode: available_now`` (the default, so "Materialize all" in the UI ends)
-catches up and exits; ``mode: continuous`` runs until the run is terminated, reporting each
-micro-batch as an AssetObservation. The jobs ``stream_<layer>`` (continuous, supervised by
-``supervise_<layer>``) and ``catchup_<layer>`` (available-now, scheduled) select the same
-asset with fixed modes.
+Materializing ``bronze_stream`` (``refine_stream``, ``serving_stream``) runs spark_apps/<layer>.py
+through Pipes: bronze lands Kafka in bronze, refine turns bronze into silver and gold in one
+pass (one query per topic), serving projects gold into Redis. ``mode: available_now`` (the
+default, so "Materialize all" in the UI ends) catches up and exits; ``mode: continuous`` runs
+until the run is terminated, reporting each micro-batch as an AssetObservation. The jobs
+``stream_<layer>`` (continuous, supervised by ``supervise_<layer>``) and ``catchup_<layer>``
+(available-now, scheduled) select the same asset with fixed modes.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ from orchestration.defs.streaming.launch import run_spark_app
 from orchestration.defs.streaming.resources import SparkRunConfig
 from orchestration.defs.streaming.tables import GOLD_INPUTS, LAYER_SPECS, REDIS_KEY
 
-LAYERS = ("bronze", "silver", "gold", "serving")
+LAYERS = ("bronze", "refine", "serving")
 STREAM_TAG = "lakehouse/stream"
 
 
@@ -37,11 +38,13 @@ def query_assets(layer: str, query: str) -> list[dg.AssetKey]:
     source = query.split("_", 1)[1] if "_" in query else ""
     if layer == "bronze":
         return [dg.AssetKey(["bronze", source])]
-    if layer == "silver":
-        return [dg.AssetKey(["silver", source]), dg.AssetKey(["silver", "quarantine"])]
     if layer == "serving":
         return [REDIS_KEY]
-    return [dg.AssetKey(["gold", name]) for name, inputs in GOLD_INPUTS.items() if source in inputs]
+    return [
+        dg.AssetKey(["silver", source]),
+        dg.AssetKey(["silver", "quarantine"]),
+        *[dg.AssetKey(["gold", name]) for name, inputs in GOLD_INPUTS.items() if source in inputs],
+    ]
 
 
 def observe(message: Mapping[str, Any]) -> Sequence[dg.AssetKey]:
@@ -62,6 +65,9 @@ def _stream_asset(layer: str) -> dg.AssetsDefinition:
         description=(
             "spark_apps/serving.py: gold's change feed -> Redis (one query per served gold table), via Pipes."
             if layer == "serving"
+            else "spark_apps/refine.py: bronze -> silver and gold in one pass (validate, deduplicate, aggregate, "
+            f"judge fraud), one query per topic ({', '.join(t.name for t in TOPICS)}), via Pipes."
+            if layer == "refine"
             else f"spark_apps/{layer}.py: the {layer} stream ({', '.join(t.name for t in TOPICS)}), via Pipes."
         ),
         op_tags={STREAM_TAG: layer},
@@ -115,9 +121,8 @@ catchup_jobs = {layer: _job(layer, "available_now") for layer in LAYERS}
 # Periodic batch for sites that do not run streams continuously; off until switched on.
 CATCHUP_CRON = {
     "bronze": "*/15 * * * *",
-    "silver": "5,20,35,50 * * * *",
-    "gold": "10,25,40,55 * * * *",
-    "serving": "13,28,43,58 * * * *",
+    "refine": "5,20,35,50 * * * *",
+    "serving": "10,25,40,55 * * * *",
 }
 catchup_schedules = [
     dg.ScheduleDefinition(

@@ -90,7 +90,7 @@ def _redis_spec() -> dg.AssetSpec:
                 "| `fraud:user:{user_id}` | hash | 7 d |"
             ),
         },
-        # Streams run every 10 s, catch-ups every 15 minutes: Redis older than that is behind.
+        # Streams run continuously, catch-ups every 15 minutes: Redis older than that is behind.
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=1), warn_window=timedelta(minutes=20)
         ),
@@ -99,12 +99,14 @@ def _redis_spec() -> dg.AssetSpec:
 
 LAYER_SPECS: dict[str, list[dg.AssetSpec]] = {
     "bronze": [_spec(BRONZE[t.name], [dg.AssetKey(["kafka", t.name])], {"delta", "spark"}) for t in TOPICS],
-    "silver": [
+    # One stream writes silver and gold (spark_apps/refine.py); the lineage keeps the layers.
+    "refine": [
         *[_spec(SILVER[t.name], [table_key(BRONZE[t.name])], {"delta", "spark"}) for t in TOPICS],
         _spec(QUARANTINE, [table_key(BRONZE[t.name]) for t in TOPICS], {"delta", "spark"}),
-    ],
-    "gold": [
-        _spec(GOLD[name], [table_key(SILVER[src]) for src in GOLD_INPUTS[name]], {"delta", "spark"}) for name in GOLD
+        *[
+            _spec(GOLD[name], [table_key(SILVER[src]) for src in GOLD_INPUTS[name]], {"delta", "spark"})
+            for name in GOLD
+        ],
     ],
     "serving": [_redis_spec()],
 }

@@ -1,0 +1,143 @@
+"""Load for the benchmarks: a fast producer (librdkafka) and Spark query progress read back from logs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lakehouse.settings import Settings
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run; the message says why."""
+
+
+def producer(s: Settings, **extra: Any) -> Any:
+    """A confluent-kafka producer that keeps Kafka's Java partitioner (murmur2), so keyed records land
+    in the same partitions as with kafka-python and the Java clients."""
+    try:
+        from confluent_kafka import Producer
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise BenchError("confluent-kafka is not installed: run `make setup`") from exc
+    config = {
+        "bootstrap.servers": s.bootstrap_servers,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "partitioner": "murmur2_random",
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        **extra,
+    }
+    return Producer(config)
+
+
+@dataclass(frozen=True)
+class Sent:
+    records: int
+    seconds: float
+    failed: int
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+def send_all(s: Settings, records: Iterable[tuple[str, bytes | None, bytes, int | None]]) -> Sent:
+    """Send (topic, key, value, partition) records as fast as the broker takes them; wait for every ack."""
+    p = producer(s)
+    failed = 0
+
+    def done(err: Any, _msg: Any) -> None:
+        nonlocal failed
+        if err is not None:
+            failed += 1
+
+    n = 0
+    t0 = time.perf_counter()
+    for topic, key, value, partition in records:
+        while True:
+            try:
+                if partition is None:
+                    p.produce(topic, value=value, key=key, on_delivery=done)
+                else:
+                    p.produce(topic, value=value, key=key, partition=partition, on_delivery=done)
+                break
+            except BufferError:
+                p.poll(0.05)
+        n += 1
+        if n % 10_000 == 0:
+            p.poll(0)
+    left = p.flush(120)
+    seconds = time.perf_counter() - t0
+    return Sent(n, seconds, failed + left)
+
+
+# -- query progress ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Batch:
+    """One micro-batch of one query, from its progress line."""
+
+    query: str
+    batch_id: int
+    rows: int
+    start: float  # epoch seconds
+    duration_s: float
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration_s
+
+
+def parse_progress(lines: Iterable[str]) -> list[Batch]:
+    """The batches in `progress {json}` lines a Spark app prints (spark_apps._runtime.ProgressReporter)."""
+    out = []
+    for line in lines:
+        if not line.startswith("progress {"):
+            continue
+        p = json.loads(line[len("progress ") :])
+        if p.get("idle") or p.get("batch_duration_ms") is None:
+            continue
+        ts = datetime.fromisoformat(str(p["timestamp"]).replace("Z", "+00:00")).timestamp()
+        out.append(Batch(str(p["query"]), int(p["batch_id"]), int(p["rows_in"] or 0), ts, p["batch_duration_ms"] / 1e3))
+    return out
+
+
+@dataclass(frozen=True)
+class Rates:
+    """What a set of queries did: all batches, and the steady state (each query's first batch excluded)."""
+
+    rows: int
+    batches: int
+    first_batch_s: float
+    steady_rows: int
+    steady_s: float
+
+    @property
+    def steady_rate(self) -> float:
+        return self.steady_rows / self.steady_s if self.steady_s > 0 else 0.0
+
+
+def rates(batches: list[Batch], select: Callable[[Batch], bool]) -> Rates:
+    """Steady-state rows/s of the selected queries, which run side by side: the rows of every batch
+    after each query's first, over the wall time those batches span (first start to last end)."""
+    chosen = [b for b in batches if select(b) and b.rows > 0]
+    if not chosen:
+        return Rates(0, 0, 0.0, 0, 0.0)
+    first: dict[str, Batch] = {}
+    for b in sorted(chosen, key=lambda b: b.batch_id):
+        first.setdefault(b.query, b)
+    steady = [b for b in chosen if b is not first[b.query]]
+    span = (max(b.end for b in steady) - min(b.start for b in steady)) if steady else 0.0
+    return Rates(
+        rows=sum(b.rows for b in chosen),
+        batches=len(chosen),
+        first_batch_s=max(b.duration_s for b in first.values()),
+        steady_rows=sum(b.rows for b in steady),
+        steady_s=span,
+    )
