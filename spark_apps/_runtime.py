@@ -183,7 +183,7 @@ class GracefulStop:
 # found (late rows, quarantined records, ...). The batch function runs in this driver
 # process, so a plain dict is shared with the poller.
 _ROWS_OUT: dict[tuple[str, int], int] = {}
-_BATCH_FACTS: dict[tuple[str, int], dict[str, int]] = {}
+_BATCH_FACTS: dict[tuple[str, int], dict[str, object]] = {}
 
 
 def merge_metric(metrics: DataFrame | None, name: str) -> int:
@@ -196,7 +196,7 @@ def record_rows_out(query: str, batch_id: int, rows: int) -> None:
     _ROWS_OUT[(query, batch_id)] = rows
 
 
-def record_batch(query: str, batch_id: int, rows_out: int, **facts: int) -> None:
+def record_batch(query: str, batch_id: int, rows_out: int, **facts: object) -> None:
     """A sink's rows out and what else it counted (reported with the batch's progress)."""
     _ROWS_OUT[(query, batch_id)] = rows_out
     _BATCH_FACTS[(query, batch_id)] = facts
@@ -258,6 +258,8 @@ def progress_summary(progress: dict[str, object], rows_out: int | None = None) -
         "processed_rows_per_second": round(float(progress.get("processedRowsPerSecond") or 0.0), 2),  # type: ignore[arg-type]
         "kafka_lag": kafka_lag(progress),
     }
+    # Where the batch's time went (Spark's own phases): addBatch is the sink, the rest is overhead.
+    summary["phases_ms"] = {k: v for k, v in durations.items() if k != "triggerExecution" and v}
     if not summary["kafka_lag"] and backlog_files:
         summary["delta_files_behind"] = backlog_files
     operators: list[dict[str, object]] = progress.get("stateOperators") or []  # type: ignore[assignment]
@@ -294,7 +296,7 @@ class ProgressReporter:
         self._last_sent: dict[str, float] = {}
 
     def _send(
-        self, name: str, progress: dict[str, object], rows_out: int | None, facts: dict[str, int] | None = None
+        self, name: str, progress: dict[str, object], rows_out: int | None, facts: dict[str, object] | None = None
     ) -> None:
         summary = {"app": self.app, **progress_summary(progress, rows_out), **(facts or {})}
         self.r.message(summary)

@@ -17,8 +17,10 @@ new silver rows; the replay (``spark_apps/replay.py``) with a date range of silv
   or from the batch evaluation in ``spark_apps/fraud.py`` (replay); ``merge_alerts`` inserts
   new alerts, updates changed ones and deletes retracted ones, bounded by event time.
 
-Exactly once: every write carries (its own app id, batch id) as a Delta transaction, so a
-batch replayed after a crash skips what it had committed and finishes the rest.
+Exactly once: appends are marked with (writer, batch id) in their commit (``AppendLog``), the
+minute MERGE carries them as a Delta transaction id (it adds partial aggregates), and the
+alerts MERGE sets verdicts (idempotent by itself); a batch replayed after a crash skips what
+it had committed and finishes the rest.
 """
 
 from __future__ import annotations
@@ -217,9 +219,52 @@ def micros_literal(us: int) -> str:
     return f"timestamp_micros({int(us)})"
 
 
-def append(df: DataFrame, path: str, app_id: str, version: int) -> None:
-    """An idempotent append: Delta skips it if (app_id, version) already committed."""
-    df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", version).save(path)
+class AppendLog:
+    """Idempotent appends marked in the commit itself, cheaper than Delta's transaction ids.
+
+    Delta's ``txnAppId``/``txnVersion`` on an append reconstructs the table's state to look the
+    id up: three extra Spark jobs per append, more than the append itself. Instead each append
+    carries ``userMetadata = "<writer>@<batch>"`` in its commit, and this process remembers the
+    newest batch it committed per (table, writer). Only the first append after a (re)start, when
+    the previous run may have committed this very batch just before it died, reads the table's
+    recent history (commit infos, no Spark job) to find the writer's newest committed batch.
+    A retried batch (``retrying``) finds its own earlier appends in memory.
+    """
+
+    HISTORY = 1000  # commits looked back at once per (table, writer) and process start
+
+    def __init__(self) -> None:
+        self._newest: dict[tuple[str, str], int] = {}
+
+    def newest(self, spark: SparkSession, path: str, writer: str) -> int:
+        key = (path, writer)
+        if key not in self._newest:
+            self._newest[key] = newest_marked_batch(spark, path, writer, self.HISTORY)
+        return self._newest[key]
+
+    def append(self, df: DataFrame, path: str, writer: str, batch_id: int) -> bool:
+        """Append unless this writer's batch is already in the table; True when it wrote."""
+        spark = df.sparkSession
+        if self.newest(spark, path, writer) >= batch_id:
+            return False
+        df.write.format("delta").mode("append").option("userMetadata", f"{writer}@{batch_id}").save(path)
+        self._newest[(path, writer)] = batch_id
+        return True
+
+
+def newest_marked_batch(spark: SparkSession, path: str, writer: str, history: int) -> int:
+    """The newest batch id ``writer`` marked in the table's last ``history`` commits; -1 if none."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return -1
+    prefix = f"{writer}@"
+    newest = -1
+    for row in DeltaTable.forPath(spark, path).history(history).select("userMetadata").collect():
+        marker = row["userMetadata"] or ""
+        if marker.startswith(prefix) and marker[len(prefix) :].isdigit():
+            newest = max(newest, int(marker[len(prefix) :]))
+    return newest
 
 
 def _txn(spark: SparkSession, app_id: str, version: int) -> None:
@@ -278,34 +323,29 @@ def alert_rows(verdicts: DataFrame) -> DataFrame:
     )
 
 
-def merge_alerts(
-    spark: SparkSession, path: str, verdicts: DataFrame, event_us: tuple[int, int], app_id: str, version: int
-) -> None:
+def merge_alerts(spark: SparkSession, path: str, verdicts: DataFrame, event_us: tuple[int, int]) -> None:
     """Insert new alerts, update changed ones, delete the ones whose rules became empty.
 
     ``verdicts`` holds only payments whose verdict changed (or is new). Bounded by the literal
-    event-time range, so the MERGE reads the files of those times only.
+    event-time range, so the MERGE reads the files of those times only. Idempotent by itself
+    (it sets verdicts, it does not add to them): a replayed batch changes nothing.
     """
     from delta.tables import DeltaTable
 
     lo, hi = event_us
     cond = f"t.event_time >= {micros_literal(lo)} AND t.event_time <= {micros_literal(hi)} AND t.event_id = s.event_id"
-    _txn(spark, app_id, version)
-    try:
-        (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(alert_rows(verdicts).alias("s"), cond)
-            .whenMatchedDelete(condition="size(s.rules) = 0")
-            .whenMatchedUpdate(
-                condition="NOT (t.rules <=> s.rules) OR NOT (t.score <=> s.score)",
-                set={"rules": "s.rules", "score": "s.score"},
-            )
-            .whenNotMatchedInsertAll(condition="size(s.rules) > 0")
-            .execute()
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(alert_rows(verdicts).alias("s"), cond)
+        .whenMatchedDelete(condition="size(s.rules) = 0")
+        .whenMatchedUpdate(
+            condition="NOT (t.rules <=> s.rules) OR NOT (t.score <=> s.score)",
+            set={"rules": "s.rules", "score": "s.score"},
         )
-    finally:
-        _untxn(spark)
+        .whenNotMatchedInsertAll(condition="size(s.rules) > 0")
+        .execute()
+    )
 
 
 def late_rows(late: DataFrame, source: str, batch_id: int) -> DataFrame:

@@ -24,14 +24,16 @@ One query per topic reads its bronze table (a Delta stream) and runs:
    the flagged-count changes), and for payments one bounded MERGE into ``gold.fraud_alerts``.
    Nothing is written (no commit) when a part is empty.
 
-Exactly once: every write carries (its own app id, batch id) as a Delta transaction and the
-state store is versioned by batch, so a batch replayed after a crash decides as before,
-skips what it had committed and finishes the rest.
+Exactly once: every write is marked with (its writer, batch id) — appends in the commit's
+``userMetadata`` (``gold.AppendLog``), MERGEs as Delta transaction ids — and the state store
+is versioned by batch, so a batch replayed after a crash decides as before, skips what it had
+committed and finishes the rest.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -208,15 +210,19 @@ def _span(*ranges: tuple[int, int] | None) -> tuple[int, int] | None:
     return min(r[0] for r in present), max(r[1] for r in present)
 
 
-def write_batch(batch: DataFrame, batch_id: int, *, topic: str, s: Settings, epoch: str) -> None:
+def write_batch(
+    batch: DataFrame, batch_id: int, *, topic: str, s: Settings, epoch: str, appends: gold.AppendLog
+) -> None:
     """One micro-batch of one topic: silver, quarantine, late events, the minute table, fraud alerts."""
     spark = batch.sparkSession
     payments = topic == "payments"
     writer = f"{APP}-{topic}-{epoch}"
     rows = gold.with_window(batch).persist(StorageLevel.MEMORY_AND_DISK)
     known: DataFrame | None = None
+    clock = _Clock()
     try:
-        f = facts(rows, s, payments)
+        f = facts(rows, s, payments)  # runs the streaming plan: validation, dedup, fraud state
+        clock.lap("plan")
         if f.rows == 0:
             record_batch(f"{APP}_{topic}", batch_id, rows_out=0)
             return
@@ -234,15 +240,19 @@ def write_batch(batch: DataFrame, batch_id: int, *, topic: str, s: Settings, epo
                 new = new.join(F.broadcast(known), "event_id", "left_anti")
                 if verdicts is not None:
                     verdicts = verdicts.join(F.broadcast(known), "event_id", "left_anti")
+            clock.lap("silver_lookup")
         table = SILVER[topic]
         if f.new > duplicates:
-            gold.append(new.select(*table.column_names), table.path(s.lake_dir), f"{writer}-silver", batch_id)
+            appends.append(new.select(*table.column_names), table.path(s.lake_dir), f"{writer}-silver", batch_id)
+            clock.lap("silver")
         if f.invalid:
-            gold.append(silver.to_quarantine(rows), QUARANTINE.path(s.lake_dir), f"{writer}-quarantine", batch_id)
+            appends.append(silver.to_quarantine(rows), QUARANTINE.path(s.lake_dir), f"{writer}-quarantine", batch_id)
+            clock.lap("quarantine")
         late = gold.late_condition(F.col("_wm"))
         if f.late:
             late_events = gold.late_rows(new.where(late), f"silver.{topic}", batch_id)
-            gold.append(late_events, LATE_EVENTS.path(s.lake_dir), f"{writer}-late", batch_id)
+            appends.append(late_events, LATE_EVENTS.path(s.lake_dir), f"{writer}-late", batch_id)
+            clock.lap("late")
         mt = gold.MINUTE_TABLES[topic]
         partials = mt.partials(new.where(~late)) if f.ontime_window_us is not None else None
         deltas = gold.flagged_deltas(verdicts) if verdicts is not None and f.flag_window_us is not None else None
@@ -255,9 +265,11 @@ def write_batch(batch: DataFrame, batch_id: int, *, topic: str, s: Settings, epo
             assert source is not None
             path = mt.spec.path(s.lake_dir)
             upserted = gold.merge_minutes(spark, path, mt, source, window_us, f"{writer}-minutes", batch_id)
+            clock.lap("minutes")
         if verdicts is not None and f.change_us is not None:
             path = FRAUD_ALERTS.path(s.lake_dir)
-            gold.merge_alerts(spark, path, verdicts, f.change_us, f"{writer}-alerts", batch_id)
+            gold.merge_alerts(spark, path, verdicts, f.change_us)
+            clock.lap("alerts")
         record_batch(
             f"{APP}_{topic}",
             batch_id,
@@ -270,11 +282,25 @@ def write_batch(batch: DataFrame, batch_id: int, *, topic: str, s: Settings, epo
             alert_changes=f.changes,
             future_event_times=f.future,
             watermark_ms=f.watermark_ms,
+            sink_ms=clock.laps,
         )
     finally:
         if known is not None:
             known.unpersist()
         rows.unpersist()
+
+
+class _Clock:
+    """Milliseconds per step of a micro-batch's sink, reported with its progress (where the time went)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, int] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round((now - self._t) * 1000)
+        self._t = now
 
 
 def _no_partials(spark: SparkSession) -> DataFrame:
@@ -296,7 +322,7 @@ def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> 
         .load(BRONZE[topic].path(s.lake_dir))
     )
     name = f"{APP}_{topic}"
-    sink = partial(write_batch, topic=topic, s=s, epoch=checkpoint_epoch(s, APP, topic))
+    sink = partial(write_batch, topic=topic, s=s, epoch=checkpoint_epoch(s, APP, topic), appends=gold.AppendLog())
     writer = (
         plan(source, topic, s)
         .writeStream.queryName(name)

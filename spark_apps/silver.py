@@ -44,11 +44,15 @@ def parse(bronze_df: DataFrame, compiled: CompiledSchema, now: Column | None = N
     """Bronze rows + ``_error`` (NULL when valid) + the schema's typed fields + ``_extra``.
 
     The raw record becomes ``_raw_value``: iot events have a field named ``value`` themselves.
+    "More than 1 day in the future" is judged against ``now``, by default the record's bronze
+    ``ingested_at``: when the platform received it. That keeps the verdict the same when a batch
+    or a replay runs later, and keeps the plan free of a per-batch timestamp literal (which would
+    make Spark compile the validator's code again for every micro-batch).
     """
     raw = bronze_df.withColumnRenamed("value", "_raw_value").select(
         "topic", "partition", "offset", "_raw_value", "ingested_at"
     )
-    return compiled.annotate(raw, "_raw_value", now)
+    return compiled.annotate(raw, "_raw_value", now if now is not None else F.col("ingested_at"))
 
 
 def silver_columns(table: TableSpec, hmac_key: bytes) -> list[Column]:

@@ -49,6 +49,8 @@ class Feed:
         self.batches: list[list[dict[str, Any]]] = []
         s = get_settings().model_copy(update={"dedup_horizon_minutes": horizon_minutes})
         rows = spark.readStream.schema(SCHEMA).option("maxFilesPerTrigger", 1).json(str(self.src))
+        # Bronze's coordinates are NOT NULL; a file source makes every column nullable: put one back.
+        rows = rows.withColumn("topic", F.lit("payments"))
         rows = (
             rows.withColumn("_wm_time", refine.bounded_event_time(s.max_clock_skew_s))
             .withWatermark("_wm_time", "10 minutes")

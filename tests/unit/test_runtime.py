@@ -102,6 +102,7 @@ def test_progress_summary_names_what_a_person_watches() -> None:
         "input_rows_per_second": 40.0,
         "processed_rows_per_second": 60.12,
         "kafka_lag": 35,
+        "phases_ms": {"addBatch": 1500},  # where the batch's time went, as Spark measured it
     }
     json.dumps(summary)  # JSON-safe: it travels through Pipes
 

@@ -8,6 +8,7 @@ import org.apache.spark.sql.streaming.OutputMode;
 import org.apache.spark.sql.streaming.TimeMode;
 import org.apache.spark.sql.types.ArrayType;
 import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 
 /**
@@ -19,6 +20,15 @@ import org.apache.spark.sql.types.StructType;
  */
 public final class Ops {
   private Ops() {}
+
+  static StructType nullable(StructType s) {
+    StructField[] fields = new StructField[s.size()];
+    for (int i = 0; i < fields.length; i++) {
+      StructField f = s.fields()[i];
+      fields[i] = new StructField(f.name(), f.dataType(), true, f.metadata());
+    }
+    return new StructType(fields);
+  }
 
   /** Deduplicate on event_id; adds {@code _wm} (the batch watermark, ms) and {@code _check}. */
   public static Dataset<Row> dedup(Dataset<Row> in, long horizonMs) {
@@ -36,7 +46,8 @@ public final class Ops {
    * (and the intermediate {@code _card_bits}, {@code _upd}).
    */
   public static Dataset<Row> fraud(Dataset<Row> in, long lateHorizonMs, long retentionMs) {
-    StructType s = in.schema();
+    // Verdict updates of held payments carry only the payment's columns: every column is nullable.
+    StructType s = nullable(in.schema());
     Cols c = new Cols(s);
     StructType cardOut = s.add("_card_bits", DataTypes.IntegerType, true).add("_upd", DataTypes.BooleanType, true);
     Dataset<Row> cards =

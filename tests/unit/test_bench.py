@@ -1,0 +1,66 @@
+"""The benchmarks' arithmetic: progress lines, steady-state rates, percentiles, open-loop schedule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lakehouse.bench.latency import Traffic, percentiles
+from lakehouse.bench.load import Batch, parse_progress, rates
+
+
+def line(query: str, batch: int, rows: int, start: str, ms: int, **extra: object) -> str:
+    p = {"query": query, "batch_id": batch, "rows_in": rows, "timestamp": start, "batch_duration_ms": ms, **extra}
+    return "progress " + json.dumps(p)
+
+
+def test_progress_lines_become_batches_and_idle_heartbeats_are_skipped() -> None:
+    lines = [
+        "some log line",
+        line("bronze_iot", 0, 100, "2026-11-30T10:00:00.000Z", 5000),
+        line("bronze_iot", 1, 0, "2026-11-30T10:00:05.000Z", 10, idle=True),
+        line("refine_iot", 0, 100, "2026-11-30T10:00:06.500Z", 1500),
+    ]
+    got = parse_progress(lines)
+    assert [(b.query, b.batch_id, b.rows, b.duration_s) for b in got] == [
+        ("bronze_iot", 0, 100, 5.0),
+        ("refine_iot", 0, 100, 1.5),
+    ]
+    assert got[1].end - got[0].start == pytest.approx(8.0)
+
+
+def test_steady_rate_excludes_each_querys_first_batch_and_spans_the_parallel_queries() -> None:
+    t = 1_000.0
+    batches = [
+        Batch("bronze_a", 0, 1000, t, 10.0),  # first batches: warm-up, excluded
+        Batch("bronze_b", 0, 500, t, 12.0),
+        Batch("bronze_a", 1, 2000, t + 10, 2.0),
+        Batch("bronze_b", 1, 1000, t + 12, 1.0),  # side by side with a's second batch
+        Batch("bronze_a", 2, 0, t + 12, 0.1),  # empty: ignored
+        Batch("refine_a", 0, 3000, t + 20, 5.0),
+    ]
+    r = rates(batches, lambda b: b.query.startswith("bronze_"))
+    assert (r.rows, r.batches, r.steady_rows) == (4500, 4, 3000)
+    assert r.first_batch_s == 12.0
+    assert r.steady_s == pytest.approx(3.0)  # from 1010 to 1013
+    assert r.steady_rate == pytest.approx(1000.0)
+    assert rates(batches, lambda b: b.query == "nothing").steady_rate == 0.0
+
+
+def test_percentiles_are_nearest_rank_and_count_lost_probes() -> None:
+    p = percentiles([float(x) for x in range(1, 101)], lost=3)
+    assert (p.count, p.lost, p.p50, p.p95, p.p99, p.max) == (100, 3, 50.0, 95.0, 99.0, 100.0)
+    assert percentiles([], lost=2).p99 is None
+
+
+def test_traffic_records_are_valid_json_with_the_scheduled_time_and_a_unique_id() -> None:
+    traffic = Traffic(seed=3, n_templates=50)
+    seen = set()
+    for i in range(120):
+        topic, _key, value = traffic.record(i, 1_796_040_000.25, "r1")
+        body = json.loads(value)
+        assert topic in ("payments", "clickstream", "iot")
+        assert body["event_time"] == "2026-11-30T12:00:00.250Z"
+        seen.add(body["event_id"])
+    assert len(seen) == 120
