@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     spark_driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgKMG]$")
     spark_master: str = Field("local[2]", description="local[N] or a cluster master URL (spark://, k8s://, yarn).")
     spark_shuffle_partitions: int = Field(4, ge=1)
+    spark_driver_java_options: str = Field(
+        "",
+        description="Extra JVM options for Spark drivers (e.g. -XX:TieredStopAtLevel=1, which starts short "
+        "runs faster and makes long ones slower).",
+    )
     spark_ui_enabled: bool = False
 
     # --- streams ------------------------------------------------------------

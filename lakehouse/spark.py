@@ -53,7 +53,9 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         "spark.sql.session.timeZone": "UTC",
         # A driver out of memory exits (status 3) instead of limping on: its run fails and the
         # supervisor restarts it, rather than a half-dead stream that never commits again.
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J2} -XX:+ExitOnOutOfMemoryError",
+        "spark.driver.extraJavaOptions": " ".join(
+            [f"-Dlog4j2.configurationFile={LOG4J2}", "-XX:+ExitOnOutOfMemoryError", s.spark_driver_java_options]
+        ).strip(),
         "spark.ui.showConsoleProgress": "false",
         # Delta reads its log with this many tasks (default 50): far too many for 2 cores.
         "spark.databricks.delta.snapshotPartitions": str(s.spark_shuffle_partitions),

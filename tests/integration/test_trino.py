@@ -63,7 +63,7 @@ def test_the_pipeline_registered_every_table_in_its_layer_schema(stack_lake: Set
 
 
 def test_a_spark_app_registers_the_tables_trino_lacks_when_it_starts(stack_lake: Settings) -> None:
-    """gold.py (nothing new to read in silver) starts its queries, then registers what is missing."""
+    """refine (nothing new to read in bronze) starts its queries, then registers what is missing."""
     s = stack_lake
     dropped = ["bronze.iot", QUARANTINE.full_name, GOLD["late_events"].full_name]
     for name in dropped:
@@ -71,7 +71,7 @@ def test_a_spark_app_registers_the_tables_trino_lacks_when_it_starts(stack_lake:
     try:
         assert not set(dropped) & _registered(s)
         proc = subprocess.run(
-            streams.submit_command(s, "gold", available_now=True),
+            streams.submit_command(s, "refine", available_now=True),
             env=streams.submit_env(s),
             capture_output=True,
             text=True,
