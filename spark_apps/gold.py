@@ -330,14 +330,21 @@ def merge_alerts(spark: SparkSession, path: str, verdicts: DataFrame, event_us: 
     event-time range, so the MERGE reads the files of those times only. Idempotent by itself
     (it sets verdicts, it does not add to them): a replayed batch changes nothing.
     """
+    lo, hi = event_us
+    upsert_alerts(
+        spark, path, verdicts, f"t.event_time >= {micros_literal(lo)} AND t.event_time <= {micros_literal(hi)}"
+    )
+
+
+def upsert_alerts(spark: SparkSession, path: str, verdicts: DataFrame, target_bound: str) -> None:
+    """The fraud_alerts MERGE shared by the stream and the replay: ``target_bound`` (a predicate on
+    ``t``) limits the files read; verdicts with empty rules delete, changed ones update, new ones insert."""
     from delta.tables import DeltaTable
 
-    lo, hi = event_us
-    cond = f"t.event_time >= {micros_literal(lo)} AND t.event_time <= {micros_literal(hi)} AND t.event_id = s.event_id"
     (
         DeltaTable.forPath(spark, path)
         .alias("t")
-        .merge(alert_rows(verdicts).alias("s"), cond)
+        .merge(alert_rows(verdicts).alias("s"), f"{target_bound} AND t.event_id = s.event_id")
         .whenMatchedDelete(condition="size(s.rules) = 0")
         .whenMatchedUpdate(
             condition="NOT (t.rules <=> s.rules) OR NOT (t.score <=> s.score)",

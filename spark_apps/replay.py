@@ -143,20 +143,8 @@ def replay_fraud(spark: SparkSession, s: Settings, start: date, end: date, r: Re
     judged = fraud.evaluate(context).where(in_range("event_date", start, end)).persist()
     try:
         n = judged.count()
-        alerts = gold.alert_rows(judged)
-        (
-            DeltaTable.forPath(spark, FRAUD_ALERTS.path(s.lake_dir))
-            .alias("t")
-            .merge(
-                alerts.alias("s"), f"{in_range('CAST(t.event_time AS DATE)', start, end)} AND t.event_id = s.event_id"
-            )
-            .whenMatchedDelete(condition="size(s.rules) = 0")
-            .whenMatchedUpdate(
-                condition="NOT (t.rules <=> s.rules) OR NOT (t.score <=> s.score)",
-                set={"rules": "s.rules", "score": "s.score"},
-            )
-            .whenNotMatchedInsertAll(condition="size(s.rules) > 0")
-            .execute()
+        gold.upsert_alerts(
+            spark, FRAUD_ALERTS.path(s.lake_dir), judged, in_range("CAST(t.event_time AS DATE)", start, end)
         )
         counts = (
             gold.with_window(judged)
