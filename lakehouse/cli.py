@@ -41,6 +41,7 @@ def friendly_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from lakehouse.bench.load import BenchError
         from lakehouse.bootstrap import SetupError
         from lakehouse.settings import SettingsError
         from lakehouse.spark import SparkSetupError
@@ -48,7 +49,7 @@ def friendly_errors(fn: F) -> F:
 
         try:
             return fn(*args, **kwargs)
-        except (SettingsError, SetupError, StackError, SparkSetupError) as exc:
+        except (SettingsError, SetupError, StackError, SparkSetupError, BenchError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
             sys.exit(2)
 

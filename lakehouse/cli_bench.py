@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from lakehouse.bench.load import BenchError
 from lakehouse.cli import _settings, console, friendly_errors, main
 
 DEFAULT_OUT = Path("docs") / "bench"
-
-
-def bench_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A benchmark that cannot run (an app failed, Kafka refused records) ends with its reason, not a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BenchError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 @main.group()
@@ -56,7 +39,6 @@ out_option = click.option(
 @click.option("--seed", default=5, show_default=True)
 @out_option
 @friendly_errors
-@bench_errors
 def bench_throughput(sizes: tuple[int, ...], seed: int, out: Path) -> None:
     """Catch-up of a seeded backlog (the generator's full mix) through bronze and refine, against a
     minimal Kafka -> Delta append query in the same run. Steady state excludes each query's first batch."""
@@ -88,7 +70,6 @@ def bench_throughput(sizes: tuple[int, ...], seed: int, out: Path) -> None:
 )
 @out_option
 @friendly_errors
-@bench_errors
 def bench_latency(
     rates: tuple[float, ...], duration: float, warmup: float, baseline_duration: float, out: Path
 ) -> None:
@@ -111,7 +92,6 @@ def bench_latency(
 @click.option("--seed", default=9, show_default=True)
 @out_option
 @friendly_errors
-@bench_errors
 def bench_growth(history: int, increment: int, seed: int, out: Path) -> None:
     """Refine's micro-batches on the same increment, with 1x and 10x the history in the tables (and 1 vs 7
     days of fraud history): the ratio of their durations. Work proportional to the batch keeps it near 1."""
