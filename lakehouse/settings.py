@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         "runs faster and makes long ones slower).",
     )
     spark_ui_enabled: bool = False
+    spark_class_archive: bool = Field(
+        True,
+        description="Map the classes of an earlier driver from a class-data-sharing archive (written once "
+        "under <state>/jvm/cds by the first run that ends by itself): every start is faster.",
+    )
 
     # --- streams ------------------------------------------------------------
     checkpoint_root: Path | None = Field(

@@ -33,8 +33,23 @@ def app_path(name: str) -> Path:
     return PROJECT_ROOT / "spark_apps" / script
 
 
-def spark_submit(s: Settings, name: str, args: Sequence[str], master: str | None = None) -> list[str]:
-    """The spark-submit command line for app NAME with ARGS, with the platform's jars and configuration."""
+def spark_submit(
+    s: Settings,
+    name: str,
+    args: Sequence[str],
+    master: str | None = None,
+    java_options: Sequence[str] | None = None,
+) -> list[str]:
+    """The spark-submit command line for app NAME with ARGS, with the platform's jars and configuration.
+
+    JAVA_OPTIONS are the driver's class-archive options (:func:`lakehouse.spark_cds.recording`);
+    by default the archive is mapped when there is one.
+    """
+    from lakehouse import spark_cds
+
+    extra = spark_cds.driver_options(s) if java_options is None else list(java_options)
+    if extra:
+        s = s.model_copy(update={"spark_driver_java_options": " ".join([s.spark_driver_java_options, *extra]).strip()})
     conf = spark_conf(s, f"lakehouse-{name}", master)
     cmd = [
         str(Path(sys.executable).parent / "spark-submit"),
@@ -50,11 +65,17 @@ def spark_submit(s: Settings, name: str, args: Sequence[str], master: str | None
     return [*cmd, str(app_path(name)), *args]
 
 
-def submit_command(s: Settings, name: str, available_now: bool, master: str | None = None) -> list[str]:
+def submit_command(
+    s: Settings,
+    name: str,
+    available_now: bool,
+    master: str | None = None,
+    java_options: Sequence[str] | None = None,
+) -> list[str]:
     """The spark-submit command line for one stream."""
     if name not in APPS:
         raise ValueError(f"unknown stream {name!r}; choose one of {', '.join(APPS)}")
-    return spark_submit(s, name, ["--available-now" if available_now else "--continuous"], master)
+    return spark_submit(s, name, ["--available-now" if available_now else "--continuous"], master, java_options)
 
 
 def submit_env(s: Settings) -> dict[str, str]:
@@ -82,7 +103,15 @@ def run(s: Settings, name: str, available_now: bool, master: str | None = None) 
     0 when it stopped cleanly. A second signal kills it at once. Either way nothing is left
     running to hold the checkpoint locks. Signals this process ignores (``nohup``) stay ignored.
     """
-    cmd = submit_command(s, name, available_now, master)
+    from lakehouse import spark_cds
+
+    with spark_cds.recording(s, ends_by_itself=available_now) as archive:
+        code = _run_foreground(s, submit_command(s, name, available_now, master, archive.options), name)
+        archive.succeeded = code == 0
+    return code
+
+
+def _run_foreground(s: Settings, cmd: list[str], name: str) -> int:
     env = submit_env(s)
     with _StopSignals().installed() as stops:
         proc = subprocess.Popen(

@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse import streams
+from lakehouse import spark_cds, streams
 from lakehouse.settings import Settings
 
 # Query names (``<app>_<source>``) to the asset each one's progress is about.
@@ -67,9 +67,43 @@ def run_spark_app(
     that often, idle heartbeats included: its freshness then says how far it trails its inputs.
     Failures raise ``dg.Failure``.
     """
+    with spark_cds.recording(s, ends_by_itself=not continuous) as archive:
+        yield from _run_spark_app(
+            context,
+            s,
+            app,
+            args,
+            archive,
+            observe=observe,
+            continuous=continuous,
+            extras=extras,
+            master=master,
+            stop_timeout_s=stop_timeout_s,
+            materialize=materialize,
+            on_message=on_message,
+            rematerialize_s=rematerialize_s,
+        )
+
+
+def _run_spark_app(
+    context: dg.OpExecutionContext,
+    s: Settings,
+    app: str,
+    args: Sequence[str],
+    archive: spark_cds.Recording,
+    *,
+    observe: Observe,
+    continuous: bool,
+    extras: Mapping[str, Any] | None,
+    master: str | None,
+    stop_timeout_s: float,
+    materialize: Sequence[dg.AssetKey],
+    on_message: Callable[[Mapping[str, Any]], None] | None,
+    rematerialize_s: float | None,
+) -> Iterator[dg.PipesExecutionResult | dg.MaterializeResult[Any]]:
     pending = list(materialize)
     last_materialized: dict[dg.AssetKey, float] = {}
-    cmd = streams.spark_submit(s, app, args, master)
+    cmd = streams.spark_submit(s, app, args, master, archive.options)
     log_dir = s.logs_dir / "runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{context.run_id}-{app}.log"
@@ -129,6 +163,7 @@ def run_spark_app(
             if proc.poll() is None:
                 streams.stop_gracefully(proc, stop_timeout_s)
         code = proc.returncode
+        archive.succeeded = code == 0
         if code != 0:
             raise dg.Failure(
                 description=f"{app} exited with code {code}"
