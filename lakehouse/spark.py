@@ -87,7 +87,12 @@ def build_spark_session(
     """
     from pyspark.sql import SparkSession
 
+    from lakehouse import spark_cds
+
     s = settings or get_settings()
+    # pyspark passes this configuration to the spark-submit that starts its JVM: the driver's
+    # options, the class archive among them (written by a spark-submit run, never by a session here).
+    s = spark_cds.with_options(s, spark_cds.driver_options(s))
     # pyspark starts its JVM with JAVA_HOME from the process environment; Spark 4 needs 17+.
     os.environ["JAVA_HOME"] = str(s.java17())
     # Bind the driver to the configured loopback address instead of guessing an interface.

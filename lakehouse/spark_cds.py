@@ -74,6 +74,13 @@ def driver_options(s: Settings) -> list[str]:
     return [f"-XX:SharedArchiveFile={path}"] if path is not None and path.is_file() else []
 
 
+def with_options(s: Settings, options: list[str]) -> Settings:
+    """S with OPTIONS added to the driver's JVM options."""
+    if not options:
+        return s
+    return s.model_copy(update={"spark_driver_java_options": " ".join([s.spark_driver_java_options, *options]).strip()})
+
+
 @dataclass
 class Recording:
     """The JVM options for one run, and whether that run may publish the archive it wrote."""

@@ -47,9 +47,7 @@ def spark_submit(
     """
     from lakehouse import spark_cds
 
-    extra = spark_cds.driver_options(s) if java_options is None else list(java_options)
-    if extra:
-        s = s.model_copy(update={"spark_driver_java_options": " ".join([s.spark_driver_java_options, *extra]).strip()})
+    s = spark_cds.with_options(s, spark_cds.driver_options(s) if java_options is None else list(java_options))
     conf = spark_conf(s, f"lakehouse-{name}", master)
     cmd = [
         str(Path(sys.executable).parent / "spark-submit"),

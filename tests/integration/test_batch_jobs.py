@@ -21,7 +21,7 @@ from lakehouse import streams
 from lakehouse.generator import GeneratorConfig, generate, produce
 from lakehouse.kafka import end_offsets_json
 from lakehouse.settings import Settings
-from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER
+from lakehouse.tables import BRONZE, GOLD, SILVER
 
 
 def _wait_run(s: Settings, run_id: str, timeout: float = 600) -> dict[str, Any]:
@@ -180,10 +180,10 @@ def test_quality_checks_pass_on_good_tables_and_a_failing_one_blocks_redis(lake:
     dup = gold.limit(1)
     dup_key = dup.first()["merchant_id"]  # type: ignore[index]
     dup.write.format("delta").mode("append").save(GOLD["merchant_minute"].path(s.lake_dir))
-    # catchup_pipeline without bronze (nothing new to read there): refine, the gold check that
-    # fails, then Redis (the other checks passed above; running them again proves nothing new)
-    ops = ("refine_stream", "gold_quality", "serving_stream")
-    assets = [f"{t.layer}/{t.name}" for t in (*SILVER.values(), QUARANTINE, *GOLD.values())] + ["serving/redis"]
+    # catchup_pipeline's last two steps: the gold check that fails, then Redis (bronze and refine
+    # have nothing new to read; the other checks passed above, running them again proves nothing)
+    ops = ("gold_quality", "serving_stream")
+    assets = ["serving/redis"]
     checks = [("gold/merchant_minute", "keys_unique")]
     run_id = api.launch_run(
         s, "catchup_pipeline", {"ops": {op: {"config": overrides} for op in ops}}, assets=assets, checks=checks
@@ -194,7 +194,7 @@ def test_quality_checks_pass_on_good_tables_and_a_failing_one_blocks_redis(lake:
     assert unique["check"]["success"] is False
     assert dup_key in json.dumps(unique["metadata"]), "the failing example should name the duplicated key"
     started = {e["step"] for e in events if e["type"] == "ExecutionStepStartEvent"}
-    assert "refine_stream" in started
+    assert "gold_quality" in started
     assert "serving_stream" not in started, "Redis was built on data that failed a blocking check"
     assert run["status"] == "FAILURE"
 
