@@ -97,7 +97,7 @@ def _stream_asset(layer: str) -> dg.AssetsDefinition:
 stream_assets = {layer: _stream_asset(layer) for layer in LAYERS}
 
 
-def _job(layer: str, mode: str):
+def _job(layer: str, mode: str) -> dg.UnresolvedAssetJobDefinition:
     kind = "stream" if mode == "continuous" else "catchup"
     return dg.define_asset_job(
         name=f"{kind}_{layer}",
