@@ -10,7 +10,7 @@ until the run is terminated, reporting each micro-batch as an AssetObservation. 
 """
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from dagster_prometheus import PrometheusResource
@@ -21,6 +21,9 @@ from orchestration.defs.metrics import StreamMetrics
 from orchestration.defs.streaming.launch import run_spark_app
 from orchestration.defs.streaming.resources import SparkRunConfig
 from orchestration.defs.streaming.tables import GOLD_INPUTS, LAYER_SPECS, REDIS_KEY
+
+if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 LAYERS = ("bronze", "refine", "serving")
 STREAM_TAG = "lakehouse/stream"
@@ -97,7 +100,7 @@ def _stream_asset(layer: str) -> dg.AssetsDefinition:
 stream_assets = {layer: _stream_asset(layer) for layer in LAYERS}
 
 
-def _job(layer: str, mode: str) -> dg.UnresolvedAssetJobDefinition:
+def _job(layer: str, mode: str) -> "UnresolvedAssetJobDefinition":
     kind = "stream" if mode == "continuous" else "catchup"
     return dg.define_asset_job(
         name=f"{kind}_{layer}",
