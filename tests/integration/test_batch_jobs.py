@@ -23,6 +23,9 @@ from lakehouse.kafka import end_offsets_json
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, GOLD, SILVER
 
+# When this module was imported: pushes older than that are an earlier session's.
+_MODULE_START = time.time()
+
 
 def _wait_run(s: Settings, run_id: str, timeout: float = 600) -> dict[str, Any]:
     try:
@@ -204,7 +207,9 @@ def test_check_and_run_results_reach_prometheus(lake: Settings) -> None:
     from tests.integration.test_dagster_streams import _pushed
 
     s = lake
-    # (the pushgateway persists its groups across restarts: name this run's group exactly)
+    # The pushgateway keeps its groups across restarts: what an earlier session pushed must not pass
+    # for this one, so each group must have been pushed since this module was imported.
+    assert max(_pushed(s, "push_time_seconds", job="lakehouse_quality", layer="gold"), default=0) >= _MODULE_START
     passed = "lakehouse_quality_check_passed"
     assert _pushed(
         s, passed, job="lakehouse_quality", layer="gold", asset="gold/merchant_minute", check="keys_unique"
@@ -214,9 +219,16 @@ def test_check_and_run_results_reach_prometheus(lake: Settings) -> None:
     ) == [1.0]
     deadline = time.monotonic() + 120  # the run status sensors tick every 15 s
     jobs = ("quality", "catchup_pipeline")
-    while time.monotonic() < deadline and not all(
-        _pushed(s, "lakehouse_dagster_run_success", dagster_job=job) for job in jobs
-    ):
+    while time.monotonic() < deadline and not all(_pushed_since(s, job) for job in jobs):
         time.sleep(3)
+    assert all(_pushed_since(s, job) for job in jobs), "no run outcome pushed by this session"
     assert _pushed(s, "lakehouse_dagster_run_success", dagster_job="catchup_pipeline") == [0.0]
     assert _pushed(s, "lakehouse_dagster_run_success", dagster_job="quality") == [1.0]
+
+
+def _pushed_since(s: Settings, job: str) -> bool:
+    """Whether the run-status sensor pushed an outcome of JOB that ended after this module started."""
+    from tests.integration.test_dagster_streams import _pushed
+
+    ends = _pushed(s, "lakehouse_dagster_run_last_end_timestamp_seconds", dagster_job=job)
+    return max(ends, default=0) >= _MODULE_START
