@@ -68,10 +68,14 @@ def _archive(s: Settings) -> Path | None:
         return None
 
 
-def driver_options(s: Settings) -> list[str]:
-    """The JVM options that map the archive, when there is one (none otherwise)."""
-    path = _archive(s)
+def _mapping(path: Path | None) -> list[str]:
+    """The JVM options that map the archive at PATH, when there is one (none otherwise)."""
     return [f"-XX:SharedArchiveFile={path}"] if path is not None and path.is_file() else []
+
+
+def driver_options(s: Settings) -> list[str]:
+    """The JVM options that map this setup's archive, when there is one (none otherwise)."""
+    return _mapping(_archive(s))
 
 
 def with_options(s: Settings, options: list[str]) -> Settings:
@@ -126,7 +130,7 @@ def recording(s: Settings, *, ends_by_itself: bool) -> Iterator[Recording]:
     the archive is published then, and thrown away otherwise.
     """
     final = _archive(s)
-    rec = Recording(options=[f"-XX:SharedArchiveFile={final}"] if final is not None and final.is_file() else [])
+    rec = Recording(options=_mapping(final))
     if final is None or rec.options or not ends_by_itself:
         yield rec
         return

@@ -67,53 +67,22 @@ def run_spark_app(
     that often, idle heartbeats included: its freshness then says how far it trails its inputs.
     Failures raise ``dg.Failure``.
     """
-    with spark_cds.recording(s, ends_by_itself=not continuous) as archive:
-        yield from _run_spark_app(
-            context,
-            s,
-            app,
-            args,
-            archive,
-            observe=observe,
-            continuous=continuous,
-            extras=extras,
-            master=master,
-            stop_timeout_s=stop_timeout_s,
-            materialize=materialize,
-            on_message=on_message,
-            rematerialize_s=rematerialize_s,
-        )
-
-
-def _run_spark_app(
-    context: dg.OpExecutionContext,
-    s: Settings,
-    app: str,
-    args: Sequence[str],
-    archive: spark_cds.Recording,
-    *,
-    observe: Observe,
-    continuous: bool,
-    extras: Mapping[str, Any] | None,
-    master: str | None,
-    stop_timeout_s: float,
-    materialize: Sequence[dg.AssetKey],
-    on_message: Callable[[Mapping[str, Any]], None] | None,
-    rematerialize_s: float | None,
-) -> Iterator[dg.PipesExecutionResult | dg.MaterializeResult[Any]]:
     pending = list(materialize)
     last_materialized: dict[dg.AssetKey, float] = {}
-    cmd = streams.spark_submit(s, app, args, master, archive.options)
     log_dir = s.logs_dir / "runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{context.run_id}-{app}.log"
     stopped_by_request = False
-    with dg.open_pipes_session(
-        context=context,
-        context_injector=dg.PipesTempFileContextInjector(),
-        message_reader=dg.PipesTempFileMessageReader(),
-        extras=dict(extras or {}),
-    ) as session:
+    with (
+        spark_cds.recording(s, ends_by_itself=not continuous) as archive,
+        dg.open_pipes_session(
+            context=context,
+            context_injector=dg.PipesTempFileContextInjector(),
+            message_reader=dg.PipesTempFileMessageReader(),
+            extras=dict(extras or {}),
+        ) as session,
+    ):
+        cmd = streams.spark_submit(s, app, args, master, archive.options)
         env = {**streams.submit_env(s), **session.get_bootstrap_env_vars()}
         context.log.info(f"launching {app}: {' '.join(cmd[-2:])} (driver log {log_path})")
         with log_path.open("ab") as log:
