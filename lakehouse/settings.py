@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     spark_driver_java_options: str = Field(
         "",
         description="Extra JVM options for Spark drivers (e.g. -XX:TieredStopAtLevel=1, which starts short "
-        "runs faster and makes long ones slower).",
+        "runs faster and makes long ones slower; give it -XX:ReservedCodeCacheSize=240m too, or the JIT "
+        "stops when its 48 MB cache fills).",
     )
     spark_ui_enabled: bool = False
     spark_class_archive: bool = Field(

@@ -7,6 +7,9 @@ still alive: `up` -> tests -> `down` leaves no process behind.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
 
 import psutil
@@ -40,9 +43,10 @@ def lakehouse_stack() -> Iterator[Settings]:
         assert alive == {}, f"processes left behind after `down`: {alive}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
-    """One local Spark session per test module, to read the Delta tables the tests produced."""
+    """One local Spark session for the whole session (a start costs 10-15 s), to read the Delta
+    tables the tests produced. Tests only read and write tables through it: none changes its conf."""
     from lakehouse.spark import build_spark_session
 
     session = build_spark_session("integration-tests", lakehouse_stack)
@@ -89,6 +93,27 @@ def stack_lake(lakehouse_stack: Settings) -> Settings:
         )
     )
     assert produce(run, s).failed == 0
-    code = streams.run(s, "all", available_now=True)
-    assert code == 0, f"the pipeline failed on the stack's lake (exit {code})"
+    with _stderr_kept() as log:
+        code = streams.run(s, "all", available_now=True)
+    # CI shows only the end of a failed session: the app's last words go into the message.
+    ended = "\n".join(log)
+    assert code == 0, f"the pipeline failed on the stack's lake (exit {code}); its stderr ended with:\n{ended}"
     return s
+
+
+@contextlib.contextmanager
+def _stderr_kept(lines: int = 40) -> Iterator[list[str]]:
+    """File descriptor 2 (inherited by the spark-submit started inside) also kept: its last LINES."""
+    tail: list[str] = []
+    with tempfile.TemporaryFile() as kept:
+        saved = os.dup(2)
+        os.dup2(kept.fileno(), 2)
+        try:
+            yield tail
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            kept.seek(0)
+            data = kept.read()
+            os.write(2, data)  # still shown where it would have been
+            tail.extend(data.decode(errors="replace").splitlines()[-lines:])
