@@ -43,10 +43,13 @@ def lakehouse_stack() -> Iterator[Settings]:
         assert alive == {}, f"processes left behind after `down`: {alive}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
-    """One local Spark session for the whole session (a start costs 10-15 s), to read the Delta
-    tables the tests produced. Tests only read and write tables through it: none changes its conf."""
+    """One local Spark session per test module, to read the Delta tables the tests produced.
+
+    Not one per session: code that a module calls in-process gets this session from
+    ``getOrCreate`` and stops it (tried on 2026-12-01: every `test_trino` test then failed
+    with "No active or default Spark session found")."""
     from lakehouse.spark import build_spark_session
 
     session = build_spark_session("integration-tests", lakehouse_stack)

@@ -32,7 +32,7 @@ def test_contract_topics_exist_with_their_partitions(lakehouse_stack: Settings) 
 
 
 def test_a_record_goes_through_the_broker(lakehouse_stack: Settings) -> None:
-    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import NewTopic
 
     from lakehouse.kafka import admin
@@ -54,9 +54,13 @@ def test_a_record_goes_through_the_broker(lakehouse_stack: Settings) -> None:
             consumer_timeout_ms=20000,
             group_id=None,
         )
-        got = [(m.key, m.value) for m in consumer]
+        first = next(consumer, None)  # waits up to consumer_timeout_ms, not for the timeout every time
+        assert first is not None, "the record did not come back within 20 s"
+        tp = TopicPartition(topic, 0)
+        end = consumer.end_offsets([tp])[tp]
         consumer.close()
-        assert got == [(b"k1", payload)]
+        assert (first.key, first.value, first.offset) == (b"k1", payload, 0)
+        assert end == 1, f"the topic holds {end} records, expected exactly the one sent"
     finally:
         client.delete_topics([topic])
         client.close()
