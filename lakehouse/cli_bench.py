@@ -13,7 +13,8 @@ DEFAULT_OUT = Path("docs") / "bench"
 
 @main.group()
 def bench() -> None:
-    """Benchmarks: throughput (catch-up), latency (produce -> Redis), growth (batch cost as tables grow).
+    """Benchmarks: throughput (catch-up), latency (produce -> Redis), growth (batch cost as tables grow),
+    jvm (a short run's wall time under several driver JVM option sets).
 
     Each needs the stack's Kafka (`lakehouse up kafka redis`), works in its own lakes under
     <state_dir>/bench, prints a table, and writes JSON and a PNG chart to --out. Numbers are
@@ -101,3 +102,34 @@ def bench_growth(history: int, increment: int, seed: int, out: Path) -> None:
     results = growth.main(s, history, increment, seed, out, log=console.print)
     console.print(growth.table(results))
     console.print(f"\nwrote {out / 'growth.json'}")
+
+
+@bench.command("jvm")
+@click.option("--events", default=2400, show_default=True, help="Events in the scenario (injections come on top).")
+@click.option("--rounds", default=2, show_default=True, help="Runs per option set (alternating between the sets).")
+@click.option("--seed", default=11, show_default=True)
+@click.option(
+    "--options",
+    "extra",
+    multiple=True,
+    metavar="NAME=OPTIONS",
+    help="Another option set to compare, e.g. 'serial=-XX:+UseSerialGC'. Repeat for several.",
+)
+@out_option
+@friendly_errors
+def bench_jvm(events: int, rounds: int, seed: int, extra: tuple[str, ...], out: Path) -> None:
+    """Wall time of a short `all --available-now` run (a few thousand events, fresh lake each time) under
+    several driver JVM option sets, against the driver with no extra options in the same run. The sets
+    apply on top of LAKEHOUSE_SPARK_DRIVER_JAVA_OPTIONS."""
+    from lakehouse.bench import jvm
+
+    sets = dict(jvm.OPTION_SETS)
+    for item in extra:
+        name, sep, options = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=OPTIONS, got {item!r}", param_hint="--options")
+        sets[name.strip()] = options.strip()
+    s = _settings()
+    results = jvm.main(s, events, rounds, seed, sets, out, log=console.print)
+    console.print(jvm.table(results))
+    console.print(f"\nwrote {out / 'jvm.json'}")

@@ -4,7 +4,9 @@
   Kafka -> Delta append query (the floor Spark sets on this machine);
 - ``latency``: produce -> Redis of the continuous pipeline under an open-loop load, against a
   minimal Kafka -> Redis ``foreachBatch`` query;
-- ``growth``: the cost of a micro-batch on small tables and state against 10x larger ones.
+- ``growth``: the cost of a micro-batch on small tables and state against 10x larger ones;
+- ``jvm``: a short catch-up run's wall time under several driver JVM option sets, against the
+  driver with no extra options.
 
 Each prints a table, writes JSON (and a PNG where a picture says more) under ``--out``, and
 asserts nothing: numbers are for the README, not for CI.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from lakehouse.bench.latency import Traffic, percentiles
 from lakehouse.bench.load import Batch, parse_progress, rates
+from lakehouse.settings import Settings
 
 
 def line(query: str, batch: int, rows: int, start: str, ms: int, **extra: object) -> str:
@@ -64,3 +66,38 @@ def test_traffic_records_are_valid_json_with_the_scheduled_time_and_a_unique_id(
         assert body["event_time"] == "2026-11-30T12:00:00.250Z"
         seen.add(body["event_id"])
     assert len(seen) == 120
+
+
+def test_jvm_bench_alternates_the_option_sets_on_the_same_records_and_reports_ratios_to_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakehouse.bench import jvm
+    from lakehouse.bench.apps import AppRun
+    from lakehouse.bench.load import Sent
+
+    calls: list[tuple[str, str, str]] = []
+    seconds = {"": 100.0, "-XX:A": 80.0, "-XX:B": 120.0}
+
+    def fake_run_app(s: Settings, name: str, args: list[str], log: Path) -> AppRun:
+        calls.append((s.spark_driver_java_options, str(s.lake_dir), s.kafka_starting_offsets))
+        return AppRun(name, seconds[s.spark_driver_java_options], [], log)
+
+    monkeypatch.setattr(jvm, "run_app", fake_run_app)
+    monkeypatch.setattr(jvm, "end_offsets_json", lambda s: '{"payments":{"0":7}}')
+    monkeypatch.setattr(jvm, "send_all", lambda s, records: Sent(records=len(list(records)), seconds=1.0, failed=0))
+    s = Settings(state_dir=tmp_path / "state")
+    sets = {"default": "", "a": "-XX:A", "b": "-XX:B"}
+    results = jvm.main(s, 120, 2, 1, sets, tmp_path / "out", log=lambda _: None)
+
+    assert [c[0] for c in calls] == ["", "-XX:A", "-XX:B"] * 2  # alternating, rounds in order
+    assert len({c[1] for c in calls}) == 6, "each run gets a fresh lake"
+    assert {c[2] for c in calls} == {'{"payments":{"0":7}}'}, "every run reads the records sent before it"
+    assert [(r.name, r.median_s, r.ratio) for r in results] == [
+        ("default", 100.0, 1.0),
+        ("a", 80.0, 0.8),
+        ("b", 120.0, 1.2),
+    ]
+    saved = json.loads((tmp_path / "out" / "jvm.json").read_text())
+    assert saved["rounds"] == 2
+    assert [r["ratio"] for r in saved["results"]] == [1.0, 0.8, 1.2]
+    assert "0.80x" in jvm.table(results)
