@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lakehouse.bench.apps import run_app
-from lakehouse.bench.load import BenchError, send_all
+from lakehouse.bench.load import BenchError, send_run
 from lakehouse.generator import GeneratorConfig, generate
 from lakehouse.kafka import end_offsets_json
 from lakehouse.settings import Settings
@@ -44,11 +44,7 @@ class Scenario:
 
 
 def _send(s: Settings, cfg: GeneratorConfig) -> int:
-    run = generate(cfg)
-    sent = send_all(s, ((r.topic, r.key, r.value, r.partition) for r in run.records))
-    if sent.failed:
-        raise BenchError(f"{sent.failed} records were not acknowledged by Kafka")
-    return sent.records
+    return send_run(s, generate(cfg)).records
 
 
 def _state_rows(log: Path) -> int | None:

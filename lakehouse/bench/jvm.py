@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from lakehouse import spark_cds
 from lakehouse.bench.apps import run_app
-from lakehouse.bench.load import BenchError, send_all
+from lakehouse.bench.load import send_run
 from lakehouse.generator import GeneratorConfig, generate
 from lakehouse.kafka import end_offsets_json
 from lakehouse.settings import Settings
@@ -76,29 +77,23 @@ def main(
     work = s.state_dir / "bench" / "jvm"
     shutil.rmtree(work, ignore_errors=True)
     offsets = end_offsets_json(s)
-    run = generate(scenario(events, seed))
-    sent = send_all(s, ((r.topic, r.key, r.value, r.partition) for r in run.records))
-    if sent.failed:
-        raise BenchError(f"{sent.failed} records were not acknowledged by Kafka")
+    sent = send_run(s, generate(scenario(events, seed)))
     log(f"sent {sent.records:,} records; {rounds} round(s) of {len(option_sets)} option sets")
     times: dict[str, list[float]] = {name: [] for name in option_sets}
     for i in range(rounds):
         for name, options in option_sets.items():
             lake = work / f"{name}-{i}"
-            r = s.model_copy(
-                update={
-                    "lake_root": lake / "lake",
-                    "kafka_starting_offsets": offsets,
-                    "spark_driver_java_options": " ".join([s.spark_driver_java_options, options]).strip(),
-                }
+            r = spark_cds.with_options(
+                s.model_copy(update={"lake_root": lake / "lake", "kafka_starting_offsets": offsets}), options.split()
             )
             app = run_app(r, "all", ["--available-now"], lake / "run.log")
             times[name].append(round(app.seconds, 1))
             log(f"  round {i + 1}: {name:<10} {app.seconds:6.1f}s")
             shutil.rmtree(lake / "lake", ignore_errors=True)
-    base = statistics.median(times[next(iter(option_sets))])
+    medians = {name: statistics.median(runs) for name, runs in times.items()}
+    base = medians[next(iter(option_sets))]
     results = [
-        OptionResult(name, options, times[name], statistics.median(times[name]), statistics.median(times[name]) / base)
+        OptionResult(name, options, times[name], medians[name], medians[name] / base)
         for name, options in option_sets.items()
     ]
     out.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from lakehouse.generator import GeneratedRun
 
 
 class BenchError(RuntimeError):
@@ -76,6 +79,14 @@ def send_all(s: Settings, records: Iterable[tuple[str, bytes | None, bytes, int 
     left = p.flush(120)
     seconds = time.perf_counter() - t0
     return Sent(n, seconds, failed + left)
+
+
+def send_run(s: Settings, run: GeneratedRun) -> Sent:
+    """Send every record of a generated run (its own partitions kept); fail unless Kafka acknowledged all."""
+    sent = send_all(s, ((r.topic, r.key, r.value, r.partition) for r in run.records))
+    if sent.failed:
+        raise BenchError(f"{sent.failed} records were not acknowledged by Kafka")
+    return sent
 
 
 # -- query progress ----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.bench.apps import run_app
-from lakehouse.bench.load import BenchError, Rates, rates, send_all
+from lakehouse.bench.load import Rates, rates, send_run
 from lakehouse.generator import GeneratorConfig, generate
 from lakehouse.kafka import end_offsets_json
 from lakehouse.settings import Settings
@@ -92,9 +92,7 @@ def run_size(base: Settings, events: int, seed: int, work: Path, log: Any = prin
     t0 = time.perf_counter()
     run = generate(backlog(events, seed))
     log(f"  generated {len(run.records):,} records in {time.perf_counter() - t0:.0f}s")
-    sent = send_all(s, ((r.topic, r.key, r.value, r.partition) for r in run.records))
-    if sent.failed:
-        raise BenchError(f"{sent.failed} records were not acknowledged by Kafka")
+    sent = send_run(s, run)
     records = sent.records
     log(f"  sent {records:,} records in {sent.seconds:.1f}s ({sent.rate:,.0f}/s, librdkafka, acks=all)")
     del run

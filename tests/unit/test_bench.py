@@ -84,7 +84,7 @@ def test_jvm_bench_alternates_the_option_sets_on_the_same_records_and_reports_ra
 
     monkeypatch.setattr(jvm, "run_app", fake_run_app)
     monkeypatch.setattr(jvm, "end_offsets_json", lambda s: '{"payments":{"0":7}}')
-    monkeypatch.setattr(jvm, "send_all", lambda s, records: Sent(records=len(list(records)), seconds=1.0, failed=0))
+    monkeypatch.setattr(jvm, "send_run", lambda s, run: Sent(records=len(run.records), seconds=1.0, failed=0))
     s = Settings(state_dir=tmp_path / "state")
     sets = {"default": "", "a": "-XX:A", "b": "-XX:B"}
     results = jvm.main(s, 120, 2, 1, sets, tmp_path / "out", log=lambda _: None)
