@@ -49,7 +49,7 @@ fmt: $(PIP_STAMP) ## Format and autofix with ruff
 	$(BIN)/ruff check --fix .
 
 # Integration tests run many short Spark drivers: the JIT's quick tier alone (C1) starts them
-# faster. C1 alone gets a 48 MB code cache, which a pipeline run fills within 60-90 s; the JVM
+# faster. C1 alone gets a 48 MB code cache, which a pipeline run filled 56-98 s in; the JVM
 # then stops compiling and interprets the rest of the run, so the cache is set to the tiered
 # default. An `all --available-now` run over test_pipeline's 2,400-event scenario took 82-87 s,
 # against 103-108 s with the 48 MB cache and 110 s with both tiers (README, "Tests"). The unit
