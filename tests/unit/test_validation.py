@@ -20,7 +20,7 @@ from pyspark.sql import types as T
 
 from lakehouse.contracts import TOPICS, schema
 from lakehouse.generator import GeneratedRun, GeneratorConfig, generate
-from lakehouse.validation import CompiledSchema, compile_schema, fields, parse_date_time
+from lakehouse.validation import CompiledSchema, compile_schema, fields
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -502,6 +502,10 @@ def test_the_whole_record_reasons(edge_errors: dict[str, str | None]) -> None:
     assert edge_errors["null-value"] == "value: empty record"
     assert edge_errors["json-array"] == "value: not a JSON object (got array)"
     assert edge_errors["json-string"] == "value: not a JSON object (got string)"
+    assert edge_errors["json-number"] == "value: not a JSON object (got number)"
+    assert edge_errors["json-null"] == "value: not a JSON object (got null)"
+    assert edge_errors["duplicate-key"] == "value: not valid JSON"
+    assert edge_errors["nan-literal"] == "value: not valid JSON"
     # the empty object names every required field, in declaration order
     assert edge_errors["empty-object"] == "; ".join(f"{f}: required field missing" for f in schema(P)["required"])
 
@@ -722,7 +726,7 @@ def test_extra_returns_exactly_the_unknown_fields(typed_rows: tuple[T.StructType
     assert json.loads(rows["extra-null"]["_extra"]) == {"z": None}  # an unknown null is still kept
 
 
-def test_parse_date_time(spark: SparkSession) -> None:
+def test_date_time_typing(spark: SparkSession) -> None:
     texts = {
         "2026-11-26T10:00:00Z": micros(datetime(2026, 11, 26, 10, tzinfo=UTC)),
         "2026-11-26T11:00:00.25+01:00": micros(datetime(2026, 11, 26, 10, 0, 0, 250000, tzinfo=UTC)),
@@ -732,6 +736,8 @@ def test_parse_date_time(spark: SparkSession) -> None:
         "garbage": None,
         None: None,
     }
-    df = spark.createDataFrame([(t,) for t in texts], "t string")
-    got = {r["t"]: r["m"] for r in df.select("t", F.unix_micros(parse_date_time(F.col("t"))).alias("m")).collect()}
+    c = compile_schema({"properties": {"t": {"type": ["string", "null"], "format": "date-time"}}})
+    df = spark.createDataFrame([(t, json.dumps({"t": t})) for t in texts], "text string, value string")
+    typed = df.select("text", *c.typed(F.col("value")))
+    got = {r["text"]: r["m"] for r in typed.select("text", F.unix_micros("t").alias("m")).collect()}
     assert got == texts
