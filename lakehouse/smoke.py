@@ -37,6 +37,8 @@ class SmokeResult:
 
 def spark_to_trino_roundtrip(s: Settings, rows: list[tuple[int, str, float]] | None = None) -> SmokeResult:
     """Overwrite a small Delta table with Spark, register it in Trino and read it back."""
+    from pyspark.sql import SparkSession
+
     from lakehouse.spark import build_spark_session
 
     rows = rows or SMOKE_ROWS
@@ -48,12 +50,15 @@ def spark_to_trino_roundtrip(s: Settings, rows: list[tuple[int, str, float]] | N
     # Start clean so the table's schema and rows are exactly this run's.
     query(s, f"DROP TABLE IF EXISTS {table}")
     shutil.rmtree(path, ignore_errors=True)
+    # A caller's session (a test's, a notebook's) is used and left running; one started here is stopped.
+    owned = SparkSession.getActiveSession() is None
     spark = build_spark_session("lakehouse-smoke", s)
     try:
         spark.createDataFrame(rows, "id INT, source STRING, amount DOUBLE").write.format("delta").save(str(path))
         written = [tuple(r) for r in spark.read.format("delta").load(str(path)).collect()]
     finally:
-        spark.stop()
+        if owned:
+            spark.stop()
     register_table(s, SMOKE_SCHEMA, SMOKE_TABLE, rel)
     back = query(s, f"SELECT id, source, amount FROM {table}")
     return SmokeResult(written=written, read_back=back, seconds=time.monotonic() - t0)

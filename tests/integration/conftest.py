@@ -43,13 +43,12 @@ def lakehouse_stack() -> Iterator[Settings]:
         assert alive == {}, f"processes left behind after `down`: {alive}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
-    """One local Spark session per test module, to read the Delta tables the tests produced.
+    """One local Spark session for the whole run, to read the Delta tables the tests produced.
 
-    Not one per session: code that a module calls in-process gets this session from
-    ``getOrCreate`` and stops it (tried on 2026-12-01: every `test_trino` test then failed
-    with "No active or default Spark session found")."""
+    Code the tests call in-process (``lakehouse.smoke``) gets this session from ``getOrCreate``
+    and must leave it running: it stops only a session it started itself."""
     from lakehouse.spark import build_spark_session
 
     session = build_spark_session("integration-tests", lakehouse_stack)
