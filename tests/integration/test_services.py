@@ -9,7 +9,7 @@ import uuid
 from click.testing import CliRunner
 
 from lakehouse import stack
-from lakehouse.cli import main
+from lakehouse.cli.app import main
 from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings
 

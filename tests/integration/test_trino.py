@@ -27,7 +27,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import streams
-from lakehouse.cli import main
+from lakehouse.cli.app import main
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, GOLD, QUARANTINE, SILVER, Col, TableSpec
 from lakehouse.trino import LAYERS, connect, query, sync_tables

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from lakehouse.cli import main
+from lakehouse.cli.app import main
 
 COMMANDS = ["setup", "up", "down", "status", "logs", "config", "sql", "smoke", "demo", "replay", "maintain", "check"]
 
@@ -16,6 +19,31 @@ def test_every_command_explains_itself(command: str) -> None:
     assert result.exit_code == 0
     assert "Usage: main" in result.output or "Usage: lakehouse" in result.output
     assert len(result.output.splitlines()) > 3
+
+
+def test_python_m_lakehouse_cli_has_every_command() -> None:
+    """`python -m lakehouse.cli` is the same command as the script (it once lost the groups
+    registered by the modules cli.py imported at its bottom)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    listed = {line.split()[0] for line in out.split("Commands:", 1)[1].splitlines() if line.strip()}
+    assert listed == set(main.commands)
+    assert {"stream", "redis", "serve", "trino", "bench", "generate", *COMMANDS} <= listed
+
+
+def test_command_modules_never_import_the_app() -> None:
+    """Only app.py assembles the command: a module it imports that imported it back would be a loop."""
+    package = Path(__file__).parents[2] / "lakehouse" / "cli"
+    for module in package.glob("*.py"):
+        if module.name in ("app.py", "__main__.py"):
+            continue
+        imported = {
+            node.module
+            for node in ast.walk(ast.parse(module.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module is not None
+        }
+        assert "lakehouse.cli.app" not in imported, module.name
 
 
 def test_status_of_a_stopped_stack_exits_non_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -42,7 +70,7 @@ def test_logs_of_an_unknown_component_is_a_clear_error() -> None:
 
 
 def test_maintain_and_check_pass_the_chosen_operations_to_the_spark_apps(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lakehouse import cli_stream
+    from lakehouse.cli import streams as cli_stream
 
     calls: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(cli_stream, "_foreground", lambda s, app, args, what: calls.append((app, args)))

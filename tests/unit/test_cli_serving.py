@@ -11,8 +11,8 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from lakehouse.cli import main
-from lakehouse.cli_serving import parse_time
+from lakehouse.cli.app import main
+from lakehouse.cli.serving import parse_time
 from lakehouse.settings import Settings, get_settings
 from tests.unit.test_serving import ALERTS, DEVICES, MERCHANTS, T0, T0_EPOCH, _free_port, write_all
 from tests.unit.test_serving import settings as settings

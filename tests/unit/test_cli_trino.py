@@ -22,8 +22,8 @@ from rich.console import Console
 from trino.exceptions import TrinoConnectionError, TrinoUserError
 
 from lakehouse import trino as trino_mod
-from lakehouse.cli import main
-from lakehouse.cli_trino import cell, format_csv, format_json, format_table, json_value, rows_line
+from lakehouse.cli.app import main
+from lakehouse.cli.trino import cell, format_csv, format_json, format_table, json_value, rows_line
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, BRONZE, GOLD
 from lakehouse.trino import SyncReport, delta_log_exists, sync_tables, try_sync_tables

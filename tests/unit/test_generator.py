@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from lakehouse.cli_generate import generate as generate_command
+from lakehouse.cli.generate import generate as generate_command
 from lakehouse.contracts import NORMAL_RANGES, schema, topic
 from lakehouse.generator import (
     FRAUD_PATTERNS,

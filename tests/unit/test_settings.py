@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lakehouse.cli import main
+from lakehouse.cli.app import main
 from lakehouse.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 

@@ -1,89 +1,19 @@
-"""`lakehouse`: set up, run and inspect the streaming lakehouse on this machine.
-
-Every command reads its settings from LAKEHOUSE_* environment variables and an
-optional .env file (see `lakehouse config`). Errors are reported as one readable
-message and a non-zero exit code, never as a stack trace.
-"""
+"""`lakehouse setup|up|down|status|logs|config|smoke|tables|demo`: the local stack and its state."""
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from lakehouse import __version__
-
-# Wide enough for the status table when the output is a pipe or a CI log.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
-F = TypeVar("F", bound=Callable[..., Any])
+from lakehouse.cli import serving, trino
+from lakehouse.cli._common import console, err_console, friendly_errors, human_bytes, load_settings
 
 
-def _human_bytes(n: int) -> str:
-    if n <= 0:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def friendly_errors(fn: F) -> F:
-    """Turn the platform's known errors into a message and exit code instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from lakehouse.bench.load import BenchError
-        from lakehouse.bootstrap import SetupError
-        from lakehouse.settings import SettingsError
-        from lakehouse.spark import SparkSetupError
-        from lakehouse.stack import StackError
-
-        try:
-            return fn(*args, **kwargs)
-        except (SettingsError, SetupError, StackError, SparkSetupError, BenchError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings() -> Any:
-    from lakehouse.settings import get_settings
-
-    return get_settings()
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="lakehouse")
-def main() -> None:
-    """Streaming lakehouse: Kafka -> Spark -> Delta (bronze/silver/gold) -> Redis, Trino, dbt; run by Dagster.
-
-    \b
-    Typical session:
-      lakehouse setup      install what the stack needs (idempotent; `make setup` runs it)
-      lakehouse up         start Kafka, Redis, Trino, Prometheus, pushgateway, Dagster
-      lakehouse status     one line per component; exit 1 if anything is down
-      lakehouse smoke      Spark writes a Delta table, Trino reads it back
-      lakehouse demo       generated events through the whole pipeline, results shown
-      lakehouse stream …   run streams (foreground) or start/stop them as Dagster runs
-      lakehouse sql "…"    query the lake through Trino
-      lakehouse serve get  read what services read from Redis
-      lakehouse down       stop what `up` started
-
-    Settings come from LAKEHOUSE_* variables and .env; `lakehouse config` shows them.
-    """
-
-
-@main.command()
+@click.command()
 @friendly_errors
 def setup() -> None:
     """Install JVM artifacts (Kafka, Spark connectors, Trino) and Debian packages; idempotent and cached.
@@ -94,10 +24,10 @@ def setup() -> None:
     """
     from lakehouse.bootstrap import Setup
 
-    Setup(_settings(), log=lambda m: console.print(m, highlight=False)).run()
+    Setup(load_settings(), log=lambda m: console.print(m, highlight=False)).run()
 
 
-@main.command()
+@click.command()
 @click.argument("components", nargs=-1)
 @friendly_errors
 def up(components: tuple[str, ...]) -> None:
@@ -109,28 +39,28 @@ def up(components: tuple[str, ...]) -> None:
     from lakehouse import stack
 
     t0 = time.monotonic()
-    stack.up(_settings(), list(components) or None, log=lambda m: console.print(m, highlight=False))
+    stack.up(load_settings(), list(components) or None, log=lambda m: console.print(m, highlight=False))
     console.print(f"[green]stack up[/] in {time.monotonic() - t0:.0f}s; `lakehouse status` for details")
 
 
-@main.command()
+@click.command()
 @click.argument("components", nargs=-1)
 @friendly_errors
 def down(components: tuple[str, ...]) -> None:
     """Stop what `up` started (pid files): SIGTERM, then SIGKILL after 30 s."""
     from lakehouse import stack
 
-    stack.down(_settings(), list(components) or None, log=lambda m: console.print(m, highlight=False))
+    stack.down(load_settings(), list(components) or None, log=lambda m: console.print(m, highlight=False))
 
 
-@main.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly_errors
 def status(as_json: bool) -> None:
     """Show each component's state, pid, URL, version and resident memory; exit 1 if any is down."""
     from lakehouse import stack
 
-    rows = stack.status(_settings())
+    rows = stack.status(load_settings())
     bad = [r.name for r in rows if r.state not in ("healthy", "external")]
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
@@ -146,17 +76,17 @@ def status(as_json: bool) -> None:
                 str(r.pid or "-"),
                 r.url,
                 r.version or "-",
-                _human_bytes(r.rss_bytes),
+                human_bytes(r.rss_bytes),
             )
         total = sum(r.rss_bytes for r in rows)
-        table.add_row("total", "", "", "", "", _human_bytes(total), style="bold")
+        table.add_row("total", "", "", "", "", human_bytes(total), style="bold")
         console.print(table)
         if bad:
             console.print(f"[red]not healthy:[/] {', '.join(bad)}  (see `lakehouse logs NAME`)")
     sys.exit(1 if bad else 0)
 
 
-@main.command()
+@click.command()
 @click.argument("component")
 @click.option("-n", "--lines", default=60, show_default=True, help="How many lines from the end.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
@@ -165,7 +95,7 @@ def logs(component: str, lines: int, follow: bool) -> None:
     """Print the log of COMPONENT (under <state_dir>/logs/)."""
     from lakehouse import stack
 
-    (c,) = stack.select(_settings(), [component])
+    (c,) = stack.select(load_settings(), [component])
     click.echo(f"==> {c.logfile} <==")
     click.echo(c.log_tail(lines))
     if follow and c.logfile.exists():
@@ -182,14 +112,14 @@ def logs(component: str, lines: int, follow: bool) -> None:
                 pass
 
 
-@main.command()
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly_errors
 def config(as_json: bool) -> None:
     """Print the effective settings (environment + .env + defaults), secrets hidden."""
     from lakehouse.settings import ENV_PREFIX
 
-    values = _settings().redacted()
+    values = load_settings().redacted()
     if as_json:
         click.echo(json.dumps({k: str(v) if v is not None else None for k, v in values.items()}, indent=2))
         return
@@ -203,31 +133,13 @@ def config(as_json: bool) -> None:
     console.print(table)
 
 
-@main.command()
-@click.argument("sql")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@friendly_errors
-def sql(sql: str, fmt: str) -> None:
-    """Run SQL against the stack's Trino (catalog from settings) and print the result.
-
-    \b
-    --format table   a table for people (the default)
-    --format csv     RFC 4180 CSV with a header; NULL is an empty field
-    --format json    an array of objects, one per row
-    A SQL error or a Trino that is down is one line on stderr and exit 1.
-    """
-    from lakehouse.cli_trino import sql_command
-
-    sql_command(sql, fmt)
-
-
-@main.command()
+@click.command()
 @friendly_errors
 def smoke() -> None:
     """Prove the stack end to end: Spark writes a Delta table, Trino reads the same rows."""
     from lakehouse.smoke import spark_to_trino_roundtrip
 
-    s = _settings()
+    s = load_settings()
     console.print("Spark writes lake/_smoke/spark_roundtrip (Delta); Trino reads it back ...")
     result = spark_to_trino_roundtrip(s)
     table = Table("id", "source", "amount", title=f"{s.trino_catalog}.smoke.spark_roundtrip via Trino")
@@ -244,51 +156,14 @@ def smoke() -> None:
     )
 
 
-@main.group()
-def stream() -> None:
-    """Run streams in the foreground (`run`), or through Dagster (`start`, `stop`, `enable`, `disable`, `status`)."""
-
-
-@stream.command("run")
-@click.argument("name", type=click.Choice(["bronze", "refine", "serving", "all"]))
-@click.option("--available-now", "mode", flag_value="available-now", help="Catch up with what is available, then exit.")
-@click.option(
-    "--continuous",
-    "mode",
-    flag_value="continuous",
-    default=True,
-    help="Run until stopped (Ctrl-C stops it between two micro-batches). The default.",
-)
-@click.option("--master", help="Spark master URL (default: LAKEHOUSE_SPARK_MASTER).")
-@friendly_errors
-def stream_run(name: str, mode: str, master: str | None) -> None:
-    """Run stream NAME: bronze (Kafka -> bronze), refine (bronze -> silver, quarantine and gold in
-    one pass), serving (gold -> Redis), or all (bronze and refine in one driver).
-
-    Each query has its own checkpoint under <lake>/_checkpoints/, so a restart resumes
-    exactly where the last run stopped. With `all --available-now` the layers run one
-    after the other, so gold is up to date with Kafka when it returns.
-    """
-    from lakehouse import streams
-
-    s = _settings()
-    t0 = time.monotonic()
-    console.print(f"spark-submit spark_apps/{streams.APPS[name]} --{mode} (master {master or s.spark_master})")
-    code = streams.run(s, name, available_now=mode == "available-now", master=master)
-    if code != 0:
-        err_console.print(f"[red]stream {name} failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
-        sys.exit(code)
-    console.print(f"[green]stream {name} done[/] in {time.monotonic() - t0:.0f}s")
-
-
-@main.command()
+@click.command()
 @friendly_errors
 def tables() -> None:
     """Print every table: row count, files, size, latest version and its time."""
     from lakehouse.spark import build_spark_session
     from lakehouse.table_stats import all_stats
 
-    s = _settings()
+    s = load_settings()
     spark = build_spark_session("lakehouse-tables", s)
     try:
         stats = all_stats(spark, s)
@@ -305,14 +180,14 @@ def tables() -> None:
             st.name,
             f"{st.rows:,}",
             str(st.files),
-            _human_bytes(st.size_bytes),
+            human_bytes(st.size_bytes),
             str(st.version),
             st.modified.strftime("%Y-%m-%d %H:%M:%S") if st.modified else "",
         )
     console.print(table)
 
 
-@main.command()
+@click.command()
 @click.option("--minutes", default=3.0, show_default=True, help="Minutes of event time to generate.")
 @click.option("--rate", default=20.0, show_default=True, help="Events per second of event time.")
 @click.option("--seed", default=42, show_default=True)
@@ -335,7 +210,7 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     from lakehouse.tables import ALL_TABLES
     from lakehouse.trino import query, sync_tables
 
-    s = _settings()
+    s = load_settings()
     ctx.invoke(up)
     cfg = GeneratorConfig(
         seed=seed,
@@ -390,11 +265,11 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
             f"FROM {cat}.gold.merchant_minute ORDER BY tx_count DESC, window_start LIMIT 5",
         ),
     ):
-        ctx.invoke(sql, sql=sql_text, fmt="table")
+        ctx.invoke(trino.sql, sql=sql_text, fmt="table")
         console.print(f"  ^ {title}")
     console.print("\n[bold]Redis[/] (what services read: lakehouse serve get …)")
-    ctx.invoke(cli_serving.get_alerts, count=3, as_json=False)
-    ctx.invoke(cli_serving.get_pages, minute=None, top=5, as_json=False)
+    ctx.invoke(serving.get_alerts, count=3, as_json=False)
+    ctx.invoke(serving.get_pages, minute=None, top=5, as_json=False)
     console.print("\n[bold]Where to look next[/]")
     console.print(f"  Dagster UI        {s.dagster_url}")
     console.print(f'  Trino             {s.trino_url}   lakehouse sql "SHOW TABLES FROM {cat}.gold"')
@@ -402,15 +277,3 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     console.print("  tables            lakehouse tables")
     console.print(f"  state and logs    {s.state_dir}  (lakehouse logs NAME)")
     console.print("  stop everything   lakehouse down")
-
-
-from lakehouse.cli_generate import generate  # noqa: E402 - registered after main exists
-
-main.add_command(generate)
-
-# Registered after main exists: `stream start|stop|…` (cli_stream), `redis …` and `serve get …` (cli_serving),
-# `trino sync` (cli_trino, which also formats `sql` results), `bench …` (cli_bench).
-from lakehouse import cli_bench, cli_serving, cli_stream, cli_trino  # noqa: E402, F401
-
-if __name__ == "__main__":
-    main()

@@ -20,7 +20,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from lakehouse.cli import _settings, console, err_console, friendly_errors, main
+from lakehouse.cli._common import console, err_console, friendly_errors, load_settings
 from lakehouse.settings import Settings
 
 T = TypeVar("T")
@@ -98,7 +98,7 @@ def show(rows: list[Any], title: str, as_json: bool, empty: str) -> None:
 
 
 # -- lakehouse redis ----------------------------------------------------------------------
-@main.group()
+@click.group()
 def redis() -> None:
     """The Redis projection of gold: what it holds (`keys`) and refilling it from the lake (`rebuild`).
 
@@ -115,7 +115,7 @@ def redis_keys() -> None:
     """Count the serving keys per family, with Redis's memory use."""
     from lakehouse import serving
 
-    s = _settings()
+    s = load_settings()
     with _client(s) as r:
         table = Table("key pattern", "keys", title=f"Redis {s.host}:{s.redis_port}", title_justify="left")
         for pattern, exact in serving.SERVING_KEY_PATTERNS:
@@ -142,7 +142,7 @@ def redis_rebuild(everything: bool, master: str | None) -> None:
     """
     from lakehouse import streams
 
-    s = _settings()
+    s = load_settings()
     cmd = streams.spark_submit(s, "serving", ["--rebuild", *(["--all"] if everything else [])], master)
     console.print("spark-submit spark_apps/serving.py --rebuild" + (" --all" if everything else ""))
     t0 = time.monotonic()
@@ -157,7 +157,7 @@ def redis_rebuild(everything: bool, master: str | None) -> None:
 
 
 # -- lakehouse serve get ------------------------------------------------------------------
-@main.group()
+@click.group()
 def serve() -> None:
     """Read what services read from Redis, through the typed client `lakehouse.serving.ServingClient`."""
 
@@ -173,7 +173,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 def _read(fn: Callable[[Any], T]) -> T:
     from lakehouse.serving import ServingClient
 
-    s = _settings()
+    s = load_settings()
     with _client(s) as r:
         return fn(ServingClient(r))
 
@@ -221,7 +221,7 @@ def get_pages(minute: str | None, top: int, as_json: bool) -> None:
     """The most viewed pages of a minute (key page:top:{epoch}), most viewed first."""
     from lakehouse.serving import ServingClient
 
-    s = _settings()
+    s = load_settings()
     with _client(s) as r:
         window = parse_time(minute) if minute else _latest_page_window(r)
         if window is None:

@@ -1,8 +1,9 @@
-"""`lakehouse stream start|stop|enable|disable|status`: the streams as Dagster runs them.
+"""`lakehouse stream …` and the batch jobs `replay`, `maintain`, `check`.
 
-`lakehouse stream run` (in cli.py) runs an app in the foreground without Dagster; these
-commands drive the running Dagster instance (GraphQL), so what they do shows in the UI
-and the UI's actions show here.
+`lakehouse stream run` runs an app in the foreground without Dagster; `stream start|stop|
+enable|disable|status` drive the running Dagster instance (GraphQL), so what they do shows
+in the UI and the UI's actions show here. `replay`, `maintain` and `check` run a batch app in
+the foreground, or as a Dagster run with `--via-dagster`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,47 @@ from rich.table import Table
 
 from lakehouse import dagster_api as api
 from lakehouse import streams
-from lakehouse.cli import _settings, console, err_console, friendly_errors, main, stream
+from lakehouse.cli._common import console, err_console, friendly_errors, load_settings
 from lakehouse.settings import Settings
 
 LAYERS = ("bronze", "refine", "serving")
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 name_arg = click.argument("name", type=click.Choice(LAYERS))
+
+
+@click.group()
+def stream() -> None:
+    """Run streams in the foreground (`run`), or through Dagster (`start`, `stop`, `enable`, `disable`, `status`)."""
+
+
+@stream.command("run")
+@click.argument("name", type=click.Choice(["bronze", "refine", "serving", "all"]))
+@click.option("--available-now", "mode", flag_value="available-now", help="Catch up with what is available, then exit.")
+@click.option(
+    "--continuous",
+    "mode",
+    flag_value="continuous",
+    default=True,
+    help="Run until stopped (Ctrl-C stops it between two micro-batches). The default.",
+)
+@click.option("--master", help="Spark master URL (default: LAKEHOUSE_SPARK_MASTER).")
+@friendly_errors
+def stream_run(name: str, mode: str, master: str | None) -> None:
+    """Run stream NAME: bronze (Kafka -> bronze), refine (bronze -> silver, quarantine and gold in
+    one pass), serving (gold -> Redis), or all (bronze and refine in one driver).
+
+    Each query has its own checkpoint under <lake>/_checkpoints/, so a restart resumes
+    exactly where the last run stopped. With `all --available-now` the layers run one
+    after the other, so gold is up to date with Kafka when it returns.
+    """
+    s = load_settings()
+    t0 = time.monotonic()
+    console.print(f"spark-submit spark_apps/{streams.APPS[name]} --{mode} (master {master or s.spark_master})")
+    code = streams.run(s, name, available_now=mode == "available-now", master=master)
+    if code != 0:
+        err_console.print(f"[red]stream {name} failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
+        sys.exit(code)
+    console.print(f"[green]stream {name} done[/] in {time.monotonic() - t0:.0f}s")
 
 
 def _api(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -69,7 +105,7 @@ def stream_start(name: str, available_now: bool, sets: tuple[str, ...], master: 
     The run shows in the UI with each micro-batch as an observation on the tables it
     writes. The run queue admits one run per stream, so a second start waits in the queue.
     """
-    s = _settings()
+    s = load_settings()
     job = f"{'catchup' if available_now else 'stream'}_{name}"
     op_config: dict[str, Any] = {"mode": "available_now" if available_now else "continuous"}
     if sets:
@@ -94,7 +130,7 @@ def stream_stop(name: str, keep_supervisor: bool, timeout: float) -> None:
     Dagster runs (stream or catch-up) and waits for them to end. A driver started with
     `lakehouse stream run` outside Dagster gets SIGTERM, which stops it the same way.
     """
-    s = _settings()
+    s = load_settings()
     if not keep_supervisor and _api(api.set_sensor, s, f"supervise_{name}", False) == "STOPPED":
         console.print(f"supervisor supervise_{name}: off")
     active = _api(api.runs, s, tags={"lakehouse/stream": name}, statuses=api.IN_PROGRESS)
@@ -130,7 +166,7 @@ def stream_stop(name: str, keep_supervisor: bool, timeout: float) -> None:
 @friendly_errors
 def stream_enable(name: str) -> None:
     """Switch on the supervisor of NAME: it starts the stream and keeps it running, restarting with backoff."""
-    status = _api(api.set_sensor, _settings(), f"supervise_{name}", True)
+    status = _api(api.set_sensor, load_settings(), f"supervise_{name}", True)
     console.print(f"supervise_{name}: {status}; the stream starts within a few seconds (`lakehouse stream status`)")
 
 
@@ -139,7 +175,7 @@ def stream_enable(name: str) -> None:
 @friendly_errors
 def stream_disable(name: str) -> None:
     """Switch off the supervisor of NAME. A running stream keeps running: `lakehouse stream stop NAME` stops it."""
-    status = _api(api.set_sensor, _settings(), f"supervise_{name}", False)
+    status = _api(api.set_sensor, load_settings(), f"supervise_{name}", False)
     console.print(f"supervise_{name}: {status}")
 
 
@@ -147,7 +183,7 @@ def stream_disable(name: str) -> None:
 @friendly_errors
 def stream_status() -> None:
     """One line per stream: supervisor, current or last run, and the supervisor's last decision."""
-    s = _settings()
+    s = load_settings()
     table = Table(title="streams")
     for col in ("stream", "supervisor", "run", "status", "job", "since", "restart", "supervisor says"):
         table.add_column(col)
@@ -172,7 +208,7 @@ def stream_status() -> None:
     console.print(f"UI: {s.dagster_url}/automation (supervisors)  ·  {s.dagster_url}/runs")
 
 
-@main.command("replay")
+@click.command("replay")
 @click.option("--from", "start", required=True, metavar="YYYY-MM-DD", help="First event date to rebuild (UTC).")
 @click.option("--to", "end", required=True, metavar="YYYY-MM-DD", help="Last event date to rebuild, inclusive.")
 @click.option("--layers", default="silver,gold", show_default=True, help="silver, gold, or both.")
@@ -193,7 +229,7 @@ def replay(start: str, end: str, layers: str, via_dagster: bool) -> None:
             date.fromisoformat(value)
         except ValueError:
             raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
-    s = _settings()
+    s = load_settings()
     if via_dagster:
         config = {
             "ops": {"replay_tables": {"config": {"from_date": start, "to_date": end, "layers": layers.split(",")}}}
@@ -221,7 +257,7 @@ def _launch_job(s: Settings, job: str, op: str, op_config: dict[str, Any]) -> No
     console.print(f"launched {job}: run {run_id}\n  {s.dagster_url}/runs/{run_id}")
 
 
-@main.command("maintain")
+@click.command("maintain")
 @click.option("--optimize", "ops", flag_value="optimize", multiple=True, help="Compact; Z-order gold by its keys.")
 @click.option("--vacuum", "ops", flag_value="vacuum", multiple=True, help="Delete unreferenced files past retention.")
 @click.option("--checkpoint", "ops", flag_value="checkpoint", multiple=True, help="Write a Delta checkpoint.")
@@ -236,7 +272,7 @@ def maintain(ops: tuple[str, ...], tables: str, retention_hours: float | None, f
     Safe while streams write: Delta conflicts are retried. Each table's result (files and
     bytes before and after) is printed, or, with --dagster, recorded on its asset.
     """
-    s = _settings()
+    s = load_settings()
     if via_dagster:
         config: dict[str, Any] = {"operations": list(ops) or ["optimize", "vacuum", "checkpoint"]}
         config |= {"tables": tables.split(",")} if tables else {}
@@ -250,7 +286,7 @@ def maintain(ops: tuple[str, ...], tables: str, retention_hours: float | None, f
     _foreground(s, "maintenance", args, "maintenance")
 
 
-@main.command("check")
+@click.command("check")
 @click.option("--assets", default="", metavar="LAYER/NAME,...", help="Only these tables (default: silver and gold).")
 @click.option("--dagster", "via_dagster", is_flag=True, help="Launch the Dagster job `quality` instead.")
 @friendly_errors
@@ -260,7 +296,7 @@ def check(assets: str, via_dagster: bool) -> None:
     A failing check is a result, not an error: the exit status is 0 unless the checks could not run.
     With --dagster the results are asset checks in the UI (all tables; --assets is ignored).
     """
-    s = _settings()
+    s = load_settings()
     if via_dagster:
         run_id = _api(api.launch_run, s, "quality", {}, {"lakehouse/cli": "check"})
         console.print(f"launched quality: run {run_id}\n  {s.dagster_url}/runs/{run_id}")

@@ -7,7 +7,6 @@ module can be imported first.
 
 from __future__ import annotations
 
-import functools
 import socket
 import sys
 import time
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 from rich.table import Table
 
+from lakehouse.cli._common import console, err_console, friendly_errors
+
 if TYPE_CHECKING:
     from lakehouse.generator import GeneratedRun, ProduceSummary
 
@@ -27,21 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _TOPICS_DEFAULT = "payments,clickstream,iot"
 
 
-def _friendly(fn: F) -> F:
-    """``lakehouse.cli.friendly_errors``, looked up at call time (cli.py imports this module at its bottom)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from lakehouse.cli import friendly_errors
-
-        return friendly_errors(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _fail(message: str, code: int = 2) -> NoReturn:
-    from lakehouse.cli import err_console
-
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
     sys.exit(code)
 
@@ -237,7 +224,7 @@ def _sent_table(summary: ProduceSummary, bootstrap: str) -> Table:
     help="Where to write the ground-truth JSON.  [default: <state_dir>/generator/truth-<seed>.json]",
 )
 @click.option("--dry-run", is_flag=True, help="Generate and write the ground truth; send nothing.")
-@_friendly
+@friendly_errors
 def generate(
     rate: float,
     count: int | None,
@@ -265,7 +252,6 @@ def generate(
     expected counts per topic and the fraud alerts the platform must raise. The same seed
     and options give the same records, byte for byte (pass --start-time to pin the clock).
     """
-    from lakehouse.cli import console
     from lakehouse.generator import GeneratorConfig, GeneratorError, ProduceError, produce
     from lakehouse.generator import generate as build
     from lakehouse.settings import get_settings

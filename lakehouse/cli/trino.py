@@ -22,7 +22,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from lakehouse.cli import _settings, console, err_console, friendly_errors, main
+from lakehouse.cli._common import console, err_console, friendly_errors, load_settings
 from lakehouse.settings import Settings
 
 FORMATS = ("table", "csv", "json")
@@ -151,11 +151,27 @@ def print_result(result: Result, fmt: str) -> None:
 
 def sql_command(sql_text: str, fmt: str) -> None:
     """The body of `lakehouse sql`."""
-    print_result(run_statement(_settings(), sql_text), fmt)
+    print_result(run_statement(load_settings(), sql_text), fmt)
 
 
 # -- lakehouse trino ... -----------------------------------------------------------------
-@main.group()
+@click.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@friendly_errors
+def sql(sql: str, fmt: str) -> None:
+    """Run SQL against the stack's Trino (catalog from settings) and print the result.
+
+    \b
+    --format table   a table for people (the default)
+    --format csv     RFC 4180 CSV with a header; NULL is an empty field
+    --format json    an array of objects, one per row
+    A SQL error or a Trino that is down is one line on stderr and exit 1.
+    """
+    sql_command(sql, fmt)
+
+
+@click.group()
 def trino() -> None:
     """The Trino catalog over the lake: `lakehouse trino sync` registers the tables Spark created."""
 
@@ -175,7 +191,7 @@ def trino_sync(as_json: bool) -> None:
     """
     from lakehouse.trino import error_message, reachable, sync_tables
 
-    s = _settings()
+    s = load_settings()
     if not reachable(s):
         raise click.ClickException(f"Trino is not reachable at {s.trino_url}: start it with `lakehouse up trino`")
     try:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from lakehouse.cli import _settings, console, friendly_errors, main
+from lakehouse.cli._common import console, friendly_errors, load_settings
 
 DEFAULT_OUT = Path("docs") / "bench"
 
 
-@main.group()
+@click.group()
 def bench() -> None:
     """Benchmarks: throughput (catch-up), latency (produce -> Redis), growth (batch cost as tables grow),
     jvm (a short run's wall time under several driver JVM option sets).
@@ -45,7 +45,7 @@ def bench_throughput(sizes: tuple[int, ...], seed: int, out: Path) -> None:
     minimal Kafka -> Delta append query in the same run. Steady state excludes each query's first batch."""
     from lakehouse.bench import throughput
 
-    s = _settings()
+    s = load_settings()
     results = throughput.main(s, list(sizes), seed, out, log=console.print)
     console.print(throughput.table(results))
     console.print(f"\nwrote {out / 'throughput.json'} and {out / 'throughput.png'}")
@@ -79,7 +79,7 @@ def bench_latency(
     Baseline in the same run: a minimal Kafka -> Redis foreachBatch query with a 0 s trigger."""
     from lakehouse.bench import latency
 
-    s = _settings()
+    s = load_settings()
     phases = latency.main(s, list(rates), warmup, duration, baseline_duration, out, log=console.print)
     console.print(latency.table(phases))
     console.print(f"\nwrote {out / 'latency.json'} and {out / 'latency.png'}")
@@ -98,7 +98,7 @@ def bench_growth(history: int, increment: int, seed: int, out: Path) -> None:
     days of fraud history): the ratio of their durations. Work proportional to the batch keeps it near 1."""
     from lakehouse.bench import growth
 
-    s = _settings()
+    s = load_settings()
     results = growth.main(s, history, increment, seed, out, log=console.print)
     console.print(growth.table(results))
     console.print(f"\nwrote {out / 'growth.json'}")
@@ -129,7 +129,7 @@ def bench_jvm(events: int, rounds: int, seed: int, extra: tuple[str, ...], out: 
         if not sep or not name.strip():
             raise click.BadParameter(f"expected NAME=OPTIONS, got {item!r}", param_hint="--options")
         sets[name.strip()] = options.strip()
-    s = _settings()
+    s = load_settings()
     results = jvm.main(s, events, rounds, seed, sets, out, log=console.print)
     console.print(jvm.table(results))
     console.print(f"\nwrote {out / 'jvm.json'}")
