@@ -52,7 +52,7 @@ fmt: $(PIP_STAMP) ## Format and autofix with ruff
 # faster. C1 alone gets a 48 MB code cache, which a pipeline run filled 56-98 s in; the JVM
 # then stops compiling and interprets the rest of the run, so the cache is set to the tiered
 # default. An `all --available-now` run over test_pipeline's 2,400-event scenario took 82-87 s,
-# against 103-108 s with the 48 MB cache and 110 s with both tiers (README, "Tests"). The unit
+# against 103-108 s with the 48 MB cache and 110 s with both tiers (docs/testing.md). The unit
 # tests share one long-lived session, where the optimizing tier pays off: left as they are.
 TEST_ENV := LAKEHOUSE_SPARK_DRIVER_JAVA_OPTIONS="-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 

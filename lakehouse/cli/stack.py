@@ -114,11 +114,17 @@ def logs(component: str, lines: int, follow: bool) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--reference", is_flag=True, help="Every setting with its default and meaning (Markdown), not the values."
+)
 @friendly_errors
-def config(as_json: bool) -> None:
+def config(as_json: bool, reference: bool) -> None:
     """Print the effective settings (environment + .env + defaults), secrets hidden."""
-    from lakehouse.settings import ENV_PREFIX
+    from lakehouse.settings import ENV_PREFIX, reference_markdown
 
+    if reference:
+        click.echo(reference_markdown(), nl=False)
+        return
     values = load_settings().redacted()
     if as_json:
         click.echo(json.dumps({k: str(v) if v is not None else None for k, v in values.items()}, indent=2))
