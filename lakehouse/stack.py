@@ -30,11 +30,10 @@ from typing import Any
 import psutil
 import requests
 
-from lakehouse.contracts import TOPICS
+from lakehouse.contracts import LAYERS, TOPICS
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
 
 INFRA = PROJECT_ROOT / "infra"
-LAYERS = ("bronze", "silver", "gold")
 Log = Callable[[str], None]
 
 

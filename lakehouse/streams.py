@@ -19,7 +19,12 @@ import psutil
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
 from lakehouse.spark import spark_conf
 
-APPS = {"bronze": "bronze.py", "refine": "refine.py", "serving": "serving.py", "all": "pipeline.py"}
+#: The streams: each is one Spark app (``spark_apps/<name>.py``), one Dagster asset and job, one supervisor.
+STREAMS = ("bronze", "refine", "serving")
+#: What ``lakehouse stream run`` can start: the streams, and ``all`` (bronze and refine in one driver).
+APPS = {**{name: f"{name}.py" for name in STREAMS}, "all": "pipeline.py"}
+#: Exit code of an app whose checkpoints another process holds (EX_TEMPFAIL): "already running".
+ALREADY_RUNNING = 75
 # Batch apps: launched the same way (spark-submit, Pipes), but they end by themselves.
 BATCH_APPS = {"quality": "quality.py", "maintenance": "maintenance.py", "replay": "replay.py"}
 # The benchmarks' baselines (`lakehouse bench`).

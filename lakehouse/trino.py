@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from lakehouse.tables import TableSpec
 
 #: The schemas of the catalog, one per layer, each at <lake>/<layer>.
-LAYERS = ("bronze", "silver", "gold")
 
 
 def connect(s: Settings, schema: str | None = None, timeout: float = 60.0) -> Any:

@@ -29,6 +29,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from lakehouse import streams
 from lakehouse.settings import Settings, get_settings
 from lakehouse.streams import lock_path
 from spark_apps._pipes import Reporter, reporter
@@ -72,7 +73,7 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
     return marker.read_text().strip()
 
 
-ALREADY_RUNNING = 75  # exit code (EX_TEMPFAIL): another process holds the stream's checkpoints
+ALREADY_RUNNING = streams.ALREADY_RUNNING  # another process holds the stream's checkpoints
 
 
 class AlreadyRunningError(RuntimeError):

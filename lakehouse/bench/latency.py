@@ -246,7 +246,7 @@ def _batch_facts(lines: list[str]) -> dict[str, Any]:
     """Per layer: median duration of idle-ish (<= 100 rows) and ~1k-row micro-batches, and the Kafka lag trend."""
     batches = parse_progress(lines)
     out: dict[str, Any] = {}
-    for layer in ("bronze", "refine", "serving"):
+    for layer in streams.STREAMS:
         mine = [b for b in batches if b.query.startswith(layer + "_")]
         small = sorted(b.duration_s for b in mine if b.rows <= 100)
         around_1k = sorted(b.duration_s for b in mine if 500 <= b.rows <= 2000)

@@ -147,7 +147,7 @@ def redis_rebuild(everything: bool, master: str | None) -> None:
     console.print("spark-submit spark_apps/serving.py --rebuild" + (" --all" if everything else ""))
     t0 = time.monotonic()
     code = subprocess.run(cmd, env=streams.submit_env(s), check=False).returncode
-    if code == 75:
+    if code == streams.ALREADY_RUNNING:
         err_console.print("[red]the serving stream is running[/]: stop it first (`lakehouse stream stop serving`)")
         sys.exit(code)
     if code != 0:

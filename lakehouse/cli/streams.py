@@ -23,9 +23,8 @@ from lakehouse import streams
 from lakehouse.cli._common import console, err_console, friendly_errors, load_settings
 from lakehouse.settings import Settings
 
-LAYERS = ("bronze", "refine", "serving")
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-name_arg = click.argument("name", type=click.Choice(LAYERS))
+name_arg = click.argument("name", type=click.Choice(streams.STREAMS))
 
 
 @click.group()
@@ -34,7 +33,7 @@ def stream() -> None:
 
 
 @stream.command("run")
-@click.argument("name", type=click.Choice(["bronze", "refine", "serving", "all"]))
+@click.argument("name", type=click.Choice(list(streams.APPS)))
 @click.option("--available-now", "mode", flag_value="available-now", help="Catch up with what is available, then exit.")
 @click.option(
     "--continuous",
@@ -187,7 +186,7 @@ def stream_status() -> None:
     table = Table(title="streams")
     for col in ("stream", "supervisor", "run", "status", "job", "since", "restart", "supervisor says"):
         table.add_column(col)
-    for name in LAYERS:
+    for name in streams.STREAMS:
         sensor = _api(api.sensor_state, s, f"supervise_{name}")
         recent = _api(api.runs, s, tags={"lakehouse/stream": name}, limit=1)
         tick = sensor["last_tick"] or {}

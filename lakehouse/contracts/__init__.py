@@ -39,6 +39,9 @@ NORMAL_RANGES: dict[str, tuple[float, float]] = {
 #: contracts §2: events later than this behind the newest event time are late for gold.
 WATERMARK_MINUTES = 10
 
+#: The medallion layers (contracts §2): a Trino schema and a directory under the lake each.
+LAYERS = ("bronze", "silver", "gold")
+
 
 def topic(name: str) -> Topic:
     for t in TOPICS:

@@ -28,9 +28,10 @@ from pyspark.sql import functions as F
 
 from lakehouse import streams
 from lakehouse.cli.app import main
+from lakehouse.contracts import LAYERS
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, GOLD, QUARANTINE, SILVER, Col, TableSpec
-from lakehouse.trino import LAYERS, connect, query, sync_tables
+from lakehouse.trino import connect, query, sync_tables
 
 pytestmark = pytest.mark.integration
 

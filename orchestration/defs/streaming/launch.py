@@ -137,7 +137,7 @@ def run_spark_app(
             raise dg.Failure(
                 description=f"{app} exited with code {code}"
                 + (" (killed by a signal)" if code < 0 or code >= 128 else "")
-                + (" : already running elsewhere" if code == 75 else ""),
+                + (" : already running elsewhere" if code == streams.ALREADY_RUNNING else ""),
                 metadata={
                     "exit_code": code,
                     "driver_log": str(log_path),

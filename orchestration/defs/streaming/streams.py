@@ -17,6 +17,7 @@ from dagster_prometheus import PrometheusResource
 from pydantic import Field
 
 from lakehouse.contracts import TOPICS
+from lakehouse.streams import STREAMS
 from orchestration.defs.metrics import StreamMetrics
 from orchestration.defs.streaming.launch import run_spark_app
 from orchestration.defs.streaming.resources import SparkRunConfig
@@ -25,7 +26,7 @@ from orchestration.defs.streaming.tables import GOLD_INPUTS, LAYER_SPECS, REDIS_
 if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-LAYERS = ("bronze", "refine", "serving")
+LAYERS = STREAMS  # one asset, job and supervisor per stream
 STREAM_TAG = "lakehouse/stream"
 
 
