@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from lakehouse import ui_snapshot as ui
 from lakehouse.dagster_api import code_locations
 from lakehouse.settings import PROJECT_ROOT, SettingsError, get_settings
+from tests import ui_snapshot as ui
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import ui_snapshot as ui
 from lakehouse.settings import Settings
+from tests import ui_snapshot as ui
 
 
 def _chromium() -> Path:
