@@ -185,6 +185,30 @@ def fraud_user_alerts_key(user_id: str) -> str:
     return f"fraud:user-alerts:{user_id}"
 
 
+#: The contract keys (contracts §4) as documented: pattern, Redis type, TTL in seconds (None: never expires).
+#: The Dagster asset shows it (``key_layout_markdown``); a unit test checks the patterns against the key functions.
+CONTRACT_KEYS: Final[tuple[tuple[str, str, int | None], ...]] = (
+    ("merchant:{merchant_id}:minute:{window_start_epoch_s}", "hash", MERCHANT_MINUTE_TTL_S),
+    ("device:{device_id}:{sensor_type}:latest", "hash", DEVICE_LATEST_TTL_S),
+    ("page:top:{window_start_epoch_s}", "sorted set", PAGE_TOP_TTL_S),
+    (FRAUD_ALERTS_STREAM, f"stream, capped near {FRAUD_ALERTS_MAXLEN:_}".replace("_", " "), FRAUD_ALERTS_TTL_S),
+    ("fraud:user:{user_id}", "hash", FRAUD_USER_TTL_S),
+)
+
+
+def _ttl_words(seconds: int | None) -> str:
+    if seconds is None:
+        return "none"
+    days, rest = divmod(seconds, 86400)
+    return f"{days} d" if days > 1 and rest == 0 else f"{seconds // 3600} h"
+
+
+def key_layout_markdown() -> str:
+    """The contract keys as a Markdown table: key, type, TTL."""
+    rows = [f"| `{key}` | {kind} | {_ttl_words(ttl)} |" for key, kind, ttl in CONTRACT_KEYS]
+    return "\n".join(["| key | type | TTL |", "|---|---|---|", *rows])
+
+
 #: Every key this module writes: (SCAN pattern, exact regex). The regex keeps a flush to these keys.
 SERVING_KEY_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ("merchant:*:minute:*", re.compile(r"merchant:.+:minute:-?\d+", re.DOTALL)),

@@ -615,3 +615,28 @@ def test_with_redis_retries_until_redis_is_back_then_fails_after_the_deadline(se
     with pytest.raises(RuntimeError, match=r"unreachable for 1s .*batch 7 of serving_x not written"):
         with_redis(down, "batch 7 of serving_x", lambda c: c.ping())
     assert time.monotonic() - t0 < 10
+
+
+def test_the_documented_key_layout_is_the_one_the_key_functions_write() -> None:
+    """CONTRACT_KEYS (shown on the Dagster asset) and the functions that build keys cannot drift apart."""
+    window = datetime(2026, 11, 26, 10, 15, tzinfo=UTC)
+    written = {
+        "merchant": serving.merchant_minute_key("m-1", window),
+        "device": serving.device_latest_key("dev-1", "temperature"),
+        "page": serving.page_top_key(window),
+        "alerts": serving.FRAUD_ALERTS_STREAM,
+        "user": serving.fraud_user_key("u-1"),
+    }
+    values = {
+        "merchant_id": "m-1",
+        "window_start_epoch_s": serving.epoch_s(window),
+        "device_id": "dev-1",
+        "sensor_type": "temperature",
+        "user_id": "u-1",
+    }
+    documented = [pattern.format(**values) for pattern, _, _ in serving.CONTRACT_KEYS]
+    assert documented == list(written.values())
+    assert all(serving.is_serving_key(key) for key in documented)
+    ttls = {pattern: ttl for pattern, _, ttl in serving.CONTRACT_KEYS}
+    assert ttls["fraud:user:{user_id}"] == serving.FRAUD_USER_TTL_S == 7 * 86400
+    assert "| `fraud:alerts` | stream, capped near 100 000 | none |" in serving.key_layout_markdown()

@@ -12,7 +12,7 @@ from datetime import timedelta
 import dagster as dg
 
 from lakehouse.contracts import TOPICS
-from lakehouse.serving import SERVED_KEYS
+from lakehouse.serving import SERVED_KEYS, key_layout_markdown
 from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER, TableSpec
 
 OWNER = "team:data-platform"
@@ -81,14 +81,7 @@ def _redis_spec() -> dg.AssetSpec:
         owners=[OWNER],
         tags={"layer": "serving"},
         metadata={
-            "key_layout": dg.MetadataValue.md(
-                "| key | type | TTL |\n|---|---|---|\n"
-                "| `merchant:{merchant_id}:minute:{window_start_epoch_s}` | hash | 24 h |\n"
-                "| `device:{device_id}:{sensor_type}:latest` | hash | 24 h |\n"
-                "| `page:top:{window_start_epoch_s}` | sorted set | 24 h |\n"
-                "| `fraud:alerts` | stream, capped near 100 000 | none |\n"
-                "| `fraud:user:{user_id}` | hash | 7 d |"
-            ),
+            "key_layout": dg.MetadataValue.md(key_layout_markdown()),
         },
         # Streams run continuously, catch-ups every 15 minutes: Redis older than that is behind.
         freshness_policy=dg.FreshnessPolicy.time_window(
