@@ -88,6 +88,8 @@ class TableSpec:
     description: str
     partition_by: tuple[str, ...] = ()
     properties: dict[str, TableProperty] = field(default_factory=dict)
+    #: Gold only: the topics whose silver tables it is computed from (its lineage in Dagster).
+    inputs: tuple[str, ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -256,6 +258,7 @@ QUARANTINE = TableSpec(
 _UPDATED = Col("updated_at", "TIMESTAMP", "when this row last changed")
 
 MERCHANT_MINUTE = TableSpec(
+    inputs=("payments",),
     layer="gold",
     name="merchant_minute",
     columns=(
@@ -273,6 +276,7 @@ MERCHANT_MINUTE = TableSpec(
     properties=GOLD_PROPERTIES,
 )
 PAGE_MINUTE = TableSpec(
+    inputs=("clickstream",),
     layer="gold",
     name="page_minute",
     columns=(
@@ -290,6 +294,7 @@ PAGE_MINUTE = TableSpec(
     properties=GOLD_PROPERTIES,
 )
 DEVICE_MINUTE = TableSpec(
+    inputs=("iot",),
     layer="gold",
     name="device_minute",
     columns=(
@@ -309,6 +314,7 @@ DEVICE_MINUTE = TableSpec(
     properties=GOLD_PROPERTIES,
 )
 FRAUD_ALERTS = TableSpec(
+    inputs=("payments",),
     layer="gold",
     name="fraud_alerts",
     columns=(
@@ -327,6 +333,7 @@ FRAUD_ALERTS = TableSpec(
     properties=GOLD_PROPERTIES,
 )
 LATE_EVENTS = TableSpec(
+    inputs=tuple(t.name for t in TOPICS),
     layer="gold",
     name="late_events",
     columns=(

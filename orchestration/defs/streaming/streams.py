@@ -18,10 +18,11 @@ from pydantic import Field
 
 from lakehouse.contracts import TOPICS
 from lakehouse.streams import STREAMS
+from lakehouse.tables import GOLD
 from orchestration.defs.metrics import StreamMetrics
 from orchestration.defs.streaming.launch import run_spark_app
 from orchestration.defs.streaming.resources import SparkRunConfig
-from orchestration.defs.streaming.tables import GOLD_INPUTS, LAYER_SPECS, REDIS_KEY
+from orchestration.defs.streaming.tables import LAYER_SPECS, REDIS_KEY
 
 if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -47,7 +48,7 @@ def query_assets(layer: str, query: str) -> list[dg.AssetKey]:
     return [
         dg.AssetKey(["silver", source]),
         dg.AssetKey(["silver", "quarantine"]),
-        *[dg.AssetKey(["gold", name]) for name, inputs in GOLD_INPUTS.items() if source in inputs],
+        *[dg.AssetKey(["gold", name]) for name, spec in GOLD.items() if source in spec.inputs],
     ]
 
 

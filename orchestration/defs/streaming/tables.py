@@ -53,15 +53,6 @@ def _spec(spec: TableSpec, deps: list[dg.AssetKey], kinds: set[str]) -> dg.Asset
     )
 
 
-# Which silver tables feed each gold table.
-GOLD_INPUTS = {
-    "merchant_minute": ["payments"],
-    "fraud_alerts": ["payments"],
-    "page_minute": ["clickstream"],
-    "device_minute": ["iot"],
-    "late_events": [t.name for t in TOPICS],
-}
-
 REDIS_KEY = dg.AssetKey(["serving", "redis"])
 
 
@@ -97,7 +88,7 @@ LAYER_SPECS: dict[str, list[dg.AssetSpec]] = {
         *[_spec(SILVER[t.name], [table_key(BRONZE[t.name])], {"delta", "spark"}) for t in TOPICS],
         _spec(QUARANTINE, [table_key(BRONZE[t.name]) for t in TOPICS], {"delta", "spark"}),
         *[
-            _spec(GOLD[name], [table_key(SILVER[src]) for src in GOLD_INPUTS[name]], {"delta", "spark"})
+            _spec(GOLD[name], [table_key(SILVER[src]) for src in GOLD[name].inputs], {"delta", "spark"})
             for name in GOLD
         ],
     ],
