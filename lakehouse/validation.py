@@ -1,9 +1,9 @@
 """JSON Schema -> the silver layer's validator, compiled from the contracts.
 
-The contract files are the only source of the rules: ``program`` walks a schema's ``required``
-list and ``properties`` (type, enum, minLength/maxLength, pattern, minimum/maximum and their
-exclusive forms, ``format: date-time``) and writes what to check, in order, with each reason's
-words. ``lakehouse.spark.Validator`` (Java, ``spark_apps/jvm``) runs that program on every record
+The contract files are the only source of the rules: ``fields`` reads a schema's ``required``
+list and ``properties``, and ``program`` turns them (type, enum, minLength/maxLength, pattern,
+minimum/maximum and their exclusive forms, ``format: date-time``) into what to check, in order,
+with each reason's words. ``lakehouse.spark.Validator`` (Java, ``spark_apps/jvm``) runs that program on every record
 inside Spark's JVM: the record is parsed once (Jackson, strict) and each check reads the tree.
 
 Types are checked on the JSON token itself, so ``"amount": "12.5"`` is a string and fails
@@ -144,14 +144,14 @@ def _field_program(f: Field) -> dict[str, Any]:
     }
 
 
-def program(schema: dict[str, Any]) -> str:
-    """The schema compiled for ``lakehouse.spark.Validator`` (JSON): what to check, in order, and the words."""
+def program(schema_fields: list[Field]) -> str:
+    """A schema's fields compiled for ``lakehouse.spark.Validator`` (JSON): what to check, in order, and the words."""
     return json.dumps(
         {
             "date_time_re": DATE_TIME_RE,
             "future_tolerance_us": int(FUTURE_TOLERANCE / timedelta(microseconds=1)),
             "future_words": "more than 1 day in the future",
-            "fields": [_field_program(f) for f in fields(schema)],
+            "fields": [_field_program(f) for f in schema_fields],
         },
         sort_keys=True,
     )
@@ -162,7 +162,6 @@ class CompiledSchema:
     """A schema's validator as Spark columns: ``lakehouse.spark.Validator``, registered per session."""
 
     fields: list[Field]
-    known: tuple[str, ...]
     program: str
 
     @property
@@ -207,4 +206,4 @@ class CompiledSchema:
 
 def compile_schema(schema: dict[str, Any]) -> CompiledSchema:
     fs = fields(schema)
-    return CompiledSchema(fields=fs, known=tuple(f.name for f in fs), program=program(schema))
+    return CompiledSchema(fields=fs, program=program(fs))
