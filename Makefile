@@ -39,10 +39,11 @@ status: ## Show the stack's components, health and memory
 demo: setup ## The main job: bring the stack up and prove it end to end (Spark -> Delta -> Trino)
 	@$(BIN)/lakehouse demo
 
-lint: $(PIP_STAMP) ## ruff (lint + format check) and mypy on lakehouse/ and orchestration/
+lint: $(PIP_STAMP) ## ruff (lint + format check), mypy, and the import contracts (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy lakehouse orchestration
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(PIP_STAMP) ## Format and autofix with ruff
 	$(BIN)/ruff format .

@@ -1,4 +1,20 @@
-"""Shared library of the streaming lakehouse: settings, contracts, Spark/Kafka/Trino helpers,
-the local stack manager and the `lakehouse` CLI. It never imports Dagster."""
+"""The streaming lakehouse's library, one subpackage per role (the import contracts in pyproject.toml check the arrows).
+
+The model, importing nothing above it (and no Spark, Redis, Kafka or Dagster):
+``settings`` (all configuration), ``contracts`` (topics and JSON Schemas), ``tables`` (every
+Delta table's spec), ``validation`` (the schema compiled into the validator's program),
+``checks`` (the declared data-quality checks), ``fraud_reference`` (the fraud rules in Python).
+
+Above it, lowest first:
+
+- ``delta``, ``serving``, ``generator`` (independent of each other): code run inside Spark
+  (session, guards, validator, maintenance, quality, stats); the Redis key layout, writers and
+  reader; the seeded event generator;
+- ``services``: clients of the running services and the registry of Spark apps (spark-submit);
+- ``stack``: the local stack's components, installer and smoke test;
+- ``bench``: the benchmarks; ``cli``: the ``lakehouse`` command, imported by nothing.
+
+It never imports Dagster (``orchestration/``) or the Spark apps (``spark_apps/``).
+"""
 
 __version__ = "0.1.0"

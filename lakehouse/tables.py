@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lakehouse.contracts import TOPICS, schema
 from lakehouse.validation import fields as schema_fields
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-    from pyspark.sql.types import StructType
 
 
 @dataclass(frozen=True)
@@ -109,57 +105,8 @@ class TableSpec:
     def ddl(self) -> str:
         return ", ".join(f"`{c.name}` {c.type}" + ("" if c.nullable else " NOT NULL") for c in self.columns)
 
-    def struct(self) -> StructType:
-        """The schema as a Spark StructType (built in Python: no JVM needed)."""
-        from pyspark.sql import types as T
-
-        simple: dict[str, T.DataType] = {
-            "STRING": T.StringType(),
-            "INT": T.IntegerType(),
-            "BIGINT": T.LongType(),
-            "DOUBLE": T.DoubleType(),
-            "BOOLEAN": T.BooleanType(),
-            "TIMESTAMP": T.TimestampType(),
-            "DATE": T.DateType(),
-            "BINARY": T.BinaryType(),
-            "ARRAY<STRING>": T.ArrayType(T.StringType()),
-        }
-        return T.StructType(
-            [
-                T.StructField(c.name, simple[c.type], c.nullable, {"comment": c.comment} if c.comment else {})
-                for c in self.columns
-            ]
-        )
-
     def merge_condition(self, target: str = "t", source: str = "s") -> str:
         return " AND ".join(f"{target}.`{k}` <=> {source}.`{k}`" for k in self.keys)
-
-    def ensure(self, spark: SparkSession, lake_dir: Path, *, writer: bool = True) -> None:
-        """Create the Delta table at its location if it is missing (idempotent). The table's
-        writer (``writer=True``) also brings the spec's table properties to an existing table
-        whose values differ (they apply to new files); a reader never changes a table another
-        stream may be writing."""
-        from delta.tables import DeltaTable
-
-        path = self.path(lake_dir)
-        if DeltaTable.isDeltaTable(spark, path):
-            if not writer:
-                return
-            current = DeltaTable.forPath(spark, path).detail().first()
-            have = dict(current["properties"] or {}) if current is not None else {}
-            stale = {k: p.value for k, p in self.properties.items() if have.get(k) != p.value}
-            if stale:
-                props = ", ".join(f"'{k}' = '{v}'" for k, v in stale.items())
-                spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({props})")
-            return
-        builder = DeltaTable.createIfNotExists(spark).location(path).comment(self.description)
-        for c in self.columns:
-            builder = builder.addColumn(c.name, c.type, nullable=c.nullable, comment=c.comment or None)
-        if self.partition_by:
-            builder = builder.partitionedBy(*self.partition_by)
-        for key, prop in self.properties.items():
-            builder = builder.property(key, prop.value)
-        builder.execute()
 
     def metadata(self) -> dict[str, Any]:
         return {

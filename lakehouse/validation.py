@@ -13,6 +13,9 @@ Numbers are compared as doubles, as the jsonschema library compares them (``1e-4
 Beyond JSON Schema, the contract adds one rule: an ``event_time`` more than one day in
 the future is invalid (``now`` is a column, so tests can pin it).
 
+``lakehouse.delta.validator.compile_schema`` turns the program into Spark columns; this module
+is the model half and imports no Spark.
+
 The validator used to be Spark expressions over VARIANT (git history, before 2026-12-01): a plan
 of thousands of nodes whose code Spark generated again for each query and micro-batch, at about
 10 us per field and record. See docs/benchmarks.md for the measurements.
@@ -20,14 +23,10 @@ of thousands of nodes whose code Spark generated again for each query and micro-
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 #: RFC 3339 date-time with a zone ('Z' or +hh:mm; 't' and 'z' may be lower case); fractions up to nanoseconds.
 #: The validator then reads it strictly (java.time): no hour 24, no Feb 29 in a common year, offsets up to 18 h.
@@ -155,55 +154,3 @@ def program(schema_fields: list[Field]) -> str:
         },
         sort_keys=True,
     )
-
-
-@dataclass(frozen=True)
-class CompiledSchema:
-    """A schema's validator as Spark columns: ``lakehouse.spark.Validator``, registered per session."""
-
-    fields: list[Field]
-    program: str
-
-    @property
-    def function_name(self) -> str:
-        return "lakehouse_validate_" + hashlib.sha256(self.program.encode()).hexdigest()[:16]
-
-    def _validated(self, value: Column, now: Column | None, spark: SparkSession | None = None) -> Column:
-        """``struct<_error, <typed fields>, _extra>`` of the record in ``value``."""
-        session = spark or SparkSession.getActiveSession()
-        if session is None:
-            raise RuntimeError("validating records needs an active Spark session")
-        session._jvm.lakehouse.spark.Validator.register(  # type: ignore[union-attr]
-            session._jsparkSession, self.function_name, self.program
-        )
-        now_us = F.unix_micros(now if now is not None else F.current_timestamp())
-        return F.call_function(self.function_name, value, now_us)
-
-    def error(self, value: Column, now: Column | None = None) -> Column:
-        """'field: reason; field: reason' for an invalid record, NULL for a valid one."""
-        return self._validated(value, now).getField("_error")
-
-    def annotate(self, df: DataFrame, value_col: str, now: Column | None = None) -> DataFrame:
-        """``df`` plus ``_error``, the schema's typed fields and ``_extra``: one call per record."""
-        v = "__validated"
-        out = df.withColumn(v, self._validated(F.col(value_col), now, df.sparkSession))
-        return out.select(
-            *[F.col(c) for c in df.columns],
-            F.col(v).getField("_error").alias("_error"),
-            *[F.col(v).getField(f.name).alias(f.name) for f in self.fields],
-            F.col(v).getField("_extra").alias("_extra"),
-        )
-
-    def typed(self, value: Column) -> list[Column]:
-        """The schema's properties as typed columns (meaningful for valid records)."""
-        v = self._validated(value, None)
-        return [v.getField(f.name).alias(f.name) for f in self.fields]
-
-    def extra(self, value: Column) -> Column:
-        """Unknown top-level fields as a JSON object string, NULL when there are none."""
-        return self._validated(value, None).getField("_extra")
-
-
-def compile_schema(schema: dict[str, Any]) -> CompiledSchema:
-    fs = fields(schema)
-    return CompiledSchema(fields=fs, program=program(fs))

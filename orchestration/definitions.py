@@ -7,7 +7,8 @@ import warnings
 import dagster as dg
 
 from orchestration import defs as _defs_package
-from orchestration.defs.metrics import prometheus_resource
+from orchestration.lib.metrics import prometheus_resource
+from orchestration.lib.spark import SparkPipes
 
 with warnings.catch_warnings():
     # The package loader is marked "preview" in Dagster 1.13; it is the documented way to
@@ -15,4 +16,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", category=dg.PreviewWarning)
     # dagster-prometheus's resource is marked "beta"; it is the integration the platform uses.
     warnings.simplefilter("ignore", category=dg.BetaWarning)
-    defs = dg.load_definitions_from_package_module(_defs_package, resources={"prometheus": prometheus_resource()})
+    defs = dg.load_definitions_from_package_module(
+        _defs_package, resources={"prometheus": prometheus_resource(), "spark": SparkPipes()}
+    )

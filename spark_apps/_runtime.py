@@ -29,9 +29,9 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from lakehouse import streams
+from lakehouse.services import streams
+from lakehouse.services.streams import lock_path
 from lakehouse.settings import Settings, get_settings
-from lakehouse.streams import lock_path
 from spark_apps._pipes import Reporter, reporter
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def retrying(write_batch: Callable[..., None], name: str) -> Callable[[DataFrame
     """
 
     def run(batch: DataFrame, batch_id: int) -> None:
-        from lakehouse.maintenance import retry_on_conflict
+        from lakehouse.delta.guards import retry_on_conflict
 
         retry_on_conflict(lambda: write_batch(batch, batch_id), what=f"{name} batch {batch_id}")
 
@@ -355,7 +355,7 @@ def run_queries(
 
 
 def session(app: str, opts: RunOptions, s: Settings | None = None) -> tuple[SparkSession, Settings]:
-    from lakehouse.spark import build_spark_session
+    from lakehouse.delta.session import build_spark_session
 
     s = s or get_settings()
     return build_spark_session(f"lakehouse-{app}", s, master=opts.master), s
@@ -369,7 +369,7 @@ def register_in_trino(s: Settings, log: Callable[[str], None]) -> None:
     the next app start, or `lakehouse up`) registers them later.
     """
     try:
-        from lakehouse.trino import try_sync_tables
+        from lakehouse.services.trino import try_sync_tables
 
         try_sync_tables(s, log=log)
     except Exception as e:  # an import or settings problem must not stop a stream either

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.contracts import TOPICS
+from lakehouse.delta.tables import ensure_table
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE
 from spark_apps._runtime import checkpoint, main_for, with_trigger
@@ -58,7 +59,7 @@ def starting_offsets(setting: str, topic: str) -> str:
 
 def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
     table = BRONZE[topic]
-    table.ensure(spark, s.lake_dir)
+    ensure_table(spark, table, s.lake_dir)
     source = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", s.bootstrap_servers)

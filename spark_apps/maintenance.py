@@ -8,7 +8,7 @@ No operation flag means all three. ``--tables`` takes layer/name (or layer.name)
 to every table. Per table the order is optimize, vacuum, checkpoint. (The streams keep no
 bookkeeping tables: their state is in Spark's state store, pruned by its own timers.)
 Safe while the streams run: Delta concurrency conflicts are retried with backoff
-(``lakehouse.maintenance``). A table that does not exist yet is skipped.
+(``lakehouse.delta.maintenance``). A table that does not exist yet is skipped.
 
 Each result goes to Dagster as a Pipes message (an AssetObservation there) and into a summary
 table on stdout. Exit status 1 when any operation failed, 2 on bad arguments.
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakehouse import maintenance as m
+from lakehouse.delta import maintenance as m
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, TableSpec
 from spark_apps._pipes import Reporter, reporter

@@ -1,8 +1,8 @@
-"""quality: the data-quality checks of silver and gold (lakehouse.quality, Great Expectations), as asset checks.
+"""quality: the data-quality checks of silver and gold (lakehouse.delta.quality, Great Expectations), as asset checks.
 
     spark-submit spark_apps/quality.py [--assets silver/payments,gold/fraud_alerts] [--master URL]
 
-Runs ``lakehouse.quality.run_checks`` over the Delta tables under the lake directory, reports
+Runs ``lakehouse.delta.quality.run_checks`` over the Delta tables under the lake directory, reports
 every outcome with ``Reporter.check`` (an asset check in Dagster when launched through Pipes,
 nothing otherwise) and prints a summary table. Failing checks are results, not crashes: the
 exit code is 0 whenever the checks ran, and non-zero only when they could not (bad arguments,
@@ -16,7 +16,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lakehouse.quality import CHECKS, CheckOutcome, run_checks
+from lakehouse.checks import CHECKS, CheckOutcome
+from lakehouse.delta.quality import run_checks
 from spark_apps._pipes import Reporter, reporter
 from spark_apps._runtime import RunOptions, session
 

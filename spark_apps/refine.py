@@ -44,9 +44,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.contracts import TOPICS, WATERMARK_MINUTES, schema
+from lakehouse.delta.tables import ensure_table
+from lakehouse.delta.validator import compile_schema
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, QUARANTINE, SILVER
-from lakehouse.validation import compile_schema
 from spark_apps import gold, silver
 from spark_apps._runtime import checkpoint, checkpoint_epoch, main_for, record_batch, retrying, with_trigger
 
@@ -311,9 +312,9 @@ def _no_partials(spark: SparkSession) -> DataFrame:
 
 # -- the queries ---------------------------------------------------------------------------
 def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
-    BRONZE[topic].ensure(spark, s.lake_dir, writer=False)
+    ensure_table(spark, BRONZE[topic], s.lake_dir, writer=False)
     for t in (SILVER[topic], QUARANTINE, *gold.GOLD_TABLES):
-        t.ensure(spark, s.lake_dir)
+        ensure_table(spark, t, s.lake_dir)
     source = (
         spark.readStream.format("delta")
         .option("maxFilesPerTrigger", s.max_files_per_trigger)

@@ -33,10 +33,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.contracts import TOPICS, schema
-from lakehouse.maintenance import assert_not_bronze
+from lakehouse.delta.guards import assert_not_bronze
+from lakehouse.delta.tables import ensure_table
+from lakehouse.delta.validator import compile_schema
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, MERCHANT_MINUTE, SILVER, TableSpec
-from lakehouse.validation import compile_schema
 from spark_apps import fraud, gold, silver
 from spark_apps._pipes import Reporter, reporter
 from spark_apps._runtime import ALREADY_RUNNING, AlreadyRunningError, exclusive, merge_metric
@@ -176,12 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with reporter() as r:
         try:
             with exclusive(s, ["refine"]):
-                from lakehouse.spark import build_spark_session
+                from lakehouse.delta.session import build_spark_session
 
                 spark = build_spark_session("lakehouse-replay", s, master=args.master)
                 try:
                     for spec in (*SILVER.values(), *gold.GOLD_TABLES):
-                        spec.ensure(spark, s.lake_dir)
+                        ensure_table(spark, spec, s.lake_dir)
                     if "silver" in args.layers:
                         for t in TOPICS:
                             n = replace_silver(spark, s, t.name, args.start, args.end, r)

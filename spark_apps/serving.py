@@ -34,6 +34,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse import serving
+from lakehouse.delta.tables import ensure_table
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import GOLD
 from spark_apps._pipes import reporter
@@ -142,7 +143,7 @@ def write_batch(batch: DataFrame, batch_id: int, *, table: str, s: Settings) -> 
 
 def start(table: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
     spec = GOLD[table]
-    spec.ensure(spark, s.lake_dir, writer=False)
+    ensure_table(spark, spec, s.lake_dir, writer=False)
     source = (
         spark.readStream.format("delta")
         .option("readChangeFeed", "true")

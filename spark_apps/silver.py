@@ -19,8 +19,8 @@ import hashlib
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse.delta.validator import CompiledSchema
 from lakehouse.tables import TableSpec
-from lakehouse.validation import CompiledSchema
 
 _BLOCK = 64  # SHA-256 block size, for HMAC
 

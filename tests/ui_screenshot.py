@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lakehouse.dagster_api import code_locations
+from lakehouse.services.dagster_api import code_locations
 from lakehouse.settings import PROJECT_ROOT, SettingsError, get_settings
 from tests import ui_snapshot as ui
 

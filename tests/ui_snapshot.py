@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from lakehouse.dagster_api import graphql
+from lakehouse.services.dagster_api import graphql
 from lakehouse.settings import Settings, child_env
 
 #: Names the Debian (``chromium``) and Ubuntu (``chromium-browser``) packages put on PATH.

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse import streams
 from lakehouse.bench.load import Batch, BenchError, parse_progress
+from lakehouse.services import streams
 from lakehouse.settings import Settings
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from lakehouse.bench.apps import run_app
 from lakehouse.bench.load import BenchError, send_run
 from lakehouse.generator import GeneratorConfig, generate
-from lakehouse.kafka import end_offsets_json
+from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
 
 

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from lakehouse import spark_cds
 from lakehouse.bench.apps import run_app
 from lakehouse.bench.load import send_run
+from lakehouse.delta import cds as spark_cds
 from lakehouse.generator import GeneratorConfig, generate
-from lakehouse.kafka import end_offsets_json
+from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
 
 # name -> extra driver options; the first is the baseline.
@@ -48,21 +48,7 @@ class OptionResult:
 
 def scenario(events: int, seed: int) -> GeneratorConfig:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
-    k = max(1, events // 1200)
-    return GeneratorConfig(
-        seed=seed,
-        count=events,
-        rate=10,
-        start_time=start,
-        fraud_card_testing=k,
-        fraud_velocity=k,
-        fraud_amount_spike=k,
-        fraud_impossible_travel=k,
-        anomalies=events // 160,
-        duplicates=events // 60,
-        out_of_order=0.05,
-        invalid=events // 120,
-    )
+    return GeneratorConfig.every_fault(events, seed=seed, rate=10, start_time=start)
 
 
 def main(

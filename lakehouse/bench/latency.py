@@ -33,11 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lakehouse import serving, streams
+from lakehouse import serving
 from lakehouse.bench.apps import start_app
 from lakehouse.bench.load import BenchError, parse_progress, producer
 from lakehouse.generator import GeneratorConfig, generate
-from lakehouse.kafka import end_offsets_json
+from lakehouse.services import streams
+from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
 
 POLL_S = 0.02

@@ -28,7 +28,7 @@ from typing import Any
 from lakehouse.bench.apps import run_app
 from lakehouse.bench.load import Rates, rates, send_run
 from lakehouse.generator import GeneratorConfig, generate
-from lakehouse.kafka import end_offsets_json
+from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
 
 
@@ -59,20 +59,7 @@ def _stage(name: str, records: int, wall: float, r: Rates) -> Stage:
 
 def backlog(events: int, seed: int) -> GeneratorConfig:
     """The full mix: every injection the generator knows, scaled with the size."""
-    return GeneratorConfig(
-        seed=seed,
-        count=events,
-        rate=2000.0,
-        fraud_card_testing=3,
-        fraud_velocity=3,
-        fraud_amount_spike=3,
-        fraud_impossible_travel=3,
-        anomalies=50,
-        duplicates=max(100, events // 500),
-        out_of_order=0.03,
-        invalid=max(50, events // 1000),
-        late=100,
-    )
+    return GeneratorConfig.every_fault(events, seed=seed, rate=2000.0, late=100)
 
 
 def run_size(base: Settings, events: int, seed: int, work: Path, log: Any = print) -> SizeResult:

@@ -34,10 +34,10 @@ def friendly_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from lakehouse.bench.load import BenchError
-        from lakehouse.bootstrap import SetupError
+        from lakehouse.delta.session import SparkSetupError
         from lakehouse.settings import SettingsError
-        from lakehouse.spark import SparkSetupError
-        from lakehouse.stack import StackError
+        from lakehouse.stack.components import StackError
+        from lakehouse.stack.install import SetupError
 
         try:
             return fn(*args, **kwargs)

@@ -344,7 +344,7 @@ def _ensure_topics(settings: Any, servers: str) -> None:
     """Create the contract's topics when missing (so they get the contract's partition count)."""
     from kafka.errors import KafkaError
 
-    from lakehouse.kafka import ensure_topics
+    from lakehouse.services.kafka import ensure_topics
 
     if not _reachable(servers):
         _fail(f"cannot reach Kafka at {servers} (connection refused or timed out); is it up? `lakehouse status`")

@@ -140,7 +140,7 @@ def redis_rebuild(everything: bool, master: str | None) -> None:
     anything else in the same Redis is left alone. Minute windows older than 24 h are skipped
     (their keys would expire at once) unless --all.
     """
-    from lakehouse import streams
+    from lakehouse.services import streams
 
     s = load_settings()
     cmd = streams.spark_submit(s, "serving", ["--rebuild", *(["--all"] if everything else [])], master)

@@ -22,7 +22,7 @@ def setup() -> None:
     <state_dir>/jvm/. Installs redis-server, prometheus, prometheus-pushgateway and maven
     with apt when missing (as root; otherwise it says what to install).
     """
-    from lakehouse.bootstrap import Setup
+    from lakehouse.stack.install import Setup
 
     Setup(load_settings(), log=lambda m: console.print(m, highlight=False)).run()
 
@@ -36,7 +36,7 @@ def up(components: tuple[str, ...]) -> None:
     Components: kafka, redis, trino, pushgateway, prometheus, dagster-webserver, dagster-daemon.
     Running `up` again is harmless: what is healthy is left alone.
     """
-    from lakehouse import stack
+    from lakehouse.stack import components as stack
 
     t0 = time.monotonic()
     stack.up(load_settings(), list(components) or None, log=lambda m: console.print(m, highlight=False))
@@ -48,7 +48,7 @@ def up(components: tuple[str, ...]) -> None:
 @friendly_errors
 def down(components: tuple[str, ...]) -> None:
     """Stop what `up` started (pid files): SIGTERM, then SIGKILL after 30 s."""
-    from lakehouse import stack
+    from lakehouse.stack import components as stack
 
     stack.down(load_settings(), list(components) or None, log=lambda m: console.print(m, highlight=False))
 
@@ -58,7 +58,7 @@ def down(components: tuple[str, ...]) -> None:
 @friendly_errors
 def status(as_json: bool) -> None:
     """Show each component's state, pid, URL, version and resident memory; exit 1 if any is down."""
-    from lakehouse import stack
+    from lakehouse.stack import components as stack
 
     rows = stack.status(load_settings())
     bad = [r.name for r in rows if r.state not in ("healthy", "external")]
@@ -93,7 +93,7 @@ def status(as_json: bool) -> None:
 @friendly_errors
 def logs(component: str, lines: int, follow: bool) -> None:
     """Print the log of COMPONENT (under <state_dir>/logs/)."""
-    from lakehouse import stack
+    from lakehouse.stack import components as stack
 
     (c,) = stack.select(load_settings(), [component])
     click.echo(f"==> {c.logfile} <==")
@@ -143,7 +143,7 @@ def config(as_json: bool, reference: bool) -> None:
 @friendly_errors
 def smoke() -> None:
     """Prove the stack end to end: Spark writes a Delta table, Trino reads the same rows."""
-    from lakehouse.smoke import spark_to_trino_roundtrip
+    from lakehouse.stack.smoke import spark_to_trino_roundtrip
 
     s = load_settings()
     console.print("Spark writes lake/_smoke/spark_roundtrip (Delta); Trino reads it back ...")
@@ -166,8 +166,8 @@ def smoke() -> None:
 @friendly_errors
 def tables() -> None:
     """Print every table: row count, files, size, latest version and its time."""
-    from lakehouse.spark import build_spark_session
-    from lakehouse.table_stats import all_stats
+    from lakehouse.delta.session import build_spark_session
+    from lakehouse.delta.stats import all_stats
 
     s = load_settings()
     spark = build_spark_session("lakehouse-tables", s)
@@ -211,26 +211,14 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     5. row counts per table, a few fraud alerts and a gold sample, queried through Trino; the
        newest alerts and top pages read back from Redis
     """
-    from lakehouse import streams
     from lakehouse.generator import GeneratorConfig, generate, produce
+    from lakehouse.services import streams
+    from lakehouse.services.trino import query, sync_tables
     from lakehouse.tables import ALL_TABLES
-    from lakehouse.trino import query, sync_tables
 
     s = load_settings()
     ctx.invoke(up)
-    cfg = GeneratorConfig(
-        seed=seed,
-        rate=rate,
-        count=int(minutes * 60 * rate),
-        fraud_card_testing=2,
-        fraud_velocity=2,
-        fraud_amount_spike=2,
-        fraud_impossible_travel=2,
-        anomalies=10,
-        duplicates=30,
-        out_of_order=0.03,
-        invalid=20,
-    )
+    cfg = GeneratorConfig.every_fault(int(minutes * 60 * rate), seed=seed, rate=rate)
     run = generate(cfg)
     truth_path = run.truth.write(s.state_dir / "generator" / f"demo-{seed}.json")
     console.print(

@@ -18,9 +18,9 @@ from typing import Any
 import click
 from rich.table import Table
 
-from lakehouse import dagster_api as api
-from lakehouse import streams
 from lakehouse.cli._common import console, err_console, friendly_errors, load_settings
+from lakehouse.services import dagster_api as api
+from lakehouse.services import streams
 from lakehouse.settings import Settings
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}

@@ -113,7 +113,7 @@ def run_statement(s: Settings, sql_text: str) -> Result:
     import requests
     from trino.exceptions import TrinoConnectionError, TrinoQueryError
 
-    from lakehouse.trino import connect
+    from lakehouse.services.trino import connect
 
     down = f"Trino is not reachable at {s.trino_url}: start it with `lakehouse up trino` (`lakehouse status` shows it)"
     conn = connect(s)
@@ -189,7 +189,7 @@ def trino_sync(as_json: bool) -> None:
     changes need no sync: Trino reads each table's schema from its Delta log per query.
     Exit 1 when a table could not be registered or Trino is not on this lake.
     """
-    from lakehouse.trino import error_message, reachable, sync_tables
+    from lakehouse.services.trino import error_message, reachable, sync_tables
 
     s = load_settings()
     if not reachable(s):

@@ -1,129 +1,9 @@
-"""Metrics to the stack's Prometheus pushgateway, through dagster-prometheus.
-
-- streams: every micro-batch of a Dagster-launched stream sets ``lakehouse_stream_*``
-  gauges (rows in/out, batch duration, rates, Kafka lag), grouped by app;
-- runs: a run status sensor pushes each job's last status, duration and end time;
-- supervisor restarts: ``lakehouse_stream_supervisor_restart`` (the restart count);
-- quality: ``lakehouse_quality_check_passed`` and failing-row counts per check.
-
-A pushgateway that is down is logged and skipped: metrics never fail a stream or a job.
-"""
-
-from collections.abc import Mapping
-from typing import Any
+"""Run status sensors: every finished run's status and duration to the pushgateway (on by default)."""
 
 import dagster as dg
 from dagster_prometheus import PrometheusResource
-from prometheus_client import CollectorRegistry, Gauge
 
-from lakehouse.settings import get_settings
-
-STREAM_FIELDS = {
-    "rows_in": "Rows the last micro-batch read",
-    "rows_out": "Rows the last micro-batch wrote",
-    "batch_duration_ms": "Duration of the last micro-batch, ms",
-    "input_rows_per_second": "Input rate of the last micro-batch",
-    "processed_rows_per_second": "Processing rate of the last micro-batch",
-    "kafka_lag": "Records behind the Kafka end offsets after the last micro-batch",
-    "batch_id": "Id of the last micro-batch",
-}
-
-
-def prometheus_resource() -> PrometheusResource:
-    return PrometheusResource(gateway=get_settings().pushgateway_url, timeout=5)
-
-
-def _push(prometheus: PrometheusResource, registry: CollectorRegistry, job: str, log: Any, **grouping: str) -> None:
-    import prometheus_client
-
-    try:
-        prometheus_client.push_to_gateway(
-            prometheus.gateway, job=job, registry=registry, grouping_key=grouping or None, timeout=prometheus.timeout
-        )
-    except OSError as e:  # URLError, connection refused, timeouts
-        log.warning(f"pushgateway {prometheus.gateway} unreachable, metrics for {job} skipped: {e}")
-
-
-class StreamMetrics:
-    """Gauges per query, pushed after each micro-batch message of one stream run."""
-
-    def __init__(self, prometheus: PrometheusResource, app: str, log: Any) -> None:
-        self.prometheus, self.app, self.log = prometheus, app, log
-        self.registry = CollectorRegistry()
-        self.gauges = {
-            name: Gauge(f"lakehouse_stream_{name}", doc, ["app", "query"], registry=self.registry)
-            for name, doc in STREAM_FIELDS.items()
-        }
-        self.last = Gauge(
-            "lakehouse_stream_last_progress_timestamp_seconds",
-            "When the stream last reported progress",
-            ["app", "query"],
-            registry=self.registry,
-        )
-
-    def __call__(self, message: Mapping[str, Any]) -> None:
-        query = str(message.get("query") or "")
-        if not query:
-            return
-        for name, gauge in self.gauges.items():
-            value = message.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                gauge.labels(self.app, query).set(value)
-        self.last.labels(self.app, query).set_to_current_time()
-        _push(self.prometheus, self.registry, "lakehouse_streams", self.log, app=self.app)
-
-
-def push_check_results(
-    prometheus: PrometheusResource, results: list[dg.AssetCheckResult], layer: str, log: Any
-) -> None:
-    """One group per layer: a push replaces its group, and silver and gold checks run apart."""
-    registry = CollectorRegistry()
-    passed = Gauge(
-        "lakehouse_quality_check_passed", "1 if the check passed", ["asset", "check", "severity"], registry=registry
-    )
-    unexpected = Gauge(
-        "lakehouse_quality_unexpected_rows", "Rows failing the check", ["asset", "check"], registry=registry
-    )
-    for r in results:
-        asset = r.asset_key.to_user_string() if r.asset_key else ""
-        passed.labels(asset, r.check_name or "", r.severity.value).set(1 if r.passed else 0)
-        count = r.metadata.get("unexpected_count")
-        raw = getattr(count, "value", count)
-        if isinstance(raw, int | float):
-            unexpected.labels(asset, r.check_name or "").set(raw)
-    _push(prometheus, registry, "lakehouse_quality", log, layer=layer)
-
-
-def push_restart(prometheus: PrometheusResource, stream: str, restart: int, log: Any) -> None:
-    registry = CollectorRegistry()
-    Gauge(
-        "lakehouse_stream_supervisor_restart",
-        "Consecutive-failure count of the supervisor's last launch (0: a normal start)",
-        ["stream"],
-        registry=registry,
-    ).labels(stream).set(restart)
-    _push(prometheus, registry, "lakehouse_supervisor", log, stream=stream)
-
-
-def _run_metrics(context: dg.RunStatusSensorContext, prometheus: PrometheusResource) -> None:
-    run = context.dagster_run
-    record = context.instance.get_run_record_by_id(run.run_id)
-    registry = CollectorRegistry()
-    labels = ["dagster_job"]  # not "job": the pushgateway's grouping label
-    status = run.status.value
-    Gauge("lakehouse_dagster_run_success", "1 if the job's last run succeeded", labels, registry=registry).labels(
-        run.job_name
-    ).set(1 if status == "SUCCESS" else 0)
-    Gauge(
-        "lakehouse_dagster_run_last_end_timestamp_seconds", "End of the job's last run", labels, registry=registry
-    ).labels(run.job_name).set((record.end_time if record else None) or 0)
-    if record and record.start_time and record.end_time:
-        Gauge(
-            "lakehouse_dagster_run_duration_seconds", "Duration of the job's last run", labels, registry=registry
-        ).labels(run.job_name).set(record.end_time - record.start_time)
-    last = Gauge("lakehouse_dagster_run_last_status", "Last run status", ["dagster_job", "status"], registry=registry)
-    last.labels(run.job_name, status).set(1)
-    _push(prometheus, registry, "lakehouse_runs", context.log, run_job=run.job_name)
+from orchestration.lib.metrics import push_run
 
 
 def _status_sensor(status: dg.DagsterRunStatus) -> dg.SensorDefinition:
@@ -135,7 +15,7 @@ def _status_sensor(status: dg.DagsterRunStatus) -> dg.SensorDefinition:
         minimum_interval_seconds=15,
     )
     def _sensor(context: dg.RunStatusSensorContext, prometheus: PrometheusResource) -> None:
-        _run_metrics(context, prometheus)
+        push_run(context, prometheus)
 
     return _sensor
 

@@ -22,10 +22,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from lakehouse import dagster_api as api
-from lakehouse import streams
 from lakehouse.generator import GeneratorConfig, generate, produce
-from lakehouse.kafka import end_offsets_json
+from lakehouse.services import dagster_api as api
+from lakehouse.services import streams
+from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import get_settings
 
 

@@ -15,8 +15,8 @@ import argparse
 import statistics
 import time
 
-from lakehouse import stack
 from lakehouse.settings import get_settings
+from lakehouse.stack import components as stack
 
 BUDGET_GIB = 6.0
 

@@ -25,10 +25,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
 from lakehouse.contracts import TOPICS, schema
+from lakehouse.delta.session import build_spark_session
+from lakehouse.delta.validator import compile_schema
 from lakehouse.generator import GeneratorConfig, generate
 from lakehouse.settings import get_settings
-from lakehouse.spark import build_spark_session
-from lakehouse.validation import compile_schema
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from pyspark.sql import SparkSession
 
-from lakehouse import stack
 from lakehouse.settings import Settings, get_settings
+from lakehouse.stack import components as stack
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +47,9 @@ def lakehouse_stack() -> Iterator[Settings]:
 def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
     """One local Spark session for the whole run, to read the Delta tables the tests produced.
 
-    Code the tests call in-process (``lakehouse.smoke``) gets this session from ``getOrCreate``
+    Code the tests call in-process (``lakehouse.stack.smoke``) gets this session from ``getOrCreate``
     and must leave it running: it stops only a session it started itself."""
-    from lakehouse.spark import build_spark_session
+    from lakehouse.delta.session import build_spark_session
 
     session = build_spark_session("integration-tests", lakehouse_stack)
     yield session
@@ -70,30 +70,16 @@ def stack_lake(lakehouse_stack: Settings) -> Settings:
     """
     from datetime import UTC, datetime, timedelta
 
-    from lakehouse import streams
     from lakehouse.generator import GeneratorConfig, generate, produce
-    from lakehouse.kafka import end_offsets_json
+    from lakehouse.services import streams
+    from lakehouse.services.kafka import end_offsets_json
 
     s = lakehouse_stack.model_copy(update={"kafka_starting_offsets": end_offsets_json(lakehouse_stack)})
     holders = {app: pid for app in ("bronze", "refine") if (pid := streams.lock_holder(s, app))}
     if holders:
         pytest.fail(f"streams are running on the stack's lake ({holders}); stop them to run the consumer tests")
     start = datetime.now(UTC).replace(microsecond=0, second=0) - timedelta(minutes=40)
-    run = generate(
-        GeneratorConfig(
-            seed=71,
-            count=1500,
-            rate=5,
-            start_time=start,
-            fraud_card_testing=1,
-            fraud_velocity=1,
-            fraud_amount_spike=1,
-            fraud_impossible_travel=1,
-            anomalies=8,
-            duplicates=10,
-            invalid=6,
-        )
-    )
+    run = generate(GeneratorConfig.every_fault(1500, seed=71, rate=5, start_time=start))
     assert produce(run, s).failed == 0
     with _stderr_kept() as log:
         code = streams.run(s, "all", available_now=True)

@@ -16,10 +16,10 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import dagster_api as api
-from lakehouse import streams
 from lakehouse.generator import GeneratorConfig, generate, produce
-from lakehouse.kafka import end_offsets_json
+from lakehouse.services import dagster_api as api
+from lakehouse.services import streams
+from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, GOLD, SILVER
 

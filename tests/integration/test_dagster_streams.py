@@ -17,11 +17,11 @@ import pytest
 import requests
 from pyspark.sql import SparkSession
 
-from lakehouse import dagster_api as api
-from lakehouse import streams
 from lakehouse.contracts import TOPICS
 from lakehouse.generator import GeneratorConfig, generate, produce
-from lakehouse.kafka import end_offsets_json
+from lakehouse.services import dagster_api as api
+from lakehouse.services import streams
+from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE
 

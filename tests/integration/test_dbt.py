@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from lakehouse import dagster_api as api
-from lakehouse import trino
+from lakehouse.services import dagster_api as api
+from lakehouse.services import trino
 from lakehouse.settings import Settings, child_env
 from lakehouse.tables import ALL_TABLES
 

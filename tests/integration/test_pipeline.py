@@ -23,10 +23,10 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import streams
 from lakehouse.contracts import NORMAL_RANGES, TOPICS
 from lakehouse.generator import GeneratorConfig, GroundTruth, generate, merge_ground_truths, produce
-from lakehouse.kafka import end_offsets_json
+from lakehouse.services import streams
+from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
 from lakehouse.tables import BRONZE, GOLD, LATE_EVENTS, QUARANTINE, SILVER
 
@@ -55,22 +55,7 @@ def pipeline_run(lakehouse_stack: Settings, tmp_path_factory: pytest.TempPathFac
     """
     s = _isolated(lakehouse_stack, tmp_path_factory.mktemp("pipeline"))
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
-    phase1 = generate(
-        GeneratorConfig(
-            seed=11,
-            count=2400,
-            rate=10,
-            start_time=start,
-            fraud_card_testing=2,
-            fraud_velocity=2,
-            fraud_amount_spike=2,
-            fraud_impossible_travel=2,
-            anomalies=15,
-            duplicates=40,
-            out_of_order=0.05,
-            invalid=20,
-        )
-    )
+    phase1 = generate(GeneratorConfig.every_fault(2400, seed=11, rate=10, start_time=start))
     summary = produce(phase1, s)
     assert summary.failed == 0
     _run(s)

@@ -19,10 +19,12 @@ import redis
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import serving, stack, streams
+from lakehouse import serving
 from lakehouse.generator import GeneratorConfig, generate, produce
+from lakehouse.services import streams
 from lakehouse.serving import ServingClient
 from lakehouse.settings import Settings
+from lakehouse.stack import components as stack
 from lakehouse.tables import GOLD
 
 RECENT = timedelta(hours=23)  # keys live 24 h from their first write: compare what cannot have expired

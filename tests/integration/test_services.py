@@ -8,10 +8,10 @@ import uuid
 
 from click.testing import CliRunner
 
-from lakehouse import stack
 from lakehouse.cli.app import main
 from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings
+from lakehouse.stack import components as stack
 
 
 def test_status_reports_every_component_healthy(lakehouse_stack: Settings) -> None:
@@ -26,7 +26,7 @@ def test_status_reports_every_component_healthy(lakehouse_stack: Settings) -> No
 
 
 def test_contract_topics_exist_with_their_partitions(lakehouse_stack: Settings) -> None:
-    from lakehouse.kafka import partition_counts
+    from lakehouse.services.kafka import partition_counts
 
     assert partition_counts(lakehouse_stack) == {t.name: lakehouse_stack.kafka_partitions for t in TOPICS}
 
@@ -35,7 +35,7 @@ def test_a_record_goes_through_the_broker(lakehouse_stack: Settings) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import NewTopic
 
-    from lakehouse.kafka import admin
+    from lakehouse.services.kafka import admin
 
     topic = f"it-roundtrip-{uuid.uuid4().hex[:8]}"
     client = admin(lakehouse_stack)
@@ -82,7 +82,7 @@ def test_redis_set_get_with_ttl(lakehouse_stack: Settings) -> None:
 
 
 def test_spark_written_delta_table_reads_the_same_through_trino(lakehouse_stack: Settings) -> None:
-    from lakehouse.smoke import spark_to_trino_roundtrip
+    from lakehouse.stack.smoke import spark_to_trino_roundtrip
 
     rng = random.Random(time.time_ns())
     rows = [(i, rng.choice(["payments", "clickstream", "iot"]), round(rng.uniform(-1e5, 1e5), 2)) for i in range(50)]
@@ -92,14 +92,14 @@ def test_spark_written_delta_table_reads_the_same_through_trino(lakehouse_stack:
 
 
 def test_trino_has_the_medallion_schemas(lakehouse_stack: Settings) -> None:
-    from lakehouse.trino import query
+    from lakehouse.services.trino import query
 
     schemas = {r[0] for r in query(lakehouse_stack, f"SHOW SCHEMAS FROM {lakehouse_stack.trino_catalog}")}
     assert {"bronze", "silver", "gold"} <= schemas
 
 
 def test_dagster_graphql_lists_the_code_location_and_its_assets(lakehouse_stack: Settings) -> None:
-    from lakehouse.dagster_api import code_locations, graphql
+    from lakehouse.services.dagster_api import code_locations, graphql
 
     locations = {loc["name"]: loc["status"] for loc in code_locations(lakehouse_stack)}
     assert locations.get("lakehouse") == "LOADED", locations

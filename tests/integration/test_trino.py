@@ -26,12 +26,13 @@ from click.testing import CliRunner
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import streams
 from lakehouse.cli.app import main
 from lakehouse.contracts import LAYERS
+from lakehouse.delta.tables import ensure_table
+from lakehouse.services import streams
+from lakehouse.services.trino import connect, query, sync_tables
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, GOLD, QUARANTINE, SILVER, Col, TableSpec
-from lakehouse.trino import connect, query, sync_tables
 
 pytestmark = pytest.mark.integration
 
@@ -222,7 +223,7 @@ def test_a_column_spark_adds_shows_up_in_trino_without_registering_again(
 ) -> None:
     s, spec = scratch
     path = spec.path(s.lake_dir)
-    spec.ensure(spark, s.lake_dir)
+    ensure_table(spark, spec, s.lake_dir)
     spark.createDataFrame([(1, "a"), (2, "b")], "id BIGINT, name STRING").write.format("delta").mode("append").save(
         path
     )

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     """A local SparkSession built the platform's way (Delta extensions, UTC), sized for small test frames."""
+    from lakehouse.delta.session import build_spark_session
     from lakehouse.settings import get_settings
-    from lakehouse.spark import build_spark_session
 
     session = build_spark_session(
         "unit-tests",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import bootstrap
-from lakehouse.bootstrap import JVM_POMS, Setup, SetupError, _extract_tar, jar_base_name, jars_not_in, pom_property
 from lakehouse.settings import Settings
+from lakehouse.stack import install as bootstrap
+from lakehouse.stack.install import JVM_POMS, Setup, SetupError, _extract_tar, jar_base_name, jars_not_in, pom_property
 
 
 @pytest.mark.parametrize(

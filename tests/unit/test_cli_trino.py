@@ -21,12 +21,12 @@ from click.testing import CliRunner
 from rich.console import Console
 from trino.exceptions import TrinoConnectionError, TrinoUserError
 
-from lakehouse import trino as trino_mod
 from lakehouse.cli.app import main
 from lakehouse.cli.trino import cell, format_csv, format_json, format_table, json_value, rows_line
+from lakehouse.services import trino as trino_mod
+from lakehouse.services.trino import SyncReport, delta_log_exists, sync_tables, try_sync_tables
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, BRONZE, GOLD
-from lakehouse.trino import SyncReport, delta_log_exists, sync_tables, try_sync_tables
 
 TS = datetime(2024, 3, 1, 12, 30, 5, 123000, tzinfo=UTC)
 RULES = ["velocity", "card_testing"]

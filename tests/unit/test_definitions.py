@@ -109,7 +109,7 @@ def test_redis_projection_is_an_asset_downstream_of_gold_with_a_freshness_policy
 
 
 def test_every_quality_check_is_an_asset_check_and_error_checks_block() -> None:
-    from lakehouse.quality import CHECKS
+    from lakehouse.checks import CHECKS
 
     graph = defs.resolve_asset_graph()
     declared = {

@@ -75,7 +75,7 @@ def contract_errors(r: Record, now: datetime) -> list[str]:
     return errors
 
 
-FULL = GeneratorConfig(
+FULL = GeneratorConfig(  # explicit numbers: the tests below count them
     seed=7,
     count=3000,
     start_time=START,
@@ -125,6 +125,19 @@ def test_throttle_does_not_change_the_bytes(full: GeneratedRun) -> None:
 
 
 # --------------------------------------------------------------------------- counts
+
+
+def test_every_fault_scales_each_injection_with_the_count_and_takes_overrides() -> None:
+    small = GeneratorConfig.every_fault(100, start_time=START)
+    assert small.fraud_instances == dict.fromkeys(FRAUD_PATTERNS, 1)  # at least one of each pattern
+    assert (small.anomalies, small.duplicates, small.invalid, small.late) == (0, 1, 0, 0)
+    big = GeneratorConfig.every_fault(24_000, seed=3, rate=50.0, start_time=START, late=7)
+    assert big.fraud_instances == dict.fromkeys(FRAUD_PATTERNS, 20)
+    assert (big.anomalies, big.duplicates, big.invalid, big.out_of_order) == (150, 400, 200, 0.05)
+    assert (big.count, big.seed, big.rate, big.late) == (24_000, 3, 50.0, 7)
+    assert GeneratorConfig.every_fault(2400, invalid=0).invalid == 0  # an override replaces the default
+    run = generate(GeneratorConfig.every_fault(1200, start_time=START))
+    assert Counter(r.kind for r in run.records)["invalid"] == 10
 
 
 def test_counts_per_kind_match_the_config(full: GeneratedRun) -> None:

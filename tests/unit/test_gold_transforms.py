@@ -10,6 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.contracts import NORMAL_RANGES
+from lakehouse.delta.tables import spark_schema
 from lakehouse.tables import BRONZE, DEVICE_MINUTE, MERCHANT_MINUTE, PAGE_MINUTE
 from spark_apps.bronze import starting_offsets, to_bronze
 from spark_apps.gold import (
@@ -255,7 +256,7 @@ def test_to_bronze_keeps_key_value_as_text_and_the_coordinates(spark: SparkSessi
     out = to_bronze(spark.createDataFrame(rows, KAFKA_SCHEMA))
     assert out.columns == BRONZE["payments"].column_names
     got_types = {f.name: f.dataType for f in out.schema.fields}
-    assert got_types == {f.name: f.dataType for f in BRONZE["payments"].struct().fields}
+    assert got_types == {f.name: f.dataType for f in spark_schema(BRONZE["payments"]).fields}
     got = {
         r["offset"]: r.asDict()
         for r in out.select(

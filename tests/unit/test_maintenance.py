@@ -1,4 +1,4 @@
-"""lakehouse.maintenance and spark_apps.maintenance on tiny Delta tables in tmp_path (the session `spark` fixture)."""
+"""lakehouse.delta.maintenance and spark_apps.maintenance on tiny Delta tables (the session `spark` fixture)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lakehouse import maintenance as m
+from lakehouse.delta import guards
+from lakehouse.delta import maintenance as m
+from lakehouse.delta.tables import ensure_table, spark_schema
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, MERCHANT_MINUTE, Col, TableSpec
 
@@ -25,7 +27,7 @@ SCRATCH = TableSpec(
     keys=("event_id",),
     description="test table",
 )
-FAST = m.RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
+FAST = guards.RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
 
@@ -41,12 +43,12 @@ def merchant_rows(start: int, n: int) -> list[tuple[Any, ...]]:
 def append(spark: SparkSession, spec: TableSpec, lake: Path, rows: list[tuple[Any, ...]], files: int = 1) -> None:
     """One commit of ``files`` small files."""
     rdd = spark.sparkContext.parallelize(rows, files)  # `files` slices, none empty when rows >= files
-    spark.createDataFrame(rdd, spec.struct()).write.format("delta").mode("append").save(spec.path(lake))
+    spark.createDataFrame(rdd, spark_schema(spec)).write.format("delta").mode("append").save(spec.path(lake))
 
 
 def small_files_table(spark: SparkSession, lake: Path, files: int) -> str:
     """gold.merchant_minute holding ``files`` small files, 2 rows each (m0, m1, ...)."""
-    MERCHANT_MINUTE.ensure(spark, lake)
+    ensure_table(spark, MERCHANT_MINUTE, lake)
     append(spark, MERCHANT_MINUTE, lake, merchant_rows(0, 2 * files), files=files)
     return MERCHANT_MINUTE.path(lake)
 
@@ -85,29 +87,29 @@ class FakeThrowable:
 
 
 def test_conflict_name_reads_python_classes_java_classes_causes_and_traces() -> None:
-    assert m.conflict_name(ConcurrentAppendException("x")) == "ConcurrentAppendException"
+    assert guards.conflict_name(ConcurrentAppendException("x")) == "ConcurrentAppendException"
     delta_cls = FakeJavaClass(
         "ConcurrentDeleteReadException",
         FakeJavaClass("DeltaConcurrentModificationException", FakeJavaClass("RuntimeException")),
     )
     wrapped = RuntimeError("py4j")
     setattr(wrapped, "java_exception", FakeThrowable(FakeJavaClass("SparkException"), cause=FakeThrowable(delta_cls)))  # noqa: B010
-    assert m.conflict_name(wrapped) == "ConcurrentDeleteReadException"
+    assert guards.conflict_name(wrapped) == "ConcurrentDeleteReadException"
     traced = RuntimeError("captured")
     trace = "org.apache.spark.SparkException: boom\nCaused by: io.delta.exceptions.ProtocolChangedException: x"
     setattr(traced, "_stackTrace", trace)  # noqa: B010 (what pyspark's CapturedException carries)
-    assert m.conflict_name(traced) == "ProtocolChangedException"
+    assert guards.conflict_name(traced) == "ProtocolChangedException"
     outer = RuntimeError("outer")
     outer.__cause__ = ConcurrentAppendException("inner")
-    assert m.conflict_name(outer) == "ConcurrentAppendException"
-    assert m.conflict_name(RuntimeError("ConcurrentAppendException in the text only")) is None
-    assert m.conflict_name(ValueError("x")) is None
+    assert guards.conflict_name(outer) == "ConcurrentAppendException"
+    assert guards.conflict_name(RuntimeError("ConcurrentAppendException in the text only")) is None
+    assert guards.conflict_name(ValueError("x")) is None
 
 
 def test_retry_backs_off_exponentially_and_records_attempts() -> None:
     calls: list[int] = []
     pauses: list[float] = []
-    attempts = m.Attempts()
+    attempts = guards.Attempts()
 
     def flaky() -> str:
         calls.append(1)
@@ -115,8 +117,8 @@ def test_retry_backs_off_exponentially_and_records_attempts() -> None:
             raise ConcurrentAppendException("lost the race")
         return "done"
 
-    policy = m.RetryPolicy(max_attempts=5, base_delay_s=1.0, max_delay_s=100.0)
-    assert m.retry_on_conflict(flaky, what="t", policy=policy, sleep=pauses.append, attempts=attempts) == "done"
+    policy = guards.RetryPolicy(max_attempts=5, base_delay_s=1.0, max_delay_s=100.0)
+    assert guards.retry_on_conflict(flaky, what="t", policy=policy, sleep=pauses.append, attempts=attempts) == "done"
     assert attempts.count == 3
     assert attempts.conflicts == ["ConcurrentAppendException"] * 2
     assert 0.5 <= pauses[0] <= 1.0
@@ -131,24 +133,24 @@ def test_retry_never_swallows_other_errors_and_is_bounded() -> None:
         raise ValueError("not a conflict")
 
     with pytest.raises(ValueError, match="not a conflict"):
-        m.retry_on_conflict(broken, what="t", policy=FAST, sleep=lambda _s: None)
+        guards.retry_on_conflict(broken, what="t", policy=FAST, sleep=lambda _s: None)
     assert len(calls) == 1
 
     def always() -> None:
         raise ConcurrentAppendException("again")
 
-    with pytest.raises(m.ConflictRetriesExhaustedError, match=r"gave up after 4 attempts") as info:
-        m.retry_on_conflict(always, what="OPTIMIZE gold.x", policy=FAST, sleep=lambda _s: None)
+    with pytest.raises(guards.ConflictRetriesExhaustedError, match=r"gave up after 4 attempts") as info:
+        guards.retry_on_conflict(always, what="OPTIMIZE gold.x", policy=FAST, sleep=lambda _s: None)
     assert isinstance(info.value.__cause__, ConcurrentAppendException)
 
 
 def test_a_real_delta_conflict_is_recognised_and_retried(spark: SparkSession, tmp_path: Path) -> None:
     """A transaction that read the whole table loses to a concurrent append: Delta's ConcurrentAppendException."""
-    SCRATCH.ensure(spark, tmp_path)
+    ensure_table(spark, SCRATCH, tmp_path)
     path = SCRATCH.path(tmp_path)
     append(spark, SCRATCH, tmp_path, [("e1", T0, 1.0)])
     jvm: Any = spark._jvm  # type: ignore[attr-defined]
-    attempts = m.Attempts()
+    attempts = guards.Attempts()
 
     def losing_then_winning() -> int:
         log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)  # type: ignore[attr-defined]
@@ -161,7 +163,7 @@ def test_a_real_delta_conflict_is_recognised_and_retried(spark: SparkSession, tm
         op = getattr(getattr(jvm.org.apache.spark.sql.delta, "DeltaOperations$ManualUpdate$"), "MODULE$")
         return int(txn.commit(jvm.scala.jdk.javaapi.CollectionConverters.asScala(removes).toSeq(), op))
 
-    m.retry_on_conflict(losing_then_winning, what="t", policy=FAST, attempts=attempts)
+    guards.retry_on_conflict(losing_then_winning, what="t", policy=FAST, attempts=attempts)
     assert attempts.count == 2
     assert attempts.conflicts == ["ConcurrentAppendException"]
 
@@ -217,7 +219,7 @@ def test_z_order_leaves_out_partition_columns_and_columns_without_stats(spark: S
         description="probe",
         partition_by=("day",),
     )
-    spec.ensure(spark, tmp_path)
+    ensure_table(spark, spec, tmp_path)
     append(spark, spec, tmp_path, [(date(2026, 11, 26), f"k{i}", b"\x00") for i in range(2)], files=2)
 
     cols, excluded = m.zorder_columns(spark, spec, tmp_path)
@@ -283,15 +285,15 @@ def test_guard_refuses_bronze_in_every_spelling(tmp_path: Path) -> None:
         str(lake),  # the whole lake holds bronze
         f"file://{lake}",
     ):
-        with pytest.raises(m.BronzeProtectedError, match="never deleted from or overwritten"):
-            m.assert_not_bronze(target)
+        with pytest.raises(guards.BronzeProtectedError, match="never deleted from or overwritten"):
+            guards.assert_not_bronze(target)
     for fine in (MERCHANT_MINUTE, "gold.merchant_minute", MERCHANT_MINUTE.path(lake), "s3a://b/lake/silver/iot"):
-        m.assert_not_bronze(fine)
+        guards.assert_not_bronze(fine)
 
 
 def test_delta_itself_refuses_deletes_on_bronze_but_allows_compaction(spark: SparkSession, tmp_path: Path) -> None:
     spec = BRONZE["payments"]
-    spec.ensure(spark, tmp_path)
+    ensure_table(spark, spec, tmp_path)
     now = datetime(2026, 11, 26, 10, 0)
     append(spark, spec, tmp_path, [("k", "{}", "payments", 0, off, now, now, now.date()) for off in range(2)], files=2)
     with pytest.raises(Exception, match=r"(?i)append.?only"):

@@ -1,4 +1,4 @@
-"""lakehouse.quality: the declared checks, and run_checks with Great Expectations over small Delta tables.
+"""lakehouse.delta.quality: the declared checks, and run_checks with Great Expectations over small Delta tables.
 
 Two lakes are written once per module and checked once each (Spark jobs are the cost here):
 a clean one, where every check must pass, and a dirty one with one defect per check.
@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lakehouse import quality
-from lakehouse.quality import CHECKS, CheckOutcome, run_checks
+from lakehouse.checks import CHECKS, CheckOutcome
+from lakehouse.delta import quality
+from lakehouse.delta.quality import run_checks
+from lakehouse.delta.tables import spark_schema
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER, TableSpec
 
@@ -34,7 +36,7 @@ def write(spark: SparkSession, lake: Path, spec: TableSpec, rows: list[dict[str,
     """Rows (dicts; missing columns NULL) as the spec's table, every column nullable so defects can be written."""
     from pyspark.sql import types as T
 
-    struct = T.StructType([T.StructField(f.name, f.dataType, True) for f in spec.struct().fields])
+    struct = T.StructType([T.StructField(f.name, f.dataType, True) for f in spark_schema(spec).fields])
     data = [tuple(r.get(f.name) for f in struct.fields) for r in rows]
     spark.createDataFrame(data, struct).coalesce(1).write.format("delta").save(spec.path(lake))
 
@@ -315,7 +317,7 @@ def test_a_record_quarantined_while_the_check_runs_is_not_lost(
     write(spark, lake, QUARANTINE, [])
 
     def quarantine_lands() -> None:
-        struct = QUARANTINE.struct()
+        struct = spark_schema(QUARANTINE)
         row = quarantine_row("iot", 0, 1)
         df = spark.createDataFrame([tuple(row[f.name] for f in struct.fields)], struct)
         df.write.format("delta").mode("append").save(QUARANTINE.path(lake))

@@ -13,8 +13,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.contracts import schema
+from lakehouse.delta.tables import spark_schema
+from lakehouse.delta.validator import compile_schema
 from lakehouse.tables import BRONZE, QUARANTINE, SILVER
-from lakehouse.validation import compile_schema
 from spark_apps.silver import first_copies, hmac_sha256_hex, parse, to_quarantine, to_silver
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def bronze(spark: SparkSession, topic: str, rows: list[tuple[int, int, str | Non
         (key, value, topic, partition, offset, INGESTED, INGESTED, INGESTED.date())
         for partition, offset, key, value in rows
     ]
-    return spark.createDataFrame(data, BRONZE[topic].struct())
+    return spark.createDataFrame(data, spark_schema(BRONZE[topic]))
 
 
 def payment(event_id: str, **changes: Any) -> str:
@@ -141,7 +142,7 @@ def test_silver_columns_are_the_specs(payments_out: dict[str, Any]) -> None:
     spec = SILVER["payments"]
     assert payments_out["silver_schema"].names == spec.column_names
     got = {f.name: f.dataType for f in payments_out["silver_schema"].fields}
-    want = {f.name: f.dataType for f in spec.struct().fields}
+    want = {f.name: f.dataType for f in spark_schema(spec).fields}
     assert got == want
 
 

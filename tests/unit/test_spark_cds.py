@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import spark_cds
+from lakehouse.delta import cds as spark_cds
 from lakehouse.settings import Settings
 
 
@@ -98,7 +98,7 @@ def test_switched_off_it_is_neither_written_nor_mapped(tmp_path: Path, archive: 
 
 
 def test_spark_submit_puts_the_options_on_the_driver_jvm(tmp_path: Path, archive: Path) -> None:
-    from lakehouse import streams
+    from lakehouse.services import streams
 
     jars = tmp_path / "jvm" / "spark"
     jars.mkdir(parents=True)

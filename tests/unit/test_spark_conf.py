@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.delta.session import SparkSetupError, spark_conf
 from lakehouse.settings import Settings
-from lakehouse.spark import SparkSetupError, spark_conf
 
 
 def test_missing_connector_jars_name_the_fix(tmp_path: Path) -> None:

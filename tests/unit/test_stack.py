@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lakehouse import stack
 from lakehouse.settings import Settings
-from lakehouse.stack import Component, PidFile, StackError, port_open, render
+from lakehouse.stack import components as stack
+from lakehouse.stack.components import Component, PidFile, StackError, port_open, render
 
 
 def _free_port() -> int:

@@ -19,10 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lakehouse import streams
+from lakehouse.services import streams
 from lakehouse.settings import Settings
 
-ROOT = Path(streams.__file__).resolve().parents[1]
+ROOT = Path(streams.__file__).resolve().parents[2]
 
 # Like spark_apps._runtime.GracefulStop: SIGTERM ends the current micro-batch (DELAY s), then exit 0.
 # "stuck" ignores SIGTERM: a batch that never ends.
@@ -46,7 +46,7 @@ sys.exit(subprocess.call([sys.executable, *sys.argv[1:]]))
 # The CLI: streams.run on the fake spark-submit, with the signal dispositions of a foreground shell command.
 RUNNER = """
 import os, signal, sys
-from lakehouse import streams
+from lakehouse.services import streams
 from lakehouse.settings import Settings
 fake, driver, ready, mode, sighup = sys.argv[1:]
 signal.signal(signal.SIGINT, signal.default_int_handler)

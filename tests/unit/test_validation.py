@@ -19,8 +19,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.contracts import TOPICS, schema
+from lakehouse.delta.validator import CompiledSchema, compile_schema
 from lakehouse.generator import GeneratedRun, GeneratorConfig, generate
-from lakehouse.validation import CompiledSchema, compile_schema, fields
+from lakehouse.validation import fields
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

@@ -1,6 +1,6 @@
 """Table maintenance as scheduled jobs: OPTIMIZE (+ Z-order on gold keys), VACUUM, checkpoints, pruning.
 
-The work is spark_apps/maintenance.py (lakehouse/maintenance.py), launched through Pipes.
+The work is spark_apps/maintenance.py (lakehouse/delta/maintenance.py), launched through Pipes.
 Each table's result (files and bytes before and after, files deleted, retries) is
 recorded as an AssetObservation on that table's asset, so the UI's asset page shows
 compaction over time. Everything is safe while the streams write: Delta concurrency
@@ -14,9 +14,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from orchestration.defs.streaming.launch import run_spark_app
-from orchestration.defs.streaming.resources import SparkRunConfig
 from orchestration.defs.streaming.tables import table_specs
+from orchestration.lib.config import SparkRunConfig
+from orchestration.lib.jobs import KIND_TAG, schedule
+from orchestration.lib.spark import SparkApp, SparkPipes
 
 PUBLIC = {spec.key for spec in table_specs}
 
@@ -51,14 +52,13 @@ def _args(config: MaintenanceConfig) -> list[str]:
 
 
 @dg.op(description="spark_apps/maintenance.py through Pipes; each table's result becomes an AssetObservation.")
-def maintain_tables(context: dg.OpExecutionContext, config: MaintenanceConfig) -> None:
-    s = config.resolve()
-
+def maintain_tables(context: dg.OpExecutionContext, config: MaintenanceConfig, spark: SparkPipes) -> None:
     def observe(message: Mapping[str, Any]) -> list[dg.AssetKey]:
         key = dg.AssetKey(str(message.get("asset", "")).split("/"))
         return [key] if key in PUBLIC else []
 
-    for _ in run_spark_app(context, s, "maintenance", _args(config), observe=observe, master=config.master):
+    app = SparkApp("maintenance", _args(config), observe=observe)
+    for _ in spark.run(context, config.resolve(), app, config.master):
         pass
 
 
@@ -67,7 +67,7 @@ def _job(name: str, description: str, operations: list[str]) -> dg.JobDefinition
         name=name,
         description=description,
         config={"ops": {"maintain_tables": {"config": {"operations": operations}}}},
-        tags={"lakehouse/kind": "maintenance"},
+        tags={KIND_TAG: "maintenance"},
         executor_def=dg.in_process_executor,
     )
     def _maintenance() -> None:
@@ -84,18 +84,6 @@ maintenance = _job(
 vacuum = _job("vacuum", "VACUUM every table at its own retention (7 days), never shorter unless forced.", ["vacuum"])
 
 maintenance_schedules = [
-    dg.ScheduleDefinition(
-        name="maintenance_nightly",
-        job=maintenance,
-        cron_schedule="0 3 * * *",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Every night at 03:00: compact and checkpoint.",
-    ),
-    dg.ScheduleDefinition(
-        name="vacuum_weekly",
-        job=vacuum,
-        cron_schedule="0 4 * * 0",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Sundays at 04:00: VACUUM at each table's retention.",
-    ),
+    schedule(maintenance, "0 3 * * *", "Every night at 03:00: compact and checkpoint.", name="maintenance_nightly"),
+    schedule(vacuum, "0 4 * * 0", "Sundays at 04:00: VACUUM at each table's retention.", name="vacuum_weekly"),
 ]

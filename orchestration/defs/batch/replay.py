@@ -13,8 +13,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, field_validator
 
-from orchestration.defs.streaming.launch import run_spark_app
-from orchestration.defs.streaming.resources import SparkRunConfig
+from orchestration.lib.config import SparkRunConfig
+from orchestration.lib.jobs import KIND_TAG
+from orchestration.lib.spark import SparkApp, SparkPipes
 
 
 class ReplayConfig(SparkRunConfig):
@@ -33,8 +34,7 @@ class ReplayConfig(SparkRunConfig):
 
 
 @dg.op(description="spark_apps/replay.py through Pipes: silver and gold for the dates, rebuilt from bronze.")
-def replay_tables(context: dg.OpExecutionContext, config: ReplayConfig) -> None:
-    s = config.resolve()
+def replay_tables(context: dg.OpExecutionContext, config: ReplayConfig, spark: SparkPipes) -> None:
     args = ["--from", config.from_date, "--to", config.to_date, "--layers", ",".join(config.layers)]
     rewritten: list[Mapping[str, Any]] = []
 
@@ -43,7 +43,7 @@ def replay_tables(context: dg.OpExecutionContext, config: ReplayConfig) -> None:
             rewritten.append(message)
         return []
 
-    for _ in run_spark_app(context, s, "replay", args, observe=collect, master=config.master):
+    for _ in spark.run(context, config.resolve(), SparkApp("replay", args, observe=collect), config.master):
         pass
     # Only once the app succeeded: each rewritten table as a materialization, with what changed.
     for message in rewritten:
@@ -55,7 +55,7 @@ def replay_tables(context: dg.OpExecutionContext, config: ReplayConfig) -> None:
 @dg.job(
     description="Rebuild silver and gold from bronze for a date range (bronze is only read). "
     "Stop the refine stream first.",
-    tags={"lakehouse/kind": "replay"},
+    tags={KIND_TAG: "replay"},
     executor_def=dg.in_process_executor,
 )
 def replay() -> None:

@@ -22,8 +22,9 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from lakehouse.settings import Settings, temporary_env
 from lakehouse.tables import GOLD, QUARANTINE, SILVER
 from orchestration.defs.dbt.project import DBT_EXECUTABLE, prepare_manifest, project
-from orchestration.defs.streaming.resources import SettingsRunConfig
 from orchestration.defs.streaming.tables import OWNER, table_key
+from orchestration.lib.config import SettingsRunConfig
+from orchestration.lib.jobs import asset_job, schedule
 
 #: The lake tables a dbt source may name, by (schema, table) as Trino sees them.
 LAKE_TABLES = {(spec.layer, spec.name): spec for spec in (*SILVER.values(), QUARANTINE, *GOLD.values())}
@@ -122,22 +123,18 @@ def _build() -> dg.AssetsDefinition:
 dbt_resource = DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
 [dbt_models] = dg.with_resources([_build()], {"dbt": dbt_resource})
 
-dbt_marts = dg.define_asset_job(
-    name="dbt_marts",
-    selection=dg.AssetSelection.assets(dbt_models),
-    description=(
-        "dbt build over Trino: the staging views on silver and gold, the dbt unit tests, the marts "
-        "(merchant daily revenue and fraud, hourly page funnel, daily device health) and every dbt "
-        "data test as an asset check."
-    ),
-    tags={"lakehouse/kind": "dbt"},
-    executor_def=dg.in_process_executor,
+dbt_marts = asset_job(
+    "dbt_marts",
+    dg.AssetSelection.assets(dbt_models),
+    "dbt build over Trino: the staging views on silver and gold, the dbt unit tests, the marts "
+    "(merchant daily revenue and fraud, hourly page funnel, daily device health) and every dbt "
+    "data test as an asset check.",
+    kind="dbt",
 )
 
-dbt_marts_schedule = dg.ScheduleDefinition(
+dbt_marts_schedule = schedule(
+    dbt_marts,
+    "45 * * * *",
+    "Every hour at :45, after gold's :40 catch-up: dbt build of the staging views, marts and tests.",
     name="dbt_marts_hourly",
-    job=dbt_marts,
-    cron_schedule="45 * * * *",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Every hour at :45, after gold's :40 catch-up: dbt build of the staging views, marts and tests.",
 )

@@ -17,12 +17,13 @@ from dagster_prometheus import PrometheusResource
 from pydantic import Field
 
 from lakehouse.contracts import TOPICS
-from lakehouse.streams import STREAMS
+from lakehouse.services.streams import STREAMS
 from lakehouse.tables import GOLD
-from orchestration.defs.metrics import StreamMetrics
-from orchestration.defs.streaming.launch import run_spark_app
-from orchestration.defs.streaming.resources import SparkRunConfig
 from orchestration.defs.streaming.tables import LAYER_SPECS, REDIS_KEY
+from orchestration.lib.config import SparkRunConfig
+from orchestration.lib.jobs import asset_job, schedule
+from orchestration.lib.metrics import StreamMetrics
+from orchestration.lib.spark import SparkApp, SparkPipes
 
 if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -78,23 +79,20 @@ def _stream_asset(layer: str) -> dg.AssetsDefinition:
         op_tags={STREAM_TAG: layer},
     )
     def _stream(
-        context: dg.AssetExecutionContext, config: StreamConfig, prometheus: PrometheusResource
+        context: dg.AssetExecutionContext, config: StreamConfig, prometheus: PrometheusResource, spark: SparkPipes
     ) -> Iterator[Any]:
-        s = config.resolve()
         continuous = config.mode == "continuous"
-        yield from run_spark_app(
-            context,  # type: ignore[arg-type]
-            s,
+        app = SparkApp(
             layer,
             ["--continuous" if continuous else "--available-now"],
             observe=observe,
             continuous=continuous,
-            master=config.master,
             materialize=[spec.key for spec in specs],
             # Redis's freshness is the time of its last materialization: keep it current while the stream runs.
             rematerialize_s=60.0 if layer == "serving" else None,
             on_message=StreamMetrics(prometheus, layer, context.log),
         )
+        yield from spark.run(context, config.resolve(), app, config.master)
 
     return _stream
 
@@ -104,19 +102,18 @@ stream_assets = {layer: _stream_asset(layer) for layer in LAYERS}
 
 def _job(layer: str, mode: str) -> "UnresolvedAssetJobDefinition":
     kind = "stream" if mode == "continuous" else "catchup"
-    return dg.define_asset_job(
-        name=f"{kind}_{layer}",
+    return asset_job(
+        f"{kind}_{layer}",
         # Without the quality checks: a continuous run never "finishes" for them to follow,
         # and periodic catch-ups stay lean; `catchup_pipeline` and `quality` run the checks.
-        selection=dg.AssetSelection.assets(stream_assets[layer]).without_checks(),
-        description=(
+        dg.AssetSelection.assets(stream_assets[layer]).without_checks(),
+        (
             f"The {layer} stream, continuous: runs until stopped (`lakehouse stream stop {layer}`)."
             if mode == "continuous"
             else f"Catch the {layer} stream up (available-now), then end: streams as periodic batches."
         ),
         config={"ops": {f"{layer}_stream": {"config": {"mode": mode}}}},
         tags={STREAM_TAG: layer, "lakehouse/mode": mode},
-        executor_def=dg.in_process_executor,
     )
 
 
@@ -130,12 +127,10 @@ CATCHUP_CRON = {
     "serving": "10,25,40,55 * * * *",
 }
 catchup_schedules = [
-    dg.ScheduleDefinition(
-        name=f"catchup_{layer}_schedule",
-        job=catchup_jobs[layer],
-        cron_schedule=CATCHUP_CRON[layer],
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description=f"Every 15 minutes, staggered after the layer it reads: {layer} catches up and ends.",
+    schedule(
+        catchup_jobs[layer],
+        CATCHUP_CRON[layer],
+        f"Every 15 minutes, staggered after the layer it reads: {layer} catches up and ends.",
     )
     for layer in LAYERS
 ]

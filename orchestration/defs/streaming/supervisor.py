@@ -26,8 +26,8 @@ import dagster as dg
 from dagster_prometheus import PrometheusResource
 
 from lakehouse.settings import Settings, get_settings
-from orchestration.defs.metrics import push_restart
 from orchestration.defs.streaming.streams import LAYERS, STREAM_TAG, stream_jobs
+from orchestration.lib.metrics import push_restart
 
 IN_PROGRESS = {
     dg.DagsterRunStatus.QUEUED,

@@ -315,12 +315,12 @@ class Kafka(Component):
     def healthy(self) -> bool:
         if not port_open(self.s.host, self.s.kafka_port):
             return False
-        from lakehouse.kafka import broker_ready
+        from lakehouse.services.kafka import broker_ready
 
         return broker_ready(self.s)
 
     def after_start(self, log: Log) -> None:
-        from lakehouse.kafka import ensure_topics
+        from lakehouse.services.kafka import ensure_topics
 
         created = ensure_topics(self.s)
         log(
@@ -386,7 +386,7 @@ class Trino(Component):
 
     @property
     def home(self) -> Path:
-        from lakehouse.bootstrap import trino_home
+        from lakehouse.stack.install import trino_home
 
         return trino_home(self.s)
 
@@ -434,14 +434,14 @@ class Trino(Component):
         if r is None or r.json().get("starting", True):
             return False
         try:
-            from lakehouse.trino import query
+            from lakehouse.services.trino import query
 
             return bool(query(self.s, "SELECT 1")[0][0] == 1)
         except Exception:
             return False
 
     def after_start(self, log: Log) -> None:
-        from lakehouse.trino import ensure_schemas
+        from lakehouse.services.trino import ensure_schemas
 
         ensure_schemas(self.s, LAYERS)
         log(f"      catalog {self.s.trino_catalog}: schemas {', '.join(LAYERS)}")
@@ -558,7 +558,7 @@ class DagsterWebserver(_Dagster):
     def healthy(self) -> bool:
         if _http_ok(f"{self.s.dagster_url}/server_info") is None:
             return False
-        from lakehouse.dagster_api import code_locations
+        from lakehouse.services.dagster_api import code_locations
 
         try:
             return any(loc["status"] == "LOADED" for loc in code_locations(self.s))
@@ -580,7 +580,7 @@ class DagsterDaemon(_Dagster):
         proc = self.process()
         if proc is None:
             return False
-        from lakehouse.dagster_api import daemon_health
+        from lakehouse.services.dagster_api import daemon_health
 
         try:
             return daemon_health(self.s, since=proc.create_time())
@@ -616,7 +616,7 @@ def up(s: Settings, names: list[str] | None = None, log: Log = print) -> dict[st
         log(f"{c.name:<18} {state} in {time.monotonic() - t0:.1f}s at {c.url()}")
     if "trino" in result:
         # Best effort: every table Spark has created so far appears in the catalog (never fatal).
-        from lakehouse.trino import try_sync_tables
+        from lakehouse.services.trino import try_sync_tables
 
         try_sync_tables(s, log=lambda m: log(f"      {m}"))
     return result

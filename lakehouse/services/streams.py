@@ -16,8 +16,8 @@ from typing import Any
 
 import psutil
 
+from lakehouse.delta.session import spark_conf
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
-from lakehouse.spark import spark_conf
 
 #: The streams: each is one Spark app (``spark_apps/<name>.py``), one Dagster asset and job, one supervisor.
 STREAMS = ("bronze", "refine", "serving")
@@ -47,10 +47,10 @@ def spark_submit(
 ) -> list[str]:
     """The spark-submit command line for app NAME with ARGS, with the platform's jars and configuration.
 
-    JAVA_OPTIONS are the driver's class-archive options (:func:`lakehouse.spark_cds.recording`);
+    JAVA_OPTIONS are the driver's class-archive options (:func:`lakehouse.delta.cds.recording`);
     by default the archive is mapped when there is one.
     """
-    from lakehouse import spark_cds
+    from lakehouse.delta import cds as spark_cds
 
     s = spark_cds.with_options(s, spark_cds.driver_options(s) if java_options is None else list(java_options))
     conf = spark_conf(s, f"lakehouse-{name}", master)
@@ -106,7 +106,7 @@ def run(s: Settings, name: str, available_now: bool, master: str | None = None) 
     0 when it stopped cleanly. A second signal kills it at once. Either way nothing is left
     running to hold the checkpoint locks. Signals this process ignores (``nohup``) stay ignored.
     """
-    from lakehouse import spark_cds
+    from lakehouse.delta import cds as spark_cds
 
     with spark_cds.recording(s, ends_by_itself=available_now) as archive:
         code = _run_foreground(s, submit_command(s, name, available_now, master, archive.options), name)

@@ -3,8 +3,8 @@
 ``generate(cfg)`` is pure: from a :class:`GeneratorConfig` it builds the ordered
 list of Kafka records to send and the :class:`GroundTruth` of the run (what every
 record is, the expected counts per topic and the fraud alerts the platform must
-raise). The same config gives byte-identical output. ``produce(run, settings)``
-is the only function that does I/O: it sends the records with kafka-python.
+raise). The same config gives byte-identical output. Sending them is
+``lakehouse.generator.produce``, the package's only I/O.
 
 Time line
     Normal events are spaced ``1/rate`` seconds of event time apart from
@@ -33,10 +33,9 @@ import json
 import math
 import random
 import statistics
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,7 +45,7 @@ from lakehouse import fraud_reference
 from lakehouse.contracts import TOPICS
 
 if TYPE_CHECKING:
-    from lakehouse.settings import Settings
+    pass
 
 TOPIC_NAMES: tuple[str, ...] = tuple(t.name for t in TOPICS)
 TOPIC_WEIGHTS: dict[str, int] = {"payments": 40, "clickstream": 40, "iot": 20}
@@ -147,10 +146,6 @@ class GeneratorError(ValueError):
     """A generator configuration that cannot work, explained in one message."""
 
 
-class ProduceError(RuntimeError):
-    """Kafka could not be reached or refused the producer; the message names the bootstrap servers."""
-
-
 # --------------------------------------------------------------------------- config
 
 
@@ -219,6 +214,29 @@ class GeneratorConfig:
             raise GeneratorError(f"start_time must be timezone-aware (UTC), got {self.start_time.isoformat()}")
         st = self.start_time.astimezone(UTC)
         self.start_time = st.replace(microsecond=st.microsecond // 1000 * 1000)
+
+    @classmethod
+    def every_fault(cls, count: int, **overrides: Any) -> GeneratorConfig:
+        """COUNT normal events plus every injection the generator knows, scaled with COUNT.
+
+        Per 1,200 events one instance of each fraud pattern (at least one), per 160 an iot
+        anomaly, per 60 a duplicate, per 120 an invalid record, and 5 % sent out of order;
+        no late events (they need a ``start_time`` far enough back). OVERRIDES set any other
+        field or replace a default, e.g. ``every_fault(2400, seed=11, late=25)``. The demo,
+        the pipeline tests and the benchmarks share this mix.
+        """
+        k = max(1, count // 1200)
+        mix: dict[str, Any] = {
+            "fraud_card_testing": k,
+            "fraud_velocity": k,
+            "fraud_amount_spike": k,
+            "fraud_impossible_travel": k,
+            "anomalies": count // 160,
+            "duplicates": count // 60,
+            "out_of_order": 0.05,
+            "invalid": count // 120,
+        }
+        return cls(count=count, **{**mix, **overrides})
 
     @property
     def normal_count(self) -> int:
@@ -339,16 +357,6 @@ class GeneratedRun:
     truth: GroundTruth
     start_time: datetime
     end_time: datetime
-
-
-@dataclass(frozen=True)
-class ProduceSummary:
-    attempted: int
-    sent: int  # acknowledged by the broker
-    failed: int
-    elapsed_s: float
-    rate: float  # acknowledged records per second of wall time
-    errors: list[str] = field(default_factory=list)  # up to 10 distinct error messages
 
 
 def write_ground_truth(truth: GroundTruth, path: str | Path) -> Path:
@@ -999,123 +1007,3 @@ def merge_ground_truths(truths: Sequence[GroundTruth]) -> GroundTruth:
             injected["fraud_patterns"].setdefault(name, []).extend(instances)
         injected["anomalies"].extend(truth.injected.get("anomalies", []))
     return _build_truth(runs, records, injected, payments)
-
-
-# --------------------------------------------------------------------------- produce
-
-
-def _describe(exc: BaseException) -> str:
-    """``Name: message`` without repeating the name (kafka-python's messages often start with it)."""
-    text = str(exc)
-    name = type(exc).__name__
-    return text if text.startswith(name) else f"{name}: {text}" if text else name
-
-
-def _kafka_producer(**config: Any) -> Any:
-    from kafka import KafkaProducer
-
-    return KafkaProducer(**config)
-
-
-def produce(
-    run: GeneratedRun,
-    settings: Settings,
-    progress: Callable[[int, int], None] | None = None,
-    *,
-    producer_factory: Callable[..., Any] | None = None,
-    flush_timeout_s: float = 120.0,
-) -> ProduceSummary:
-    """Send the run's records in order; count every failure (a send that raised, failed or was never acknowledged).
-
-    Explicit partitions are honoured; when a topic has a different partition count than
-    ``run.config.partitions`` they are re-mapped to "the key's partition + 1" for the
-    real count. With ``run.config.throttle`` sends are paced at ``run.config.rate``.
-    Raises :class:`ProduceError` when the brokers cannot be reached.
-    """
-    from kafka.errors import KafkaError
-
-    servers = settings.bootstrap_servers
-    factory = producer_factory or _kafka_producer
-    try:
-        # kafka-python 3.0 accepts enable_idempotence=True together with acks="all" (no fallback needed);
-        # idempotence makes the producer's own retries safe (no broker-side duplicates).
-        producer = factory(
-            bootstrap_servers=servers,
-            client_id="lakehouse-generator",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=20,
-            retries=10,
-            retry_backoff_ms=200,
-            max_block_ms=30_000,
-            bootstrap_timeout_ms=10_000,
-        )
-    except (KafkaError, OSError) as exc:
-        raise ProduceError(f"cannot reach Kafka at {servers}: {_describe(exc)}") from None
-
-    records = run.records
-    total = len(records)
-    cfg = run.config
-    futures: list[Any] = []
-    failed_at_send = 0
-    errors: list[str] = []
-
-    def note(msg: str) -> None:
-        if msg not in errors and len(errors) < 10:
-            errors.append(msg)
-
-    t0 = time.monotonic()
-    try:
-        remap: dict[str, int] = {}
-        for topic_name in sorted({r.topic for r in records if r.partition is not None}):
-            try:
-                n = len(producer.partitions_for(topic_name) or ())
-            except KafkaError as exc:
-                raise ProduceError(f"Kafka at {servers}: no metadata for topic {topic_name!r}: {exc}") from None
-            if n and n != cfg.partitions:
-                remap[topic_name] = n
-
-        step = max(1, total // 200)
-        for i, r in enumerate(records):
-            if cfg.throttle:
-                delay = t0 + i / cfg.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            partition = r.partition
-            if partition is not None and r.topic in remap and r.key is not None:
-                partition = (default_partition(r.key, remap[r.topic]) + 1) % remap[r.topic]
-            try:
-                futures.append(producer.send(r.topic, value=r.value, key=r.key, partition=partition))
-            except (KafkaError, ValueError, TypeError, AssertionError, BufferError) as exc:
-                failed_at_send += 1
-                note(_describe(exc))
-            if progress is not None and ((i + 1) % step == 0 or i + 1 == total):
-                progress(i + 1, total)
-        try:
-            producer.flush(timeout=flush_timeout_s)
-        except KafkaError as exc:
-            note(f"flush: {_describe(exc)}")
-    finally:
-        try:
-            producer.close(timeout=10)
-        except Exception as exc:  # closing must not hide the counts
-            note(f"close: {_describe(exc)}")
-    elapsed = time.monotonic() - t0
-
-    acked = 0
-    failed = failed_at_send
-    for fut in futures:
-        if fut.is_done and fut.exception is None:
-            acked += 1
-        else:
-            failed += 1
-            error = fut.exception if fut.is_done else None
-            note(_describe(error) if error is not None else "not acknowledged before the flush timeout")
-    return ProduceSummary(
-        attempted=total,
-        sent=acked,
-        failed=failed,
-        elapsed_s=elapsed,
-        rate=acked / elapsed if elapsed > 0 else 0.0,
-        errors=errors,
-    )

@@ -258,7 +258,7 @@ class Setup:
 
     def spark_ops(self) -> str:
         """The platform's own Spark operators (spark_apps/jvm), compiled against pyspark's jars."""
-        from lakehouse import spark_ops
+        from lakehouse.delta import ops as spark_ops
 
         jar = spark_ops.jar_path(self.s)
         if jar.is_file():

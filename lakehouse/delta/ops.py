@@ -5,7 +5,7 @@ keyed state) are ``transformWithState`` processors written in Java: Python state
 pay an Arrow round trip and a socket call per key, which on 2 cores is far slower than the rest
 of the pipeline (see docs/benchmarks.md). The sources are compiled with the JDK that runs
 Spark against pyspark's own jars, once per content hash, into ``<state_dir>/jvm/spark-ops/``;
-``lakehouse setup`` builds it and every Spark session (``lakehouse.spark``) ensures it is current.
+``lakehouse setup`` builds it and every Spark session (``lakehouse.delta.session``) ensures it is current.
 """
 
 from __future__ import annotations

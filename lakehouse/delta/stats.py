@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
 
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, TableSpec
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
 
 
 @dataclass
@@ -25,8 +24,6 @@ class TableStats:
 
 
 def table_stats(spark: SparkSession, s: Settings, spec: TableSpec) -> TableStats:
-    from delta.tables import DeltaTable
-
     path = spec.path(s.lake_dir)
     if not DeltaTable.isDeltaTable(spark, path):
         return TableStats(spec.full_name, exists=False)

@@ -1,42 +1,8 @@
-"""Data-quality checks of silver and gold, declared from the table specs and contracts, run with Great Expectations.
+"""Running the data-quality checks (``lakehouse.checks``) over the Delta tables, with Great Expectations.
 
-Two halves:
-
-- ``CHECKS``: a static, declarative list (no Spark, no Great Expectations import) of every
-  check, so the orchestrator can declare its asset checks from it. Each check is derived
-  from ``lakehouse.tables`` and the JSON Schemas, never typed by hand per table.
-- ``run_checks(spark, s, assets)``: reads the Delta tables under ``s.lake_dir`` and runs
-  the checks, returning one ``CheckOutcome`` per check with JSON-serialisable metadata
-  (counts, the expectations that failed and failing examples for a UI).
-
-The checks, per asset (``"layer/name"``, the orchestrator's asset key):
-
-``keys_not_null`` / ``keys_unique`` (ERROR, blocking)
-    the spec's keys: ``expect_column_values_to_not_be_null`` per key column and
-    ``expect_column_values_to_be_unique`` (one key column) or
-    ``expect_compound_columns_to_be_unique`` (several).
-``ranges_and_enums`` (ERROR, blocking)
-    silver: every ``enum`` (``expect_column_values_to_be_in_set``) and numeric
-    ``minimum``/``maximum`` (``expect_column_values_to_be_between``) of the topic's JSON Schema.
-    gold, from the spec's columns (``_gold_rules``): a BIGINT column is a count or a batch id,
-    so it is >= 0; a column named after a bounded field of the source topic's schema
-    (``amount``, or a statistic of it ``amount_avg``/``_min``/``_max``) keeps that field's
-    range, and ``<field>_sum`` keeps its lower bound when it is >= 0 (a sum of non-negative
-    values is non-negative; its upper bound grows with the count); a STRING column named
-    after an enum field of the source schema (``device_minute.sensor_type``) keeps the enum;
-    a range written as ``lo..hi`` at the start of the column's comment (``fraud_alerts.score``)
-    is enforced; ``late_events.source`` names a silver table.
-``freshness`` (WARN, not blocking)
-    the newest row's processing time (``updated_at``, else ``detected_at``, else
-    ``ingested_at``) is at most ``freshness_max_age(s)`` old:
-    ``expect_column_min_to_be_between`` on the row age in seconds, computed in Spark (no time
-    zone conversions in Python). For sparse tables (``fraud_alerts``, ``late_events``) an old
-    newest row can also mean "nothing to report lately", hence a warning.
-``reconciliation`` (silver only; ERROR, blocking)
-    every bronze record of the topic is accounted for: bronze = silver first copies +
-    quarantined + duplicates, exactly; see ``_reconcile`` for how this stays correct while
-    the streams write. Computed directly in Spark: it is a cross-table invariant, not an
-    expectation about one batch of data.
+``run_checks(spark, s, assets)`` reads the Delta tables under ``s.lake_dir`` and runs the checks,
+returning one ``CheckOutcome`` per check with JSON-serialisable metadata (counts, the expectations
+that failed and failing examples for a UI).
 
 Great Expectations runs in an ephemeral context with one Spark data source, one dataframe
 asset per table and a whole-dataframe batch definition. To keep the number of Spark jobs
@@ -52,23 +18,35 @@ Nothing is collected to the driver but aggregates and at most ``EXAMPLES`` rows 
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-from lakehouse.contracts import schema
+import great_expectations as gx
+from delta.tables import DeltaTable
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakehouse.checks import (
+    SEVERITY,
+    CheckOutcome,
+    Expect,
+    checked_tables,
+    expectations,
+    fmt_num,
+    freshness_column,
+    freshness_max_age,
+)
 from lakehouse.settings import Settings
-from lakehouse.tables import BRONZE, GOLD, QUARANTINE, SILVER, TableSpec
-from lakehouse.validation import fields as schema_fields
-
-if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
-
-Severity = Literal["ERROR", "WARN"]
+from lakehouse.tables import BRONZE, QUARANTINE, SILVER, TableSpec
 
 #: failing examples kept per expectation (and in total per check)
 EXAMPLES = 10
@@ -78,203 +56,13 @@ RECHECK_DELAY_S = 1.0
 _AGE = "_age_seconds"  # the derived column the freshness expectation looks at
 
 
-# -- declarations ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CheckDef:
-    asset: str  # "layer/name", the orchestrator's asset key
-    name: str
-    description: str
-    severity: Severity
-    blocking: bool
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    asset: str
-    name: str
-    passed: bool
-    severity: Severity
-    metadata: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable
-
-
-@dataclass(frozen=True)
-class Expect:
-    """One expectation, declared without importing Great Expectations."""
-
-    kind: Literal["not_null", "unique", "compound_unique", "between", "in_set", "max_age"]
-    columns: tuple[str, ...]
-    min_value: float | None = None
-    max_value: float | None = None
-    value_set: tuple[Any, ...] = ()
-    why: str = ""
-
-    def describe(self) -> str:
-        cols = ", ".join(self.columns)
-        if self.kind == "not_null":
-            return f"{cols} not null"
-        if self.kind == "unique":
-            return f"{cols} unique"
-        if self.kind == "compound_unique":
-            return f"({cols}) unique"
-        if self.kind == "in_set":
-            return f"{cols} in {{{', '.join(str(v) for v in self.value_set)}}}"
-        if self.kind == "max_age":
-            return f"newest {cols} at most {_fmt_num(self.max_value)} s old"
-        lo = "" if self.min_value is None else _fmt_num(self.min_value)
-        hi = "" if self.max_value is None else _fmt_num(self.max_value)
-        return f"{cols} in [{lo}..{hi}]"
-
-
-def _fmt_num(v: float | None) -> str:
-    return "" if v is None else (str(int(v)) if float(v).is_integer() else str(v))
-
-
-# Which silver topic feeds each gold table (bounded fields and enums are inherited from it).
-_GOLD_SOURCE: dict[str, str | None] = {
-    "merchant_minute": "payments",
-    "page_minute": "clickstream",
-    "device_minute": "iot",
-    "fraud_alerts": "payments",
-    "late_events": None,
-}
-_STATS = ("", "_avg", "_min", "_max")
-_COMMENT_RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\.\.(-?\d+(?:\.\d+)?)\b")
-
-
-def _bounds(spec: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    lo, hi = spec.get("minimum"), spec.get("maximum")
-    return (None if lo is None else float(lo), None if hi is None else float(hi))
-
-
-def _silver_rules(topic: str) -> tuple[Expect, ...]:
-    """Every enum and numeric minimum/maximum of the topic's JSON Schema that silver stores as a column."""
-    table = SILVER[topic]
-    out: list[Expect] = []
-    for f in schema_fields(schema(topic)):
-        if f.name not in table.column_names:
-            continue  # card_number: masked into card_token / card_last4
-        src = f"{topic}.schema.json {f.name}"
-        if "enum" in f.spec:
-            out.append(Expect("in_set", (f.name,), value_set=tuple(f.spec["enum"]), why=f"{src}: enum"))
-        lo, hi = _bounds(f.spec)
-        if (lo is not None or hi is not None) and f.spark_type in ("double", "bigint"):
-            out.append(Expect("between", (f.name,), lo, hi, why=f"{src}: minimum/maximum"))
-    return tuple(out)
-
-
-def _gold_rules(table: TableSpec) -> tuple[Expect, ...]:
-    """Ranges and enums of a gold table, derived from its columns (see the module docstring)."""
-    topic = _GOLD_SOURCE.get(table.name)
-    source = {f.name: f for f in schema_fields(schema(topic))} if topic else {}
-    out: list[Expect] = []
-    for c in table.columns:
-        if c.type == "BIGINT":
-            out.append(Expect("between", (c.name,), 0.0, None, why="BIGINT: a count or a batch id"))
-            continue
-        m = _COMMENT_RANGE.match(c.comment)
-        if m and c.type == "DOUBLE":
-            low, high = float(m.group(1)), float(m.group(2))
-            out.append(Expect("between", (c.name,), low, high, why=f"spec comment: {c.comment}"))
-            continue
-        if table.name == "late_events" and c.name == "source":
-            names = tuple(s.full_name for s in SILVER.values())
-            out.append(Expect("in_set", (c.name,), value_set=names, why="names the silver table"))
-            continue
-        if c.type == "STRING" and c.name in source and "enum" in source[c.name].spec:
-            enum = tuple(source[c.name].spec["enum"])
-            out.append(Expect("in_set", (c.name,), value_set=enum, why=f"{topic}.schema.json {c.name}: enum"))
-            continue
-        if c.type != "DOUBLE":
-            continue
-        for name, f in source.items():
-            lo, hi = _bounds(f.spec)
-            if lo is None and hi is None:
-                continue
-            why = f"{topic}.schema.json {name}: minimum/maximum"
-            if c.name in (name + s for s in _STATS):
-                out.append(Expect("between", (c.name,), lo, hi, why=why))
-            elif c.name == f"{name}_sum" and lo is not None and lo >= 0:
-                out.append(Expect("between", (c.name,), lo, None, why=why + " (a sum keeps the lower bound)"))
-    return tuple(out)
-
-
-def _key_rules(table: TableSpec) -> dict[str, tuple[Expect, ...]]:
-    not_null = tuple(Expect("not_null", (k,), why="key") for k in table.keys)
-    unique = Expect("compound_unique" if len(table.keys) > 1 else "unique", table.keys, why="key")
-    return {"keys_not_null": not_null, "keys_unique": (unique,)}
-
-
-def freshness_column(table: TableSpec) -> str:
-    """The column that says when a row was last written by the pipeline."""
-    for name in ("updated_at", "detected_at", "ingested_at"):
-        if name in table.column_names:
-            return name
-    raise ValueError(f"{table.full_name} has no processing-time column")
-
-
-def freshness_max_age(s: Settings) -> timedelta:
-    """The freshness limit (``LAKEHOUSE_FRESHNESS_MAX_AGE_MINUTES``, 60 by default)."""
-    return timedelta(minutes=s.freshness_max_age_minutes)
-
-
-_SEVERITY: dict[str, tuple[Severity, bool]] = {
-    "keys_not_null": ("ERROR", True),
-    "keys_unique": ("ERROR", True),
-    "ranges_and_enums": ("ERROR", True),
-    "freshness": ("WARN", False),
-    "reconciliation": ("ERROR", True),
-}
-
-
-def _tables() -> dict[str, TableSpec]:
-    """Every checked table by asset key: the silver table of each topic, then the public gold tables."""
-    return {t.relative_path: t for t in (*SILVER.values(), *GOLD.values())}
-
-
-def _expectations(table: TableSpec) -> dict[str, tuple[Expect, ...]]:
-    """The expectation-based checks of a table, by check name (reconciliation is not one)."""
-    ranges = _silver_rules(table.name) if table.layer == "silver" else _gold_rules(table)
-    ts = freshness_column(table)
-    freshness = Expect("max_age", (ts,), why=f"{ts}: newest row")  # max_value filled in at run time
-    return {**_key_rules(table), "ranges_and_enums": ranges, "freshness": (freshness,)}
-
-
-def _describe(name: str, table: TableSpec, rules: tuple[Expect, ...]) -> str:
-    if name == "freshness":
-        return (
-            f"the newest {rules[0].columns[0]} of {table.full_name} is at most the freshness limit old "
-            "(LAKEHOUSE_FRESHNESS_MAX_AGE_MINUTES, default 60)"
-        )
-    return f"{table.full_name}: " + "; ".join(r.describe() for r in rules)
-
-
-def _build_checks() -> list[CheckDef]:
-    out: list[CheckDef] = []
-    for asset, table in _tables().items():
-        for name, rules in _expectations(table).items():
-            severity, blocking = _SEVERITY[name]
-            out.append(CheckDef(asset, name, _describe(name, table, rules), severity, blocking))
-        if table.layer == "silver":
-            severity, blocking = _SEVERITY["reconciliation"]
-            description = (
-                f"every {BRONZE[table.name].full_name} record silver has processed is accounted for: "
-                f"bronze = {table.full_name} first copies + {QUARANTINE.full_name} ({table.name}) + duplicates"
-            )
-            out.append(CheckDef(asset, "reconciliation", description, severity, blocking))
-    return out
-
-
-#: Every check, in a stable order: per asset, keys_not_null, keys_unique, ranges_and_enums, freshness[, reconciliation].
-CHECKS: list[CheckDef] = _build_checks()
-
-
 # -- running -------------------------------------------------------------------------------
 def run_checks(spark: SparkSession, s: Settings, assets: Iterable[str] | None = None) -> list[CheckOutcome]:
     """Run the checks of ``assets`` (default: all) against the Delta tables under ``s.lake_dir``.
 
     A missing table gives failed outcomes that say so; an unknown asset name is a ValueError.
     """
-    tables = _tables()
+    tables = checked_tables()
     selected = list(tables) if assets is None else list(dict.fromkeys(assets))
     unknown = [a for a in selected if a not in tables]
     if unknown:
@@ -291,14 +79,10 @@ def run_checks(spark: SparkSession, s: Settings, assets: Iterable[str] | None = 
 
 
 def _is_delta(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
-
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
 def _latest_version(spark: SparkSession, path: str) -> int:
-    from delta.tables import DeltaTable
-
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()
     assert row is not None
     return int(row[0])
@@ -314,7 +98,7 @@ def _missing(asset: str, names: Iterable[str], what: str) -> list[CheckOutcome]:
             asset,
             n,
             False,
-            _SEVERITY[n][0],
+            SEVERITY[n][0],
             {"error": what, "failed_expectations": [], "unexpected_count": 0, "failing_examples": []},
         )
         for n in names
@@ -330,13 +114,6 @@ class _GxRunner:
 
     def _datasource(self) -> Any:
         if self._source is None:
-            import great_expectations as gx
-            from great_expectations.data_context.types.base import (
-                DataContextConfig,
-                InMemoryStoreBackendDefaults,
-                ProgressBarsConfig,
-            )
-
             config = DataContextConfig(
                 store_backend_defaults=InMemoryStoreBackendDefaults(),
                 analytics_enabled=False,
@@ -347,9 +124,7 @@ class _GxRunner:
         return self._source
 
     def validate(self, asset: str, table: TableSpec, path: str, max_age: timedelta) -> list[CheckOutcome]:
-        from pyspark.sql import functions as F
-
-        checks = _expectations(table)
+        checks = expectations(table)
         if not _is_delta(self._spark, path):
             return _missing(asset, checks, f"table {table.full_name} does not exist (no Delta table at {path})")
         # The latest snapshot at each Spark job: no time travel needed, as tables only grow between these jobs.
@@ -397,12 +172,10 @@ class _GxRunner:
             if name == "freshness":
                 md.update(_freshness_metadata(results[0], ts, now_s, max_age))
                 passed = passed and md.get("newest") is not None
-            out.append(CheckOutcome(asset, name, passed, _SEVERITY[name][0], _jsonable(md)))
+            out.append(CheckOutcome(asset, name, passed, SEVERITY[name][0], _jsonable(md)))
         return out
 
     def _run(self, batch: Any, suite_name: str, rules: list[tuple[str, Expect]], fmt: dict[str, Any]) -> list[Any]:
-        import great_expectations as gx
-
         expectations = [_gx_expectation(r, n, i) for i, (n, r) in enumerate(rules)]
         result = batch.validate(gx.ExpectationSuite(name=suite_name, expectations=expectations), result_format=fmt)
         by_index: dict[int, Any] = {}
@@ -412,8 +185,6 @@ class _GxRunner:
 
 
 def _gx_expectation(rule: Expect, check: str, index: int) -> Any:
-    import great_expectations as gx
-
     gxe: Any = gx.expectations  # the Expect* classes are not re-exported for mypy
     meta = {"check": check, "index": index, "why": rule.why}
     col = rule.columns[0]
@@ -438,7 +209,7 @@ def _result_dict(rule: Expect, r: Any, ts: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "expectation": cfg.type,
         "kwargs": kwargs,
-        "rule": rule.describe() if rule.kind != "max_age" else f"newest {ts} at most {_fmt_num(rule.max_value)} s old",
+        "rule": rule.describe() if rule.kind != "max_age" else f"newest {ts} at most {fmt_num(rule.max_value)} s old",
         "why": rule.why,
         "success": bool(r.success),
     }
@@ -554,10 +325,8 @@ def _reconcile(spark: SparkSession, s: Settings, topic: str) -> CheckOutcome:
     bronze, silver and the quarantine fully (two shuffles: by coordinates, then by event_id),
     so on a very large lake it should be restricted to recent ``ingest_date`` partitions.
     """
-    from pyspark.sql import functions as F
-
     asset = SILVER[topic].relative_path
-    severity = _SEVERITY["reconciliation"][0]
+    severity = SEVERITY["reconciliation"][0]
     paths = {"bronze": BRONZE[topic].path(s.lake_dir), "silver": SILVER[topic].path(s.lake_dir)}
     paths["quarantine"] = QUARANTINE.path(s.lake_dir)
     missing = [f"{k} ({p})" for k, p in paths.items() if not _is_delta(spark, p)]
@@ -638,8 +407,6 @@ def _facts(bronze: DataFrame, silver: DataFrame, quarantine: DataFrame, topic: s
     Columns: partition, offset, _ingested_us (NULL when bronze lacks the coordinates), event_id,
     status, _repeats (times the coordinates were recorded beyond once).
     """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
 
     def tagged(df: DataFrame, p: str, o: str, ingested: Column, event_id: Column, tag: str) -> DataFrame:
         flags = [F.lit(1 if t == tag else 0).alias(t) for t in ("_b", "_q", "_s")]
@@ -707,9 +474,6 @@ def _tally(facts: DataFrame, cutoff_us: int | None) -> tuple[int | None, dict[st
     Facts are first reduced to one row per (ingested_at, status) - one per bronze micro-batch
     and status, small - and cached, so the cutoff and the counts cost one pass over the tables.
     """
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     per_batch = (
         facts.groupBy("_ingested_us", "status")
         .agg(F.count(F.lit(1)).alias("n"), F.sum("_repeats").alias("repeats"))
@@ -735,8 +499,6 @@ def _tally(facts: DataFrame, cutoff_us: int | None) -> tuple[int | None, dict[st
 
 def _examples(rows: DataFrame, topic: str) -> list[dict[str, Any]]:
     """Up to EXAMPLES rows, by Kafka coordinates: status, topic, partition, offset, ingested_at, event_id."""
-    from pyspark.sql import functions as F
-
     picked = rows.select(
         "status",
         F.lit(topic).alias("topic"),

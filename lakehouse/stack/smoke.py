@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lakehouse.services.trino import ensure_schema, query, register_table
 from lakehouse.settings import Settings
-from lakehouse.trino import ensure_schema, query, register_table
 
 SMOKE_SCHEMA = "smoke"
 SMOKE_TABLE = "spark_roundtrip"
@@ -39,7 +39,7 @@ def spark_to_trino_roundtrip(s: Settings, rows: list[tuple[int, str, float]] | N
     """Overwrite a small Delta table with Spark, register it in Trino and read it back."""
     from pyspark.sql import SparkSession
 
-    from lakehouse.spark import build_spark_session
+    from lakehouse.delta.session import build_spark_session
 
     rows = rows or SMOKE_ROWS
     t0 = time.monotonic()

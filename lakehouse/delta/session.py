@@ -21,8 +21,8 @@ class SparkSetupError(RuntimeError):
 
 def connector_jars(s: Settings) -> list[Path]:
     """The Kafka and Delta connector jars cached by `make setup` (infra/jvm/spark-connectors.pom.xml),
-    and the platform's own operators (``lakehouse.spark_ops``, compiled here if the sources changed)."""
-    from lakehouse.spark_ops import SparkOpsBuildError, ensure
+    and the platform's own operators (``lakehouse.delta.ops``, compiled here if the sources changed)."""
+    from lakehouse.delta.ops import SparkOpsBuildError, ensure
 
     jars = sorted((s.jvm_dir / "spark").glob("*.jar"))
     names = " ".join(j.name for j in jars)
@@ -87,7 +87,7 @@ def build_spark_session(
     """
     from pyspark.sql import SparkSession
 
-    from lakehouse import spark_cds
+    from lakehouse.delta import cds as spark_cds
 
     s = settings or get_settings()
     # pyspark passes this configuration to the spark-submit that starts its JVM: the driver's

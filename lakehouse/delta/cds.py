@@ -42,7 +42,7 @@ def _pyspark_jars() -> list[Path]:
 
 def archive_path(s: Settings) -> Path:
     """Where the archive for this Java and these jars lives (its name is their hash)."""
-    from lakehouse.spark import connector_jars
+    from lakehouse.delta.session import connector_jars
 
     h = hashlib.sha256()
     java = Path(s.java17()).resolve()
@@ -58,7 +58,7 @@ def archive_path(s: Settings) -> Path:
 
 def _archive(s: Settings) -> Path | None:
     """The archive's path, or None when it is switched off or the jars are missing (spark-submit says so)."""
-    from lakehouse.spark import SparkSetupError
+    from lakehouse.delta.session import SparkSetupError
 
     if not s.spark_class_archive:
         return None

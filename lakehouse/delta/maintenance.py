@@ -8,11 +8,11 @@ each into a Dagster observation).
 Safe while the streams write:
 
 - every operation retries Delta's optimistic-concurrency conflicts (matched by the Java
-  exception's class name, see :func:`conflict_name`) with exponential backoff and a bounded
+  exception's class name, see :func:`lakehouse.delta.guards.conflict_name`) with exponential backoff and a bounded
   number of attempts; any other error propagates unchanged;
 - OPTIMIZE and VACUUM never change what a reader sees; VACUUM keeps removed files for the
   table's ``delta.deletedFileRetentionDuration`` unless explicitly forced;
-- row deletes (a replay) go through :func:`assert_not_bronze` first: bronze, the raw
+- row deletes (a replay) go through :func:`lakehouse.delta.guards.assert_not_bronze` first: bronze, the raw
   record of what Kafka delivered, is never deleted from or overwritten.
 
 Known interaction: OPTIMIZE rewrites files a concurrent gold MERGE may have read, so that
@@ -23,40 +23,32 @@ stream retries its micro-batch, whose writes are idempotent.
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.delta.guards import DEFAULT_RETRY, Attempts, RetryPolicy, retry_on_conflict
 from lakehouse.tables import TableSpec
 
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
 __all__ = [
-    "CONFLICT_EXCEPTIONS",
-    "DEFAULT_RETRY",
-    "Attempts",
-    "BronzeProtectedError",
-    "ConflictRetriesExhaustedError",
     "FileStats",
     "MaintenanceError",
     "MetricValue",
     "OpResult",
     "RetentionTooShortError",
-    "RetryPolicy",
     "TableNotFoundError",
-    "assert_not_bronze",
     "checkpoint",
-    "conflict_name",
     "optimize",
     "parse_interval_hours",
-    "retry_on_conflict",
     "table_exists",
     "table_files",
     "table_retention_hours",
@@ -66,25 +58,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 MetricValue = str | int | float | bool | None
-
-#: Delta's optimistic-concurrency conflicts (io.delta.exceptions.* and their
-#: org.apache.spark.sql.delta.* parents): the transaction lost a race and may simply run again.
-CONFLICT_EXCEPTIONS = frozenset(
-    {
-        "ConcurrentAppendException",
-        "ConcurrentDeleteReadException",
-        "ConcurrentDeleteDeleteException",
-        "ConcurrentTransactionException",
-        "ConcurrentWriteException",
-        "MetadataChangedException",
-        "ProtocolChangedException",
-        "DeltaConcurrentModificationException",
-    }
-)
-_JAVA_PACKAGES = r"(?:io\.delta\.exceptions|org\.apache\.spark\.sql\.delta)"
-_CONFLICT_IN_TRACE = re.compile(rf"^(?:Caused by: )?{_JAVA_PACKAGES}\.({'|'.join(CONFLICT_EXCEPTIONS)}):", re.MULTILINE)
 
 DELTA_DEFAULT_RETENTION_HOURS = 168.0  # Delta's default delta.deletedFileRetentionDuration: 1 week
 _RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -98,20 +72,12 @@ class MaintenanceError(RuntimeError):
     """A maintenance operation could not run or did not do what it must."""
 
 
-class BronzeProtectedError(MaintenanceError):
-    """A delete or overwrite was aimed at bronze, which is never rewritten."""
-
-
 class RetentionTooShortError(MaintenanceError, ValueError):
     """VACUUM was asked to keep removed files for less than the table's retention, without force."""
 
 
 class TableNotFoundError(MaintenanceError, FileNotFoundError):
     """No Delta table at the spec's location (yet)."""
-
-
-class ConflictRetriesExhaustedError(MaintenanceError):
-    """Every attempt lost a Delta concurrency conflict."""
 
 
 # -- results ----------------------------------------------------------------------------
@@ -141,146 +107,8 @@ class OpResult:
         }
 
 
-# -- retrying concurrency conflicts -----------------------------------------------------
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    base_delay_s: float = 0.5
-    max_delay_s: float = 15.0
-
-    def delay(self, failed_attempts: int) -> float:
-        """Exponential backoff with jitter (half to full of the capped exponential delay)."""
-        capped = min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempts - 1))
-        return float(capped * random.SystemRandom().uniform(0.5, 1.0))
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
-def _java_class_names(throwable: Any) -> Iterator[str]:
-    """Simple class names of a Java throwable, its superclasses, and the same for its causes."""
-    seen = 0
-    while throwable is not None and seen < 16:
-        seen += 1
-        try:
-            cls = throwable.getClass()
-            while cls is not None:
-                yield str(cls.getSimpleName())
-                cls = cls.getSuperclass()
-            throwable = throwable.getCause()
-        except Exception:  # not a py4j JavaObject after all (e.g. Spark Connect): nothing more to read
-            return
-
-
-def conflict_name(exc: BaseException) -> str | None:
-    """The Delta concurrency-conflict class ``exc`` stands for, or None if it is something else.
-
-    pyspark 4.2 surfaces Delta's conflicts in three shapes, all checked here: delta-spark's own
-    Python classes (``delta.exceptions.ConcurrentAppendException``, named after the Java class,
-    without the Java object); a CapturedException or Py4JJavaError carrying the Java throwable
-    (``_origin`` / ``java_exception``; its class, superclasses and causes are checked); and the
-    JVM stack trace text (``io.delta.exceptions.X: ...`` or ``Caused by: ...``).
-    """
-    pending: list[BaseException] = [exc]
-    visited: set[int] = set()
-    while pending:
-        e = pending.pop()
-        if id(e) in visited:
-            continue
-        visited.add(id(e))
-        for cls in type(e).__mro__:
-            if cls.__name__ in CONFLICT_EXCEPTIONS:
-                return cls.__name__
-        for attr in ("_origin", "java_exception"):
-            for name in _java_class_names(getattr(e, attr, None)):
-                if name in CONFLICT_EXCEPTIONS:
-                    return name
-        trace = getattr(e, "_stackTrace", None)
-        if isinstance(trace, str) and (m := _CONFLICT_IN_TRACE.search(trace)):
-            return m.group(1)
-        for nxt in (getattr(e, "_cause", None), e.__cause__):  # not __context__: an error *while* handling one
-            if isinstance(nxt, BaseException):
-                pending.append(nxt)
-    return None
-
-
-@dataclass
-class Attempts:
-    """How many times :func:`retry_on_conflict` ran its function, and the conflicts it lost."""
-
-    count: int = 0
-    conflicts: list[str] = field(default_factory=list)
-
-
-def retry_on_conflict(
-    fn: Callable[[], T],
-    *,
-    what: str,
-    policy: RetryPolicy = DEFAULT_RETRY,
-    sleep: Callable[[float], None] = time.sleep,
-    attempts: Attempts | None = None,
-) -> T:
-    """Run ``fn``; when it loses a Delta concurrency conflict, back off and run it again.
-
-    At most ``policy.max_attempts`` runs; then :class:`ConflictRetriesExhaustedError` (from the
-    last conflict). Any other exception propagates at once, unchanged. ``attempts`` (optional)
-    records how many runs it took and which conflicts were lost.
-    """
-    record = attempts if attempts is not None else Attempts()
-    while True:
-        record.count += 1
-        try:
-            return fn()
-        except Exception as exc:
-            name = conflict_name(exc)
-            if name is None:
-                raise
-            record.conflicts.append(name)
-            if record.count >= policy.max_attempts:
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise ConflictRetriesExhaustedError(
-                    f"{what}: gave up after {record.count} attempts, each lost a Delta concurrency conflict "
-                    f"({', '.join(record.conflicts)}); last: {first_line}"
-                ) from exc
-            pause = policy.delay(record.count)
-            log.warning("%s: %s on attempt %d, retrying in %.1fs", what, name, record.count, pause)
-            sleep(pause)
-
-
-# -- guard ------------------------------------------------------------------------------
-def assert_not_bronze(target: TableSpec | str | Path, *, operation: str = "delete from or overwrite") -> None:
-    """Raise :class:`BronzeProtectedError` when ``target`` is bronze, part of it, or a lake holding it.
-
-    ``target`` is a spec, a full name (``"bronze.payments"``) or a path (local or URI). Call it
-    before any delete or overwrite (pruning, replay): bronze is the exactly-once record of what
-    Kafka delivered, and everything else can be rebuilt from it, but not the other way round.
-    Delta refuses too (``delta.appendOnly=true``); this refuses earlier, also for overwrites
-    and file-level deletes Delta cannot see.
-    """
-    if isinstance(target, TableSpec):
-        bronze, shown = target.layer == "bronze", f"{target.full_name} ({target.relative_path})"
-    else:
-        text = str(target)
-        parts = [p for p in re.split(r"[/\\]", text.split("://", 1)[-1]) if p]
-        local = re.sub(r"^file:(//)?", "", text)
-        bronze = (
-            text.split(".", 1)[0].lower() == "bronze"
-            or any(p.lower() == "bronze" for p in parts)
-            or ("://" not in local and (Path(local) / "bronze").is_dir())  # a lake root: holds bronze
-        )
-        shown = text
-    if bronze:
-        raise BronzeProtectedError(
-            f"refusing to {operation} {shown}: bronze is the raw, exactly-once record of what Kafka delivered "
-            "and is never deleted from or overwritten (its tables are delta.appendOnly). "
-            "Rebuild or repair silver and gold from it instead."
-        )
-
-
 # -- table facts ------------------------------------------------------------------------
 def table_exists(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
-
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
@@ -290,8 +118,6 @@ def _require(spark: SparkSession, spec: TableSpec, path: str) -> None:
 
 
 def _detail(spark: SparkSession, path: str) -> dict[str, Any]:
-    from delta.tables import DeltaTable
-
     row = DeltaTable.forPath(spark, path).detail().first()
     if row is None:
         raise MaintenanceError(f"DESCRIBE DETAIL returned nothing for {path}")
@@ -308,8 +134,6 @@ def table_files(spark: SparkSession, path: str) -> FileStats:
 
 
 def _version(spark: SparkSession, path: str) -> int:
-    from delta.tables import DeltaTable
-
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()
     if row is None:
         raise MaintenanceError(f"no commits in {path}")
@@ -318,8 +142,6 @@ def _version(spark: SparkSession, path: str) -> int:
 
 def _commits_after(spark: SparkSession, path: str, version: int, operations: set[str]) -> list[dict[str, Any]]:
     """Commits newer than ``version`` with one of ``operations``, oldest first."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
 
     rows = (
         DeltaTable.forPath(spark, path)
@@ -475,8 +297,6 @@ def optimize(
     Z-order skips keys Delta refuses (see :func:`zorder_columns`) and a table of fewer than 2 files
     (Delta would rewrite even a single file).
     """
-    from delta.tables import DeltaTable
-
     started = time.monotonic()
     path = spec.path(lake_dir)
     _require(spark, spec, path)
@@ -545,8 +365,6 @@ def vacuum(
     stream or time travel still using such a file would fail. With ``force``, Delta's own check
     (``spark.databricks.delta.retentionDurationCheck.enabled``) is off for this call only.
     """
-    from delta.tables import DeltaTable
-
     started = time.monotonic()
     path = spec.path(lake_dir)
     _require(spark, spec, path)
