@@ -36,7 +36,7 @@ from typing import Any
 from lakehouse import serving
 from lakehouse.bench.apps import start_app
 from lakehouse.bench.load import BenchError, parse_progress, producer
-from lakehouse.generator import GeneratorConfig, generate
+from lakehouse.generator import TOPIC_NAMES, GeneratorConfig, generate
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
@@ -53,8 +53,8 @@ class Traffic:
     """Realistic records made fast: the generator's normal mix as templates, each sent with a fresh
     event_id and the scheduled time as its event_time."""
 
-    def __init__(self, seed: int, n_templates: int = 20_000) -> None:
-        run = generate(GeneratorConfig(seed=seed, count=n_templates, rate=100.0))
+    def __init__(self, seed: int, n_templates: int = 20_000, topics: tuple[str, ...] = TOPIC_NAMES) -> None:
+        run = generate(GeneratorConfig(seed=seed, count=n_templates, rate=100.0, topics=topics))
         self.templates: list[tuple[str, bytes | None, str]] = []
         for r in run.records:
             body = json.loads(r.value)

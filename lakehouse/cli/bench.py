@@ -14,7 +14,8 @@ DEFAULT_OUT = Path("docs") / "bench"
 @click.group()
 def bench() -> None:
     """Benchmarks: throughput (catch-up), latency (produce -> Redis), growth (batch cost as tables grow),
-    jvm (a short run's wall time under several driver JVM option sets).
+    jvm (a short run's wall time under several driver JVM option sets),
+    engines (the fast path's stream engine: Flink vs Spark real-time mode vs a minimal consumer).
 
     Each needs the stack's Kafka (`lakehouse up kafka redis`), works in its own lakes under
     <state_dir>/bench, prints a table, and writes JSON and a PNG chart to --out. Numbers are
@@ -133,3 +134,40 @@ def bench_jvm(events: int, rounds: int, seed: int, extra: tuple[str, ...], out: 
     results = jvm.main(s, events, rounds, seed, sets, out, log=console.print)
     console.print(jvm.table(results))
     console.print(f"\nwrote {out / 'jvm.json'}")
+
+
+@bench.command("engines")
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    type=float,
+    default=(5000.0, 20000.0),
+    show_default=True,
+    help="Payments per second, open loop. Repeat for several.",
+)
+@click.option(
+    "--candidate",
+    "candidates",
+    multiple=True,
+    default=("flink", "spark-rtm"),
+    show_default=True,
+    help="Engines to measure: flink, spark-rtm (the floor is always measured).",
+)
+@click.option("--duration", default=120.0, show_default=True, help="Seconds measured per candidate and rate.")
+@click.option("--warmup", default=30.0, show_default=True, help="Seconds of load before measuring.")
+@click.option("--probe-every", default=10, show_default=True, help="Every Nth payment is a probe.")
+@out_option
+@friendly_errors
+def bench_engines(
+    rates: tuple[float, ...], candidates: tuple[str, ...], duration: float, warmup: float, probe_every: int, out: Path
+) -> None:
+    """The fast path's engine study: Kafka -> engine -> Redis with no rules, per engine, under an open-loop
+    payment load; p50/p95/p99/max from each probe's scheduled send time to its entry read from Redis.
+    Baseline in the same run: a minimal consumer (librdkafka + redis-py) that writes one Redis command
+    per probe. Needs Kafka and Redis (`lakehouse up kafka redis`)."""
+    from lakehouse.bench import engines
+
+    s = load_settings()
+    engines.main(s, list(rates), list(candidates), warmup, duration, probe_every, out, log=console.print)
+    console.print(f"\nwrote {out / 'engines.json'} and {out / 'engines.png'}")

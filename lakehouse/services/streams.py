@@ -28,7 +28,7 @@ ALREADY_RUNNING = 75
 # Batch apps: launched the same way (spark-submit, Pipes), but they end by themselves.
 BATCH_APPS = {"quality": "quality.py", "maintenance": "maintenance.py", "replay": "replay.py"}
 # The benchmarks' baselines (`lakehouse bench`).
-BENCH_APPS = {"bench_floor": "bench_floor.py"}
+BENCH_APPS = {"bench_floor": "bench_floor.py", "bench_rtm": "bench_rtm.py"}
 
 
 def app_path(name: str) -> Path:

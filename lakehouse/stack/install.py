@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakehouse.jvm import JavaBuildError
 from lakehouse.settings import PROJECT_ROOT, Settings, SettingsError, child_env
 
 JVM_POMS = PROJECT_ROOT / "infra" / "jvm"
@@ -117,6 +118,8 @@ class Setup:
             ("kafka broker jars", self.kafka_jars),
             ("spark connector jars", self.spark_jars),
             ("spark operators (java)", self.spark_ops),
+            ("flink jars (fast path engine)", self.flink_jars),
+            ("fast path job (java)", self.fastpath_job),
             ("trino server + delta lake plugin", self.trino_server),
             ("trino cli", self.trino_cli),
             ("state directories", self.state_dirs),
@@ -265,9 +268,42 @@ class Setup:
             return f"cached: {jar.name}"
         try:
             spark_ops.ensure(self.s)
-        except spark_ops.SparkOpsBuildError as exc:
+        except JavaBuildError as exc:
             raise SetupError(str(exc)) from None
         return f"compiled {len(spark_ops.sources())} sources into {jar}"
+
+    def flink_jars(self) -> str:
+        pom = JVM_POMS / "flink.pom.xml"
+        dest = self.s.jvm_dir / "flink"
+        stamp = dest / ".stamp"
+        key = _hash_files(pom)
+        if _stamp_ok(stamp, key):
+            return f"cached in {dest}"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        self._mvn(
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={dest}",
+            what="resolving Flink and its Kafka connector from Maven Central",
+        )
+        stamp.write_text(key)
+        return f"{len(list(dest.glob('*.jar')))} jars, Flink {pom_property(pom, 'flink.version')}"
+
+    def fastpath_job(self) -> str:
+        """The fraud fast path's Flink job (fastpath/jvm), compiled against Flink's jars."""
+        from lakehouse.services import flink
+
+        jar = flink.jar_path(self.s)
+        if jar.is_file():
+            return f"cached: {jar.name}"
+        try:
+            flink.ensure_jar(self.s)
+        except JavaBuildError as exc:
+            raise SetupError(str(exc)) from None
+        return f"compiled {len(flink.sources())} sources into {jar}"
 
     def trino_server(self) -> str:
         pom = JVM_POMS / "trino.pom.xml"

@@ -101,3 +101,36 @@ def test_jvm_bench_alternates_the_option_sets_on_the_same_records_and_reports_ra
     assert saved["rounds"] == 2
     assert [r["ratio"] for r in saved["results"]] == [1.0, 0.8, 1.2]
     assert "0.80x" in jvm.table(results)
+
+
+def test_engine_candidates_get_no_secret_on_their_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse.bench import engines
+    from lakehouse.services import flink
+
+    monkeypatch.setattr(flink, "ensure_jar", lambda s: tmp_path / "lakehouse-fastpath-x.jar")
+    s = Settings(redis_password="s3cret-pw")  # the real state dir: spark-submit's jars come from `make setup`
+    for candidate in ("floor", "flink", "spark-rtm"):
+        cmd = engines._command(s, candidate, "bench.engines.t", "bench:engines:out")
+        assert not any("s3cret-pw" in part for part in cmd), (candidate, cmd)
+    assert engines._env(s, "flink")["LAKEHOUSE_REDIS_PASSWORD"] == "s3cret-pw"
+    flink_cmd = engines._command(s, "flink", "bench.engines.t", "bench:engines:out")
+    assert "lakehouse.fastpath.PassThrough" in flink_cmd
+    assert "--add-opens=java.base/java.util=ALL-UNNAMED" in flink_cmd  # Flink on Java 17
+    assert f"{s.jvm_dir}/flink/*:{tmp_path / 'lakehouse-fastpath-x.jar'}" in flink_cmd
+    with pytest.raises(engines.BenchError, match="unknown candidate 'pyflink'"):
+        engines._command(s, "pyflink", "t", "o")
+
+
+def test_engine_table_reports_each_candidates_p99_as_a_ratio_to_the_floor_of_the_same_rate() -> None:
+    from lakehouse.bench import engines
+    from lakehouse.bench.latency import percentiles
+
+    floor = engines.Result("floor", 5000.0, percentiles([0.002] * 98 + [0.004, 0.010], 0), 100, 0.0, 1.0)
+    fl = engines.Result("flink", 5000.0, percentiles([0.010] * 98 + [0.020, 0.050], 1), 100, 0.0, 9.0)
+    bad = engines.Result("spark-rtm", 5000.0, percentiles([], 0), 0, 0.0, 0.0, "exited (1)\nstack")
+    lines = engines.table([floor, fl, bad]).splitlines()
+    assert lines[1].split()[:2] == ["5,000", "floor"]
+    assert lines[1].split()[-2] == "1.0x"
+    assert lines[2].split()[3] == "1"  # one lost probe
+    assert lines[2].split()[-2] == "5.0x"  # 20 ms against the floor's 4 ms
+    assert lines[3].endswith("failed: exited (1)")

@@ -1,12 +1,12 @@
 package lakehouse.spark;
 
 import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.HashSet;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
-import lakehouse.spark.FraudRules.Pay;
+import lakehouse.core.CardJudge;
+import lakehouse.core.FraudRules.Pay;
+import lakehouse.core.PayState;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.streaming.ExpiredTimerInfo;
@@ -61,87 +61,46 @@ public final class CardFraud extends KeyedPayments {
       return;
     }
     state.update(st.encode());
-    long newest = st.pays.get(st.pays.size() - 1).t;
-    getHandle().registerTimer(Math.floorDiv(newest + FraudRules.TRAVEL_US, 1000L) + lateHorizonMs + 1);
+    getHandle().registerTimer(CardJudge.expiryMs(st, lateHorizonMs));
   }
 
   @Override
   public scala.collection.Iterator<Row> handleInputRows(
       String key, scala.collection.Iterator<Row> rows, TimerValues timers) {
     long wm = timers.getCurrentWatermarkInMs();
-    long cut = cutMicros(wm);
     List<Row> out = new ArrayList<>();
-    List<Pay> news = new ArrayList<>();
-    Map<String, Row> newRows = new HashMap<>();
-    PayState st = null;
-    Set<String> ids = null;
+    List<Pay> arrivals = new ArrayList<>();
+    Map<Pay, Row> rowOf = new IdentityHashMap<>();
     while (rows.hasNext()) {
       Row r = rows.next();
       if (!r.isNullAt(c.error) || r.isNullAt(c.card)) {
         out.add(pass(r, null, false));
         continue;
       }
-      if (st == null) {
-        st = load();
-        ids = new HashSet<>();
-        for (Pay p : st.pays) ids.add(p.id);
-      }
       Pay p = new Pay();
       p.id = r.getString(c.eventId);
-      if (!ids.add(p.id)) continue; // already judged: a late copy the dedup horizon no longer covers
       p.t = PayState.micros((java.sql.Timestamp) r.get(c.eventTime));
       p.amount = r.getDouble(c.amount);
       p.country = r.getString(c.country);
       p.user = r.getString(c.user);
       p.card = r.getString(c.card);
       p.merchant = r.getString(c.merchant);
-      p.stored = p.t >= cut;
-      news.add(p);
-      newRows.put(p.id, r);
+      arrivals.add(p);
+      rowOf.put(p, r);
     }
-    if (news.isEmpty()) return CollectionConverters.asScala(out.iterator());
-
-    List<Pay> held = new ArrayList<>(st.pays);
-    boolean judgeOnly = false;
-    for (Pay p : news) {
-      if (p.stored) held.add(p);
-      else judgeOnly = true;
-    }
-    held.sort(null);
-    int[] bits = FraudRules.cardBits(held);
-    Set<Pay> fresh = new HashSet<>(news);
-    for (int k = 0; k < held.size(); k++) {
-      Pay p = held.get(k);
-      if (fresh.contains(p)) {
-        p.bits = bits[k];
-      } else if (p.bits != bits[k]) {
-        p.bits = bits[k];
-        out.add(update(p, wm));
-      }
-    }
-    if (judgeOnly) { // older than the horizon: judged with what is held, without changing it
-      List<Pay> all = new ArrayList<>(held);
-      for (Pay p : news) if (!p.stored) all.add(p);
-      all.sort(null);
-      int[] b = FraudRules.cardBits(all);
-      for (int k = 0; k < all.size(); k++) if (!all.get(k).stored) all.get(k).bits = b[k];
-    }
-    for (Pay p : news) out.add(pass(newRows.get(p.id), p.bits, false));
-
-    List<Pay> keep = new ArrayList<>(held.size());
-    for (Pay p : held) if (p.t >= cut) keep.add(p);
-    rearm(new PayState(keep, 0));
+    if (arrivals.isEmpty()) return CollectionConverters.asScala(out.iterator());
+    CardJudge.Outcome o = CardJudge.judge(load(), arrivals, CardJudge.cutMicros(wm, lateHorizonMs));
+    if (o.judged.isEmpty()) return CollectionConverters.asScala(out.iterator());
+    for (Pay p : o.changed) out.add(update(p, wm));
+    for (Pay p : o.judged) out.add(pass(rowOf.get(p), p.bits, false));
+    rearm(o.next);
     return CollectionConverters.asScala(out.iterator());
   }
 
   @Override
   public scala.collection.Iterator<Row> handleExpiredTimer(
       String key, TimerValues timers, ExpiredTimerInfo info) {
-    long cut = cutMicros(timers.getCurrentWatermarkInMs());
-    PayState st = load();
-    List<Pay> keep = new ArrayList<>();
-    for (Pay p : st.pays) if (p.t >= cut) keep.add(p);
-    rearm(new PayState(keep, 0));
+    rearm(CardJudge.retain(load(), CardJudge.cutMicros(timers.getCurrentWatermarkInMs(), lateHorizonMs)));
     return CollectionConverters.asScala(java.util.Collections.<Row>emptyIterator());
   }
 }

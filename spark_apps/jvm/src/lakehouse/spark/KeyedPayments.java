@@ -1,5 +1,6 @@
 package lakehouse.spark;
 
+import lakehouse.core.PayState;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.streaming.OutputMode;
@@ -25,11 +26,6 @@ abstract class KeyedPayments extends StatefulProcessor<String, Row, Row> {
   @Override
   public void init(OutputMode outputMode, TimeMode timeMode) {
     state = getHandle().getValueState(stateName, Encoders.BINARY(), TTLConfig.NONE());
-  }
-
-  /** Payments at or after this event time (µs) are held: the late horizon, plus impossible_travel's 10 minutes. */
-  protected long cutMicros(long watermarkMs) {
-    return (watermarkMs - lateHorizonMs) * 1000L - FraudRules.TRAVEL_US;
   }
 
   protected PayState load() {

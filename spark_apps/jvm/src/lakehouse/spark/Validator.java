@@ -1,24 +1,9 @@
 package lakehouse.spark;
 
-import com.fasterxml.jackson.core.JsonFactory;
-import com.fasterxml.jackson.core.StreamReadFeature;
-import com.fasterxml.jackson.databind.DeserializationFeature;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.cfg.JsonNodeFeature;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.Serializable;
-import java.time.Instant;
-import java.time.OffsetDateTime;
-import java.time.format.DateTimeFormatter;
-import java.time.format.DateTimeParseException;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Locale;
-import java.util.Map;
-import java.util.Set;
-import java.util.regex.Pattern;
+import lakehouse.core.RecordValidator;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
@@ -29,136 +14,26 @@ import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 
 /**
- * The silver validator: one JSON record in, {@code struct<_error, <typed fields>, _extra>} out.
- *
- * <p>It runs a program compiled in Python from the contract's JSON Schema ({@code
- * lakehouse.validation.program}): per property its JSON types, the Spark type silver stores,
- * whether it is required, and its checks with their reason texts ready-made. So the rules and
- * the words stay in one place, and this class only parses and compares.
- *
- * <p>Why a JVM function and not Spark expressions: the same checks as expressions over VARIANT
- * made a plan of thousands of nodes whose generated code Spark builds again for every query and
- * micro-batch (most of a short run's warm-up), and extracting each field cost about 10 us per
- * record. Here a record is parsed once by Jackson (strict: duplicate keys, trailing content,
- * NaN and single quotes are not JSON) and every check reads the parsed tree.
+ * The silver validator as a Spark SQL function: {@link RecordValidator} (jvm/core, shared with the
+ * fraud fast path) with its output as {@code struct<_error, <typed fields>, _extra>}.
  */
 public final class Validator implements UDF2<String, Long, Row>, Serializable {
   private static final long serialVersionUID = 1L;
 
-  private static final ObjectMapper JSON = mapper();
-  private static final DateTimeFormatter RFC3339 = DateTimeFormatter.ISO_OFFSET_DATE_TIME;
-
-  private final Field[] fields;
-  private final Set<String> known;
-  private final Pattern dateTimeShape;
-  private final long futureToleranceMicros;
-  private final String futureWords;
-
-  private static ObjectMapper mapper() {
-    JsonFactory factory = JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
-    ObjectMapper m = new ObjectMapper(factory);
-    m.enable(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS);
-    m.enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
-    m.configure(JsonNodeFeature.STRIP_TRAILING_BIGDECIMAL_ZEROES, false);
-    return m;
-  }
-
-  /** One property and its checks, in the order the reasons are tried (the first failing one is given). */
-  static final class Field implements Serializable {
-    private static final long serialVersionUID = 1L;
-    String name;
-    String sparkType; // string | double | bigint | boolean | timestamp
-    boolean required;
-    List<String> jsonTypes = new ArrayList<>();
-    String allowed; // "string or null"
-    boolean checkFitsLong;
-    boolean hasEnum;
-    List<String> enumStrings = new ArrayList<>();
-    List<Double> enumNumbers = new ArrayList<>();
-    List<Boolean> enumBooleans = new ArrayList<>();
-    String enumWords;
-    int minLength = -1;
-    int maxLength = -1;
-    Pattern pattern;
-    String patternWords;
-    List<Bound> bounds = new ArrayList<>();
-    boolean dateTime;
-  }
-
-  static final class Bound implements Serializable {
-    private static final long serialVersionUID = 1L;
-    String kind; // minimum | exclusiveMinimum | maximum | exclusiveMaximum
-    double value;
-    String words; // "is below the minimum 0"
-
-    boolean broken(double v) {
-      switch (kind) {
-        case "minimum":
-          return v < value;
-        case "exclusiveMinimum":
-          return v <= value;
-        case "maximum":
-          return v > value;
-        default:
-          return v >= value;
-      }
-    }
-  }
+  private final RecordValidator validator;
 
   /** The validator for PROGRAM, the JSON written by {@code lakehouse.validation.program}. */
   public Validator(String program) {
-    JsonNode p;
-    try {
-      p = new ObjectMapper().readTree(program);
-    } catch (Exception e) {
-      throw new IllegalArgumentException("not a validator program: " + e.getMessage(), e);
-    }
-    dateTimeShape = Pattern.compile(p.get("date_time_re").asText());
-    futureToleranceMicros = p.get("future_tolerance_us").asLong();
-    futureWords = p.get("future_words").asText();
-    List<Field> out = new ArrayList<>();
-    known = new HashSet<>();
-    for (JsonNode f : p.get("fields")) {
-      Field x = new Field();
-      x.name = f.get("name").asText();
-      x.sparkType = f.get("spark_type").asText();
-      x.required = f.get("required").asBoolean();
-      for (JsonNode t : f.get("json_types")) x.jsonTypes.add(t.asText());
-      x.allowed = String.join(" or ", x.jsonTypes);
-      x.checkFitsLong = x.sparkType.equals("bigint");
-      JsonNode e = f.get("enum");
-      if (e != null && !e.isNull()) {
-        x.hasEnum = true;
-        for (JsonNode v : e.get("strings")) x.enumStrings.add(v.asText());
-        for (JsonNode v : e.get("numbers")) x.enumNumbers.add(v.asDouble());
-        for (JsonNode v : e.get("booleans")) x.enumBooleans.add(v.asBoolean());
-        x.enumWords = e.get("words").asText();
-      }
-      if (f.hasNonNull("min_length")) x.minLength = f.get("min_length").asInt();
-      if (f.hasNonNull("max_length")) x.maxLength = f.get("max_length").asInt();
-      if (f.hasNonNull("pattern")) {
-        x.pattern = Pattern.compile(f.get("pattern").asText());
-        x.patternWords = f.get("pattern_words").asText();
-      }
-      for (JsonNode b : f.get("bounds")) {
-        Bound y = new Bound();
-        y.kind = b.get("kind").asText();
-        y.value = b.get("value").asDouble();
-        y.words = b.get("words").asText();
-        x.bounds.add(y);
-      }
-      x.dateTime = f.get("date_time").asBoolean();
-      out.add(x);
-      known.add(x.name);
-    }
-    fields = out.toArray(new Field[0]);
+    validator = new RecordValidator(program);
   }
 
   /** {@code struct<_error string, <field> <spark type>..., _extra string>}. */
   public StructType outputType() {
     List<StructField> out = new ArrayList<>();
     out.add(DataTypes.createStructField("_error", DataTypes.StringType, true));
-    for (Field f : fields) out.add(DataTypes.createStructField(f.name, sparkType(f.sparkType), true));
+    String[] names = validator.fieldNames();
+    String[] types = validator.fieldTypes();
+    for (int i = 0; i < names.length; i++) out.add(DataTypes.createStructField(names[i], sparkType(types[i]), true));
     out.add(DataTypes.createStructField("_extra", DataTypes.StringType, true));
     return DataTypes.createStructType(out);
   }
@@ -188,168 +63,6 @@ public final class Validator implements UDF2<String, Long, Row>, Serializable {
 
   @Override
   public Row call(String value, Long nowMicros) {
-    Object[] out = new Object[fields.length + 2];
-    if (value == null) {
-      out[0] = "value: empty record";
-      return RowFactory.create(out);
-    }
-    JsonNode doc;
-    try {
-      doc = JSON.readTree(value);
-    } catch (Exception e) { // JsonProcessingException, StreamConstraintsException
-      doc = null;
-    }
-    if (doc == null || doc.isMissingNode()) {
-      out[0] = "value: not valid JSON";
-      return RowFactory.create(out);
-    }
-    if (!doc.isObject()) {
-      out[0] = "value: not a JSON object (got " + jsonType(doc) + ")";
-      return RowFactory.create(out);
-    }
-    StringBuilder errors = null;
-    for (int i = 0; i < fields.length; i++) {
-      Field f = fields[i];
-      JsonNode raw = doc.get(f.name);
-      String reason = check(f, raw, nowMicros, out, i + 1);
-      if (reason != null) {
-        if (errors == null) errors = new StringBuilder(reason);
-        else errors.append("; ").append(reason);
-      }
-    }
-    out[0] = errors == null ? null : errors.toString();
-    out[fields.length + 1] = extra((ObjectNode) doc);
-    return RowFactory.create(out);
-  }
-
-  /** Null when the field is valid, else "name: reason"; stores its typed value in OUT[AT]. */
-  private String check(Field f, JsonNode raw, Long nowMicros, Object[] out, int at) {
-    if (raw == null) return f.required ? f.name + ": required field missing" : null;
-    boolean typeOk = false;
-    for (String t : f.jsonTypes) typeOk |= typeOk(raw, t);
-    if (!typeOk) return f.name + ": expected " + f.allowed + ", got " + jsonType(raw);
-    if (raw.isNull()) return null;
-    String text = text(raw);
-    Double number = raw.isNumber() ? raw.doubleValue() : null;
-    Instant ts = null;
-    out[at] = typed(f, raw, number);
-    if (f.checkFitsLong && !fitsLong(raw)) return f.name + ": " + text + " does not fit a 64-bit integer";
-    if (f.hasEnum && !isMember(f, raw, text, number)) return f.name + ": '" + text + "' " + f.enumWords;
-    if (f.minLength >= 0 || f.maxLength >= 0) {
-      int n = text.codePointCount(0, text.length());
-      if (f.minLength >= 0 && n < f.minLength)
-        return f.name + ": shorter than " + f.minLength + " characters (" + n + ")";
-      if (f.maxLength >= 0 && n > f.maxLength)
-        return f.name + ": longer than " + f.maxLength + " characters (" + n + ")";
-    }
-    if (f.pattern != null && !f.pattern.matcher(text).find())
-      return f.name + ": '" + firstCodePoints(text, 80) + "' " + f.patternWords;
-    if (number != null) {
-      for (Bound b : f.bounds) if (b.broken(number)) return f.name + ": " + text + " " + b.words;
-    }
-    if (f.dateTime) {
-      ts = dateTime(text);
-      out[at] = ts;
-      if (ts == null) return f.name + ": '" + text + "' is not an ISO-8601 date-time with a zone";
-      if (nowMicros != null && micros(ts) > nowMicros + futureToleranceMicros) return f.name + ": " + futureWords;
-    }
-    return null;
-  }
-
-  private static boolean typeOk(JsonNode raw, String jsonType) {
-    switch (jsonType) {
-      case "string":
-        return raw.isTextual();
-      case "boolean":
-        return raw.isBoolean();
-      case "null":
-        return raw.isNull();
-      case "number":
-        return raw.isNumber();
-      case "integer": // JSON Schema: 12.0 is an integer too
-        return raw.isIntegralNumber() || (raw.isNumber() && raw.doubleValue() % 1.0 == 0);
-      case "object":
-        return raw.isObject();
-      case "array":
-        return raw.isArray();
-      default:
-        throw new IllegalArgumentException("unsupported JSON type " + jsonType);
-    }
-  }
-
-  static String jsonType(JsonNode n) {
-    if (n.isTextual()) return "string";
-    if (n.isNumber()) return "number";
-    if (n.isBoolean()) return "boolean";
-    if (n.isNull()) return "null";
-    if (n.isObject()) return "object";
-    if (n.isArray()) return "array";
-    return n.getNodeType().name().toLowerCase(Locale.ROOT);
-  }
-
-  /** The token as text: a string's value, a number as written (trailing zeros kept), JSON otherwise. */
-  private static String text(JsonNode n) {
-    if (n.isTextual()) return n.textValue();
-    if (n.isBigDecimal()) return n.decimalValue().toString();
-    if (n.isNumber() || n.isBoolean()) return n.asText();
-    return n.toString();
-  }
-
-  private static boolean fitsLong(JsonNode n) {
-    if (n.isIntegralNumber()) return n.canConvertToLong();
-    double d = n.doubleValue(); // 12.0 and 1e2 are integers too
-    return d >= -0x1p63 && d < 0x1p63;
-  }
-
-  private static Object typed(Field f, JsonNode n, Double number) {
-    switch (f.sparkType) {
-      case "string":
-        return n.isTextual() ? n.textValue() : null;
-      case "double":
-        return number;
-      case "bigint":
-        return n.isNumber() && fitsLong(n) ? n.longValue() : null;
-      case "boolean":
-        return n.isBoolean() ? n.booleanValue() : null;
-      default:
-        return null; // timestamp: set after parsing
-    }
-  }
-
-  private static boolean isMember(Field f, JsonNode n, String text, Double number) {
-    if (n.isTextual() && f.enumStrings.contains(text)) return true;
-    if (number != null && f.enumNumbers.contains(number)) return true; // by value: 1, 1.0 and 1e0
-    return n.isBoolean() && f.enumBooleans.contains(n.booleanValue());
-  }
-
-  private static String firstCodePoints(String s, int n) {
-    if (s.codePointCount(0, s.length()) <= n) return s;
-    return s.substring(0, s.offsetByCodePoints(0, n));
-  }
-
-  /** RFC 3339 with a zone, read strictly (no 24:00, no Feb 29 in a common year, offsets up to 18 h). */
-  private Instant dateTime(String text) {
-    if (!dateTimeShape.matcher(text).find()) return null;
-    try {
-      Instant t = OffsetDateTime.parse(text.toUpperCase(Locale.ROOT), RFC3339).toInstant();
-      return t.minusNanos(t.getNano() % 1000); // Spark keeps microseconds: truncated, not rounded
-    } catch (DateTimeParseException e) {
-      return null;
-    }
-  }
-
-  private static long micros(Instant t) {
-    return Math.addExact(Math.multiplyExact(t.getEpochSecond(), 1_000_000L), t.getNano() / 1000);
-  }
-
-  /** Unknown top-level fields as a JSON object, or null when there are none. */
-  private String extra(ObjectNode doc) {
-    ObjectNode rest = null;
-    for (Map.Entry<String, JsonNode> e : doc.properties()) {
-      if (known.contains(e.getKey())) continue;
-      if (rest == null) rest = JSON.createObjectNode();
-      rest.set(e.getKey(), e.getValue());
-    }
-    return rest == null ? null : rest.toString();
+    return RowFactory.create(validator.check(value, nowMicros));
   }
 }

@@ -1,4 +1,4 @@
-package lakehouse.spark;
+package lakehouse.core;
 
 import java.math.BigDecimal;
 import java.math.RoundingMode;
@@ -7,7 +7,8 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * The four fraud rules of contracts §3, evaluated over one key's payments (pure; no Spark).
+ * The four fraud rules of contracts §3, evaluated over one key's payments (pure: no engine). The
+ * Spark operators (refine) and the fast path (Flink) both call it.
  *
  * <p>The definitions are those of {@code lakehouse/fraud_reference.py} (the tests compare both):
  * payments are ordered by (event time in microseconds, event_id); card_testing and
@@ -28,7 +29,7 @@ public final class FraudRules {
   static final double SMALL_AMOUNT = 2.00;
   static final int CARD_TESTING_MIN = 5;
   static final int VELOCITY_MIN = 10;
-  static final int SPIKE_HISTORY = 20;
+  public static final int SPIKE_HISTORY = 20;
   static final int SPIKE_MIN_HISTORY = 5;
   static final double SPIKE_FACTOR = 10.0;
   public static final long WINDOW_US = 60_000_000L;

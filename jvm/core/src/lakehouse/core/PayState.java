@@ -1,4 +1,4 @@
-package lakehouse.spark;
+package lakehouse.core;
 
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
@@ -9,20 +9,20 @@ import java.io.UncheckedIOException;
 import java.sql.Timestamp;
 import java.util.ArrayList;
 import java.util.List;
-import lakehouse.spark.FraudRules.Pay;
+import lakehouse.core.FraudRules.Pay;
 
 /** A key's retained payments as one compact binary value (the state store holds bytes). */
-final class PayState {
-  static final int VERSION = 1;
-  final List<Pay> pays;
-  int dropped; // older payments no longer held (user state: amount_spike needs to know)
+public final class PayState {
+  public static final int VERSION = 1;
+  public final List<Pay> pays;
+  public int dropped; // older payments no longer held (user state: amount_spike needs to know)
 
-  PayState(List<Pay> pays, int dropped) {
+  public PayState(List<Pay> pays, int dropped) {
     this.pays = pays;
     this.dropped = dropped;
   }
 
-  static PayState empty() {
+  public static PayState empty() {
     return new PayState(new ArrayList<>(), 0);
   }
 
@@ -35,7 +35,7 @@ final class PayState {
     return in.readBoolean() ? in.readUTF() : null;
   }
 
-  byte[] encode() {
+  public byte[] encode() {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream(64 + pays.size() * 96);
     try (DataOutputStream out = new DataOutputStream(bytes)) {
       out.writeInt(VERSION);
@@ -59,7 +59,7 @@ final class PayState {
     return bytes.toByteArray();
   }
 
-  static PayState decode(byte[] data) {
+  public static PayState decode(byte[] data) {
     if (data == null) return empty();
     try (DataInputStream in = new DataInputStream(new ByteArrayInputStream(data))) {
       int version = in.readInt();
@@ -88,11 +88,11 @@ final class PayState {
   }
 
   /** Microseconds since the epoch of a Spark TIMESTAMP value. */
-  static long micros(Timestamp ts) {
+  public static long micros(Timestamp ts) {
     return Math.floorDiv(ts.getTime(), 1000L) * 1_000_000L + ts.getNanos() / 1000;
   }
 
-  static Timestamp timestamp(long micros) {
+  public static Timestamp timestamp(long micros) {
     Timestamp ts = new Timestamp(Math.floorDiv(micros, 1_000_000L) * 1000L);
     ts.setNanos((int) Math.floorMod(micros, 1_000_000L) * 1000);
     return ts;
