@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.bench.latency import Percentiles, Traffic, percentiles
-from lakehouse.bench.load import BenchError, producer
+from lakehouse.bench.load import BenchError, open_loop, producer
 from lakehouse.services import flink, streams
 from lakehouse.settings import Settings, child_env
 
@@ -190,20 +190,12 @@ class _Run:
         total = int(self.rate * (warmup_s + duration_s))
         t0 = time.time() + 0.2
         counted_from = t0 + warmup_s
-        i = 0
-        while i < total:
-            now = time.time()
-            due_n = min(total, int((now - t0) * self.rate) + 1)
-            if due_n <= i:
-                time.sleep(min(0.001, max(0.0, t0 + i / self.rate - now)))
-                continue
-            self.behind_s = max(self.behind_s, now - (t0 + i / self.rate))
-            while i < due_n:
-                t = t0 + i / self.rate
-                probe = f"p{i}" if i % self.probe_every == 0 else None
-                self.record(p, 1_000_000 + i, t, probe, t >= counted_from)
-                i += 1
-            p.poll(0)
+
+        def send(i: int, t: float) -> None:
+            probe = f"p{i}" if i % self.probe_every == 0 else None
+            self.record(p, 1_000_000 + i, t, probe, t >= counted_from)
+
+        self.behind_s = open_loop(self.rate, total, t0, send, lambda: p.poll(0))
         p.flush(60)
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from lakehouse import serving
 from lakehouse.bench.apps import start_app
-from lakehouse.bench.load import BenchError, parse_progress, producer
+from lakehouse.bench.load import BenchError, open_loop, parse_progress, producer
 from lakehouse.generator import TOPIC_NAMES, GeneratorConfig, generate
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
@@ -119,47 +119,38 @@ class Load:
         t0 = time.time() + 0.5
         counted_from = t0 + self.warmup_s
         next_merchant, next_alert, k = t0, t0 + 2.5, 0
-        i = 0
-        while i < total:
-            now = time.time()
-            due_n = min(total, int((now - t0) * self.rate) + 1)
-            if due_n <= i:
-                time.sleep(min(0.001, max(0.0, t0 + i / self.rate - now)))
-                continue
-            self.behind_s = max(self.behind_s, now - (t0 + i / self.rate))
-            while i < due_n:
-                t = t0 + i / self.rate
-                topic, key, value = self.traffic.record(i, t, self.run)
-                self._send(p, topic, key, value)
-                i += 1
-                while next_merchant <= t:  # one merchant probe a second, at its own scheduled time
-                    k += 1
-                    m, eid, user = f"m-probe-{self.run}-{k}", f"probe-{self.run}-m{k}", f"u-probe-{self.run}-m{k}"
-                    payment = _payment(eid, next_merchant, user, f"5{k:015d}", m, 10.0)
-                    self._send(p, "payments", user.encode(), payment)
-                    self.probes.append(
-                        Probe(
-                            "merchant",
-                            self._visible_key("merchant", eid, m, next_merchant),
-                            next_merchant,
-                            next_merchant >= counted_from,
-                        )
+
+        def send(i: int, t: float) -> None:
+            nonlocal next_merchant, next_alert, k
+            topic, key, value = self.traffic.record(i, t, self.run)
+            self._send(p, topic, key, value)
+            while next_merchant <= t:  # one merchant probe a second, at its own scheduled time
+                k += 1
+                m, eid, user = f"m-probe-{self.run}-{k}", f"probe-{self.run}-m{k}", f"u-probe-{self.run}-m{k}"
+                payment = _payment(eid, next_merchant, user, f"5{k:015d}", m, 10.0)
+                self._send(p, "payments", user.encode(), payment)
+                self.probes.append(
+                    Probe(
+                        "merchant",
+                        self._visible_key("merchant", eid, m, next_merchant),
+                        next_merchant,
+                        next_merchant >= counted_from,
                     )
-                    next_merchant += 1.0
-                while next_alert <= t:  # a card-testing burst every 5 s; the fifth payment fires
-                    k += 1
-                    user, card = f"u-probe-{self.run}-{k}", f"4{k:015d}"
-                    for j in range(5):
-                        tj = next_alert + 0.1 * j
-                        eid = f"probe-{self.run}-a{k}-{j}"
-                        self._send(p, "payments", user.encode(), _payment(eid, tj, user, card, "m-probe-shop", 1.0))
-                    last = f"probe-{self.run}-a{k}-4"
-                    due = next_alert + 0.4
-                    self.probes.append(
-                        Probe("alert", self._visible_key("alert", last, "", due), due, due >= counted_from)
-                    )
-                    next_alert += 5.0
-            p.poll(0)
+                )
+                next_merchant += 1.0
+            while next_alert <= t:  # a card-testing burst every 5 s; the fifth payment fires
+                k += 1
+                user, card = f"u-probe-{self.run}-{k}", f"4{k:015d}"
+                for j in range(5):
+                    tj = next_alert + 0.1 * j
+                    eid = f"probe-{self.run}-a{k}-{j}"
+                    self._send(p, "payments", user.encode(), _payment(eid, tj, user, card, "m-probe-shop", 1.0))
+                last = f"probe-{self.run}-a{k}-4"
+                due = next_alert + 0.4
+                self.probes.append(Probe("alert", self._visible_key("alert", last, "", due), due, due >= counted_from))
+                next_alert += 5.0
+
+        self.behind_s = open_loop(self.rate, total, t0, send, lambda: p.poll(0))
         p.flush(60)
 
     def _send(self, p: Any, topic: str, key: bytes | None, value: bytes) -> None:

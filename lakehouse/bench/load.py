@@ -89,6 +89,32 @@ def send_run(s: Settings, run: GeneratedRun) -> Sent:
     return sent
 
 
+def open_loop(
+    rate: float, total: int, t0: float, send: Callable[[int, float], None], burst_done: Callable[[], None]
+) -> float:
+    """Call SEND(i, t) for each of TOTAL records at its scheduled time ``t = t0 + i / rate``; return how
+    far behind its schedule the loop fell, at worst (seconds).
+
+    Open loop: the schedule never waits for the system under test, so a producer or broker that
+    falls behind adds to the measured latency instead of hiding it (no coordinated omission). The
+    records due at once are sent in one burst, then BURST_DONE runs (a producer's ``poll(0)``).
+    """
+    behind = 0.0
+    i = 0
+    while i < total:
+        now = time.time()
+        due_n = min(total, int((now - t0) * rate) + 1)
+        if due_n <= i:
+            time.sleep(min(0.001, max(0.0, t0 + i / rate - now)))
+            continue
+        behind = max(behind, now - (t0 + i / rate))
+        while i < due_n:
+            send(i, t0 + i / rate)
+            i += 1
+        burst_done()
+    return behind
+
+
 # -- query progress ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Batch:

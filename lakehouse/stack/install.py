@@ -211,25 +211,49 @@ class Setup:
         env = child_env(JAVA_HOME=str(self.s.java17()))
         return _run(["mvn", "-q", "-B", "-Dstyle.color=never", *args], what, env=env)
 
-    def kafka_jars(self) -> str:
-        pom = JVM_POMS / "kafka.pom.xml"
-        dest = self.s.jvm_dir / "kafka"
+    def _copy_dependencies(self, pom: Path, out: Path | str, what: str) -> None:
+        """Maven resolves POM's runtime dependencies (cached in ~/.m2) and copies the jars into OUT."""
+        self._mvn(
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={out}",
+            what=what,
+        )
+
+    def _pom_jars(self, pom_name: str, dir_name: str, version: tuple[str, str], what: str) -> str:
+        """Every runtime jar of ``infra/jvm/POM_NAME`` in ``<jvm_dir>/DIR_NAME``, redone when the pom changes.
+
+        VERSION is (label, pom property) for the step's summary, e.g. ("Kafka", "kafka.version").
+        """
+        pom = JVM_POMS / pom_name
+        dest = self.s.jvm_dir / dir_name
         stamp = dest / ".stamp"
         key = _hash_files(pom)
         if _stamp_ok(stamp, key):
             return f"cached in {dest}"
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
-        self._mvn(
-            "-f",
-            str(pom),
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={dest}",
-            what="resolving the Kafka broker from Maven Central",
-        )
+        self._copy_dependencies(pom, dest, what)
         stamp.write_text(key)
-        return f"{len(list(dest.glob('*.jar')))} jars, Kafka {pom_property(pom, 'kafka.version')}"
+        label, prop = version
+        return f"{len(list(dest.glob('*.jar')))} jars, {label} {pom_property(pom, prop)}"
+
+    def _java_jar(self, jar: Path, ensure: Callable[[Settings], Path], count: int) -> str:
+        """A jar the platform compiles from its Java sources (COUNT of them): cached, or built by ENSURE."""
+        if jar.is_file():
+            return f"cached: {jar.name}"
+        try:
+            ensure(self.s)
+        except JavaBuildError as exc:
+            raise SetupError(str(exc)) from None
+        return f"compiled {count} sources into {jar}"
+
+    def kafka_jars(self) -> str:
+        return self._pom_jars(
+            "kafka.pom.xml", "kafka", ("Kafka", "kafka.version"), "resolving the Kafka broker from Maven Central"
+        )
 
     def spark_jars(self) -> str:
         import pyspark
@@ -244,14 +268,7 @@ class Setup:
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         with tempfile.TemporaryDirectory(dir=self.s.state_dir) as tmp:
-            self._mvn(
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={tmp}",
-                what="resolving the Spark Kafka and Delta connectors from Maven Central",
-            )
+            self._copy_dependencies(pom, tmp, "resolving the Spark Kafka and Delta connectors from Maven Central")
             keep = jars_not_in(os.listdir(tmp), os.listdir(pyspark_jars))
             for name in keep:
                 shutil.move(os.path.join(tmp, name), dest / name)
@@ -260,50 +277,24 @@ class Setup:
         return f"{len(keep)} jars not already in pyspark ({main_jars})"
 
     def spark_ops(self) -> str:
-        """The platform's own Spark operators (spark_apps/jvm), compiled against pyspark's jars."""
+        """The platform's own Spark operators (spark_apps/jvm + jvm/core), compiled against pyspark's jars."""
         from lakehouse.delta import ops as spark_ops
 
-        jar = spark_ops.jar_path(self.s)
-        if jar.is_file():
-            return f"cached: {jar.name}"
-        try:
-            spark_ops.ensure(self.s)
-        except JavaBuildError as exc:
-            raise SetupError(str(exc)) from None
-        return f"compiled {len(spark_ops.sources())} sources into {jar}"
+        return self._java_jar(spark_ops.jar_path(self.s), spark_ops.ensure, len(spark_ops.sources()))
 
     def flink_jars(self) -> str:
-        pom = JVM_POMS / "flink.pom.xml"
-        dest = self.s.jvm_dir / "flink"
-        stamp = dest / ".stamp"
-        key = _hash_files(pom)
-        if _stamp_ok(stamp, key):
-            return f"cached in {dest}"
-        shutil.rmtree(dest, ignore_errors=True)
-        dest.mkdir(parents=True)
-        self._mvn(
-            "-f",
-            str(pom),
-            "dependency:copy-dependencies",
-            "-DincludeScope=runtime",
-            f"-DoutputDirectory={dest}",
-            what="resolving Flink and its Kafka connector from Maven Central",
+        return self._pom_jars(
+            "flink.pom.xml",
+            "flink",
+            ("Flink", "flink.version"),
+            "resolving Flink and its Kafka connector from Maven Central",
         )
-        stamp.write_text(key)
-        return f"{len(list(dest.glob('*.jar')))} jars, Flink {pom_property(pom, 'flink.version')}"
 
     def fastpath_job(self) -> str:
-        """The fraud fast path's Flink job (fastpath/jvm), compiled against Flink's jars."""
+        """The fraud fast path's Flink job (fastpath/jvm + jvm/core), compiled against Flink's jars."""
         from lakehouse.services import flink
 
-        jar = flink.jar_path(self.s)
-        if jar.is_file():
-            return f"cached: {jar.name}"
-        try:
-            flink.ensure_jar(self.s)
-        except JavaBuildError as exc:
-            raise SetupError(str(exc)) from None
-        return f"compiled {len(flink.sources())} sources into {jar}"
+        return self._java_jar(flink.jar_path(self.s), flink.ensure_jar, len(flink.sources()))
 
     def trino_server(self) -> str:
         pom = JVM_POMS / "trino.pom.xml"
