@@ -284,8 +284,8 @@ class Kafka(Component):
                     f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    # One argument: a base64 id may begin with "-", which argparse would take for an option.
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(conf),
                     "--ignore-formatted",
