@@ -125,6 +125,22 @@ class Settings(BaseSettings):
         description="An event time more than this ahead of its ingestion time does not move the watermark "
         "further (one wrong clock cannot make every other event late); such events are counted.",
     )
+    fastpath_start: Literal["earliest", "latest"] = Field(
+        "earliest",
+        description="Where the fraud fast path starts reading payments when it has no checkpoint: earliest (its "
+        "verdicts equal gold's from the first payment on) or latest (alerts at once, but a card's or user's "
+        "history from before the start is unknown to it).",
+    )
+    fastpath_checkpoint_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="Fast path checkpoint interval: a restart replays at most this much (idempotently), and "
+        "its consumer-group offsets (the lag tools see) are committed this often.",
+    )
+    fastpath_heap_mb: int = Field(768, ge=256, description="Heap of the fast path's JVM (Flink, one per job).")
+    fastpath_buffer_timeout_ms: int = Field(
+        5, ge=0, description="Flink's network buffer timeout: the longest a record waits to fill a buffer."
+    )
     freshness_max_age_minutes: float = Field(
         60.0, gt=0, description="Quality check `freshness`: newest row older than this is a warning."
     )

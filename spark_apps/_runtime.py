@@ -14,23 +14,20 @@ restart resumes exactly where it stopped.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import os
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from lakehouse.services import streams
-from lakehouse.services.streams import lock_path
+from lakehouse.services.streams import AlreadyRunningError, exclusive
 from lakehouse.settings import Settings, get_settings
 from spark_apps._pipes import Reporter, reporter
 
@@ -74,45 +71,6 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
 
 
 ALREADY_RUNNING = streams.ALREADY_RUNNING  # another process holds the stream's checkpoints
-
-
-class AlreadyRunningError(RuntimeError):
-    pass
-
-
-@contextmanager
-def exclusive(s: Settings, apps: Sequence[str]) -> Iterator[None]:
-    """Hold each app's checkpoint lock for the life of the process: one writer per checkpoint.
-
-    Two drivers on one checkpoint (a catch-up launched while the stream runs, a second
-    supervisor launch) would both commit the same batch ids. ``flock`` is released by the
-    kernel when the process dies, even by SIGKILL, so a crash never leaves a stale lock.
-    """
-    handles = []
-    try:
-        for app in apps:
-            path = lock_path(s, app)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(path, "a+")  # noqa: SIM115 - held until the context exits
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "unknown"
-                f.close()
-                raise AlreadyRunningError(
-                    f"stream {app} is already running (pid {holder}); its checkpoints under "
-                    f"{path.parent} admit one writer. Stop it first: lakehouse stream stop {app}"
-                ) from None
-            f.seek(0)
-            f.truncate()
-            f.write(str(os.getpid()))
-            f.flush()
-            handles.append(f)
-        yield
-    finally:
-        for f in handles:
-            f.close()
 
 
 def with_trigger(writer: DataStreamWriter, s: Settings, available_now: bool) -> DataStreamWriter:

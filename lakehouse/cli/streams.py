@@ -24,7 +24,9 @@ from lakehouse.services import streams
 from lakehouse.settings import Settings
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
-name_arg = click.argument("name", type=click.Choice(streams.STREAMS))
+#: What Dagster runs and supervises: the Spark streams and the fraud fast path (Flink).
+SUPERVISED = (*streams.STREAMS, streams.FAST_PATH)
+name_arg = click.argument("name", type=click.Choice(SUPERVISED))
 
 
 @click.group()
@@ -33,7 +35,7 @@ def stream() -> None:
 
 
 @stream.command("run")
-@click.argument("name", type=click.Choice(list(streams.APPS)))
+@click.argument("name", type=click.Choice([*streams.APPS, streams.FAST_PATH]))
 @click.option("--available-now", "mode", flag_value="available-now", help="Catch up with what is available, then exit.")
 @click.option(
     "--continuous",
@@ -46,13 +48,24 @@ def stream() -> None:
 @friendly_errors
 def stream_run(name: str, mode: str, master: str | None) -> None:
     """Run stream NAME: bronze (Kafka -> bronze), refine (bronze -> silver, quarantine and gold in
-    one pass), serving (gold -> Redis), or all (bronze and refine in one driver).
+    one pass), serving (gold -> Redis), all (bronze and refine in one driver), or fastpath (the
+    fraud fast path: Kafka payments -> Redis alerts in one Flink job, continuous only).
 
     Each query has its own checkpoint under <lake>/_checkpoints/, so a restart resumes
     exactly where the last run stopped. With `all --available-now` the layers run one
     after the other, so gold is up to date with Kafka when it returns.
     """
     s = load_settings()
+    if name == streams.FAST_PATH:
+        if mode == "available-now":
+            raise click.UsageError("fastpath runs continuously only (it has no catch-up mode)")
+        from lakehouse.services import fastpath
+
+        code = fastpath.run(s)
+        if code not in (0, 143, -15):  # a stop signal ends the JVM with SIGTERM's code
+            err_console.print(f"[red]fastpath failed[/] (exit {code}): see its log lines above")
+            sys.exit(code)
+        return
     t0 = time.monotonic()
     console.print(f"spark-submit spark_apps/{streams.APPS[name]} --{mode} (master {master or s.spark_master})")
     code = streams.run(s, name, available_now=mode == "available-now", master=master)
@@ -105,8 +118,12 @@ def stream_start(name: str, available_now: bool, sets: tuple[str, ...], master: 
     writes. The run queue admits one run per stream, so a second start waits in the queue.
     """
     s = load_settings()
+    if name == streams.FAST_PATH and (available_now or master):
+        raise click.UsageError("fastpath runs continuously on its own engine: no --available-now, no --master")
     job = f"{'catchup' if available_now else 'stream'}_{name}"
-    op_config: dict[str, Any] = {"mode": "available_now" if available_now else "continuous"}
+    op_config: dict[str, Any] = {}
+    if name != streams.FAST_PATH:
+        op_config["mode"] = "available_now" if available_now else "continuous"
     if sets:
         op_config["settings"] = _parse_sets(sets)
     if master:
@@ -181,12 +198,13 @@ def stream_disable(name: str) -> None:
 @stream.command("status")
 @friendly_errors
 def stream_status() -> None:
-    """One line per stream: supervisor, current or last run, and the supervisor's last decision."""
+    """One line per stream: supervisor, current or last run, Kafka lag where the stream commits its
+    offsets to a consumer group (the fast path), and the supervisor's last decision."""
     s = load_settings()
     table = Table(title="streams")
-    for col in ("stream", "supervisor", "run", "status", "job", "since", "restart", "supervisor says"):
+    for col in ("stream", "supervisor", "run", "status", "job", "since", "restart", "lag", "supervisor says"):
         table.add_column(col)
-    for name in streams.STREAMS:
+    for name in SUPERVISED:
         sensor = _api(api.sensor_state, s, f"supervise_{name}")
         recent = _api(api.runs, s, tags={"lakehouse/stream": name}, limit=1)
         tick = sensor["last_tick"] or {}
@@ -201,10 +219,24 @@ def stream_status() -> None:
             r["jobName"] if r else "-",
             _when(r["startTime"]) if r else "-",
             r["tags"].get("lakehouse/restart", "-") if r else "-",
+            _lag(s, name),
             says[:80],
         )
     console.print(table)
     console.print(f"UI: {s.dagster_url}/automation (supervisors)  ·  {s.dagster_url}/runs")
+
+
+def _lag(s: Settings, name: str) -> str:
+    """Records the stream's consumer group is behind (the fast path only: Spark keeps its offsets in checkpoints)."""
+    if name != streams.FAST_PATH:
+        return "-"
+    from lakehouse.services import fastpath, kafka
+
+    try:
+        lag = kafka.group_lag(s, fastpath.GROUP, fastpath.TOPIC)["lag"]
+    except Exception:  # Kafka down: the rest of the table is still worth showing
+        return "?"
+    return "no commit yet" if lag is None else f"{lag:,}"
 
 
 @click.command("replay")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from lakehouse.contracts import TOPICS
@@ -75,5 +77,73 @@ def end_offsets_json(s: Settings) -> str:
             for tp, off in consumer.end_offsets(parts).items():
                 offsets.setdefault(tp.topic, {})[str(tp.partition)] = off
         return json.dumps(offsets, sort_keys=True)
+    finally:
+        consumer.close()
+
+
+def group_lag(s: Settings, group: str, topic: str) -> dict[str, int | None]:
+    """A consumer group's position on TOPIC: ``{"committed": …, "end": …, "lag": …}`` summed over partitions.
+
+    ``lag`` is None when the group has committed nothing on the topic yet (a job that has not
+    completed its first checkpoint, or never ran); a partition without a commit counts from 0.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    client = admin(s)
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, client_id="lakehouse-lag")
+    try:
+        committed = {
+            tp.partition: meta.offset
+            for tp, meta in (client.list_group_offsets({group: None}).get(group) or {}).items()
+            if tp.topic == topic and meta.offset >= 0
+        }
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        end = {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+        client.close()
+    total_end = sum(end.values())
+    if not committed:
+        return {"committed": None, "end": total_end, "lag": None}
+    done = sum(committed.get(p, 0) for p in end)
+    return {"committed": done, "end": total_end, "lag": max(0, total_end - done)}
+
+
+def first_unread_time(s: Settings, group: str, topic: str) -> datetime | None:
+    """The Kafka timestamp of the oldest record GROUP has not committed past on TOPIC (None: it has read
+    everything, or committed nothing). What the group has certainly processed was sent before it."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    client = admin(s)
+    try:
+        committed = {
+            tp.partition: meta.offset
+            for tp, meta in (client.list_group_offsets({group: None}).get(group) or {}).items()
+            if tp.topic == topic and meta.offset >= 0
+        }
+    finally:
+        client.close()
+    if not committed:
+        return None
+    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, client_id="lakehouse-lag", enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        end = consumer.end_offsets(parts)
+        behind = [tp for tp in parts if committed.get(tp.partition, 0) < end[tp]]
+        if not behind:
+            return None
+        consumer.assign(behind)
+        for tp in behind:
+            consumer.seek(tp, committed.get(tp.partition, 0))
+        oldest: int | None = None
+        pending = set(behind)
+        deadline = time.monotonic() + 10
+        while pending and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500, max_records=len(behind) * 10).items():
+                if tp in pending and records:
+                    pending.discard(tp)
+                    consumer.pause(tp)
+                    oldest = records[0].timestamp if oldest is None else min(oldest, records[0].timestamp)
+        return datetime.fromtimestamp(oldest / 1000, UTC) if oldest is not None else None
     finally:
         consumer.close()

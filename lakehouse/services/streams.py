@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from lakehouse.settings import PROJECT_ROOT, Settings, child_env
 
 #: The streams: each is one Spark app (``spark_apps/<name>.py``), one Dagster asset and job, one supervisor.
 STREAMS = ("bronze", "refine", "serving")
+#: The fraud fast path: a Flink job (``lakehouse.services.fastpath``), run and supervised like a stream.
+FAST_PATH = "fastpath"
 #: What ``lakehouse stream run`` can start: the streams, and ``all`` (bronze and refine in one driver).
 APPS = {**{name: f"{name}.py" for name in STREAMS}, "all": "pipeline.py"}
 #: Exit code of an app whose checkpoints another process holds (EX_TEMPFAIL): "already running".
@@ -109,12 +112,13 @@ def run(s: Settings, name: str, available_now: bool, master: str | None = None) 
     from lakehouse.delta import cds as spark_cds
 
     with spark_cds.recording(s, ends_by_itself=available_now) as archive:
-        code = _run_foreground(s, submit_command(s, name, available_now, master, archive.options), name)
+        code = run_process(s, submit_command(s, name, available_now, master, archive.options), name)
         archive.succeeded = code == 0
     return code
 
 
-def _run_foreground(s: Settings, cmd: list[str], name: str) -> int:
+def run_process(s: Settings, cmd: list[str], name: str) -> int:
+    """Run CMD (an app's process) in the foreground with the stop handling of :func:`run`; its exit code."""
     env = submit_env(s)
     with _StopSignals().installed() as stops:
         proc = subprocess.Popen(
@@ -192,10 +196,47 @@ def lock_path(s: Settings, app: str) -> Path:
     return s.checkpoint_dir / app / "_lock"
 
 
+class AlreadyRunningError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def exclusive(s: Settings, apps: Sequence[str]) -> Iterator[None]:
+    """Hold each app's checkpoint lock for the life of the process: one writer per checkpoint.
+
+    Two drivers on one checkpoint (a catch-up launched while the stream runs, a second
+    supervisor launch) would both commit the same batch ids. ``flock`` is released by the
+    kernel when the process dies, even by SIGKILL, so a crash never leaves a stale lock.
+    """
+    handles = []
+    try:
+        for app in apps:
+            path = lock_path(s, app)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+")  # noqa: SIM115 - held until the context exits
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                f.close()
+                raise AlreadyRunningError(
+                    f"stream {app} is already running (pid {holder}); its checkpoints under "
+                    f"{path.parent} admit one writer. Stop it first: lakehouse stream stop {app}"
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            handles.append(f)
+        yield
+    finally:
+        for f in handles:
+            f.close()
+
+
 def lock_holder(s: Settings, app: str) -> int | None:
     """The pid holding APP's checkpoint lock (a driver inside Dagster or not), or None when it is free."""
-    import fcntl
-
     path = lock_path(s, app)
     if not path.exists():
         return None

@@ -32,7 +32,17 @@ dropped by ``flush_serving_keys`` with the rest):
 ``fraud:user-alerts:{user_id}``    hash  ``event_id`` -> ``"{event_time_us} {score}"``, one     7 d
                                          field per alert of the user: the distinct alerts
                                          ``fraud:user:{user_id}`` is computed from
+``fraud:fast:{event_id}``          hash  the fast path's own verdict (``event_time``,           7 d
+                                         ``rules``, ``score``, ``detected_at``), whoever's entry
+                                         is in the stream: what ``fastpath_agrees_with_gold``
+                                         compares with gold
 =================================  ====  ====================================================  ====
+
+Which path wrote an alert: each ``fraud:alerts`` entry has, beside the gold columns, a ``path``
+field (``fast``: the fast path, ``lakehouse/services/fastpath.py``; ``gold``: the serving stream
+from ``gold.fraud_alerts``) and ``detected_at`` is when that path judged it. Whichever path writes
+an alert first appends it; the other path's identical verdict is a no-op (the idempotency digest
+covers the alert's content, not ``detected_at`` or ``path``), a different verdict replaces it.
 
 Values
 ------
@@ -101,6 +111,15 @@ FRAUD_ALERT_COLUMNS: Final[dict[str, str]] = {
     "score": "DOUBLE",
     "detected_at": "TIMESTAMP",
 }
+#: The columns whose values make an alert's identity for idempotency: its content, not when or by
+#: which path it was detected (so the fast path's alert and gold's equal one are one entry).
+ALERT_DIGEST_COLUMNS: Final = tuple(c for c in FRAUD_ALERT_COLUMNS if c != "detected_at")
+#: The stream entry field naming the path that wrote the alert, and its values.
+ALERT_PATH_FIELD: Final = "path"
+GOLD_PATH: Final = "gold"
+FAST_PATH: Final = "fast"
+#: The fast path's verdicts (``fraud_fast_alert_key``) and what they hold.
+FRAUD_FAST_TTL_S: Final = FRAUD_USER_TTL_S
 #: Columns not served: bookkeeping (``updated_at``) and binary sketches.
 NOT_SERVED: Final = frozenset({"updated_at", "sessions_sketch"})
 
@@ -135,6 +154,11 @@ def fraud_user_key(user_id: str) -> str:
 def fraud_alert_marker_key(event_id: str) -> str:
     """Bookkeeping: the alert's stream entry id and digest (idempotent XADD, retraction)."""
     return f"fraud:alert:{event_id}"
+
+
+def fraud_fast_alert_key(event_id: str) -> str:
+    """The fast path's own verdict on a payment (``event_time``, ``rules``, ``score``, ``detected_at``), kept 7 d."""
+    return f"fraud:fast:{event_id}"
 
 
 def fraud_user_alerts_key(user_id: str) -> str:
@@ -175,6 +199,7 @@ SERVING_KEY_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ("fraud:user:*", re.compile(r"fraud:user:.+", re.DOTALL)),
     ("fraud:alert:*", re.compile(r"fraud:alert:.+", re.DOTALL)),
     ("fraud:user-alerts:*", re.compile(r"fraud:user-alerts:.+", re.DOTALL)),
+    ("fraud:fast:*", re.compile(r"fraud:fast:.+", re.DOTALL)),
 )
 
 

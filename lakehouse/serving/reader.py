@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import redis
 
 from lakehouse.serving.keys import (
+    ALERT_PATH_FIELD,
     CHUNK_SIZE,
     DEVICE_MINUTE_COLUMNS,
     FRAUD_ALERT_COLUMNS,
@@ -80,6 +81,7 @@ class FraudAlert:
     rules: tuple[str, ...] | None
     score: float | None
     detected_at: datetime | None
+    path: str | None = None  # which path wrote it: "fast" or "gold" (None: written before paths existed)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,11 @@ class ServingClient:
         if n < 1:
             return []
         raw = self.r.xrevrange(FRAUD_ALERTS_STREAM, count=n) or []
-        return [FraudAlert(**row_of(decoded_map(fields or {}), FRAUD_ALERT_COLUMNS)) for _, fields in raw]
+        out = []
+        for _, fields in raw:
+            m = decoded_map(fields or {})
+            out.append(FraudAlert(**row_of(m, FRAUD_ALERT_COLUMNS), path=m.get(ALERT_PATH_FIELD)))
+        return out
 
     def user_fraud(self, user_id: str) -> UserFraud | None:
         raw = decoded_map(self.r.hgetall(fraud_user_key(user_id)))

@@ -16,7 +16,9 @@ Idempotency (a replayed micro-batch leaves Redis unchanged, key by key)
 - ``page:top:…``: ``ZADD … GT`` (views of a window only grow, so an older version cannot lower a
   score) and ``EXPIRE … NX``.
 - ``fraud:alerts`` + ``fraud:user:…``: one Lua script per alert. It compares the alert's
-  digest with its marker ``fraud:alert:{event_id}``: equal -> a replay, nothing is touched. New ->
+  digest (of its content: not ``detected_at``, not ``path``) with its marker
+  ``fraud:alert:{event_id}``: equal -> a replay, or the other path's identical verdict (the fast
+  path writes with the same script), nothing is touched. New ->
   XADD with ``MAXLEN ~ maxlen``. Changed (gold updated ``rules``/``score``) -> the old entry is
   XDELed and the new version appended, so the stream keeps one entry per alert, in the order of
   its last change. The user's alerts live in ``fraud:user-alerts:{user_id}`` (one field per
@@ -53,6 +55,8 @@ import redis
 from redis.commands.core import Script
 
 from lakehouse.serving.keys import (
+    ALERT_DIGEST_COLUMNS,
+    ALERT_PATH_FIELD,
     CHUNK_SIZE,
     DEVICE_LATEST_TTL_S,
     DEVICE_MINUTE_COLUMNS,
@@ -62,6 +66,7 @@ from lakehouse.serving.keys import (
     FRAUD_ALERTS_MAXLEN,
     FRAUD_ALERTS_STREAM,
     FRAUD_USER_TTL_S,
+    GOLD_PATH,
     MERCHANT_MINUTE_COLUMNS,
     MERCHANT_MINUTE_TTL_S,
     PAGE_TOP_TTL_S,
@@ -140,7 +145,7 @@ local function refresh_user(user_key, alerts_key, ttl)
 end
 """
 
-_UPSERT_ALERT_LUA = (
+UPSERT_ALERT_LUA = (
     _REFRESH_USER_LUA
     + """
 -- KEYS[1] fraud:alerts, KEYS[2] fraud:alert:{event_id}, KEYS[3] fraud:user:{user_id},
@@ -164,7 +169,7 @@ return 1
 """
 )
 
-_RETRACT_ALERT_LUA = (
+RETRACT_ALERT_LUA = (
     _REFRESH_USER_LUA
     + """
 -- KEYS as for the upsert; ARGV[1] event_id, ARGV[2] user ttl, ARGV[3] user_id ('' = unknown)
@@ -271,21 +276,29 @@ def _alert_digest(pairs: Sequence[str]) -> str:
     return hashlib.sha256("\x1f".join(pairs).encode()).hexdigest()[:32]
 
 
+def alert_digest(present: Mapping[str, str]) -> str:
+    """The idempotency digest of an alert's encoded fields: its content (``ALERT_DIGEST_COLUMNS``),
+    not ``detected_at`` or ``path``. The fast path computes the same (``lakehouse.core.Encoding``)."""
+    return _alert_digest([x for c in ALERT_DIGEST_COLUMNS if c in present for x in (c, present[c])])
+
+
 def write_fraud_alerts(
     r: redis.Redis,
     rows: Iterable[Mapping[str, Any]],
     *,
     maxlen: int = FRAUD_ALERTS_MAXLEN,
     chunk_size: int = CHUNK_SIZE,
+    path: str = GOLD_PATH,
 ) -> int:
     """``gold.fraud_alerts`` rows (inserted or updated) -> ``fraud:alerts`` and ``fraud:user:{id}``.
 
-    New alerts are appended in (``detected_at``, ``event_time``, ``event_id``) order, so a rebuild
+    Each entry says which PATH wrote it (``path`` field). New alerts are appended in
+    (``detected_at``, ``event_time``, ``event_id``) order, so a rebuild
     writes the stream in detection order. Returns the stream entries appended (new or changed alerts).
     """
     if maxlen < 1:
         raise ValueError(f"maxlen must be >= 1, got {maxlen}")
-    script = Script(r, _UPSERT_ALERT_LUA)
+    script = Script(r, UPSERT_ALERT_LUA)
     out = _Chunked(r, chunk_size)
     far_past = datetime.min.replace(tzinfo=UTC)
 
@@ -300,7 +313,7 @@ def write_fraud_alerts(
     for row in sorted(rows, key=order):
         event_id = str(row["event_id"])
         present, _ = row_fields(row, FRAUD_ALERT_COLUMNS, "fraud_alerts")
-        pairs = [x for kv in present.items() for x in kv]
+        pairs = [*(x for kv in present.items() for x in kv), ALERT_PATH_FIELD, path]
         user_id = present.get("user_id", "")
         event_time_us = (as_utc(row["event_time"]) - EPOCH) // timedelta(microseconds=1)
         script(
@@ -312,7 +325,7 @@ def write_fraud_alerts(
             ],
             args=[
                 event_id,
-                _alert_digest(pairs),
+                alert_digest(present),
                 maxlen,
                 FRAUD_ALERT_MARKER_TTL_S,
                 FRAUD_USER_TTL_S,
@@ -337,7 +350,7 @@ def retract_fraud_alerts(r: redis.Redis, event_ids: Iterable[str], *, chunk_size
         lookup.queued_one()
     lookup.flush()
     users = [to_text(u) if u is not None else "" for u in lookup.replies]
-    script = Script(r, _RETRACT_ALERT_LUA)
+    script = Script(r, RETRACT_ALERT_LUA)
     out = _Chunked(r, chunk_size)
     for event_id, user_id in zip(ids, users, strict=True):
         script(

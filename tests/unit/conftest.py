@@ -1,11 +1,21 @@
-"""Unit-test fixtures: one local SparkSession for the whole run (no Kafka, Redis or Trino)."""
+"""Unit-test fixtures: one local SparkSession for the whole run, and a private redis-server per module that
+asks for one (never the stack's Kafka, Redis or Trino)."""
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
+
+from lakehouse.serving import connect
+from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -28,3 +38,73 @@ def spark() -> Iterator[SparkSession]:
     )
     yield session
     session.stop()
+
+
+REDIS_PASSWORD = "serving-test-secret"
+
+
+# -- a private redis-server ---------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    assert port != 6379
+    return port
+
+
+def _start(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    return subprocess.Popen(
+        [
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(workdir),
+            "--requirepass", REDIS_PASSWORD,
+            "--logfile", str(workdir / f"redis-{port}.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def redis_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings pointing at a redis-server of our own on a free loopback port, with a password."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make setup installs it)")
+    workdir = tmp_path_factory.mktemp("redis")
+    for _ in range(3):  # another process may take the port between the probe and the bind
+        port = free_port()
+        proc = _start(workdir, port)
+        s = Settings(_env_file=None, redis_port=port, redis_password=REDIS_PASSWORD)  # type: ignore[call-arg, arg-type]
+        client = connect(s, socket_timeout=1)
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            _stop(proc)
+            continue
+        client.close()
+        try:
+            yield s
+        finally:
+            _stop(proc)
+        return
+    pytest.fail(f"redis-server did not answer PING; see {workdir}")

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from lakehouse.cli.app import main
 from lakehouse.cli.serving import parse_time
 from lakehouse.settings import Settings, get_settings
-from tests.unit.test_serving import ALERTS, DEVICES, MERCHANTS, T0, T0_EPOCH, _free_port, write_all
+from tests.unit.conftest import free_port
+from tests.unit.test_serving import ALERTS, DEVICES, MERCHANTS, T0, T0_EPOCH, write_all
 from tests.unit.test_serving import settings as settings
 
 
@@ -97,7 +98,7 @@ def test_redis_keys_counts_each_family(cli_env: redis.Redis) -> None:
 
 
 def test_an_unreachable_redis_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LAKEHOUSE_REDIS_PORT", str(_free_port()))
+    monkeypatch.setenv("LAKEHOUSE_REDIS_PORT", str(free_port()))
     get_settings.cache_clear()
     try:
         result = run("serve", "get", "alerts")

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import shutil
-import socket
-import subprocess
 import time
 import typing
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,79 +30,17 @@ from lakehouse.serving import (
     write_page_minutes,
 )
 from lakehouse.settings import Settings
+from tests.unit.conftest import REDIS_PASSWORD, free_port
 
-PASSWORD = "serving-test-secret"
 T0 = datetime(2026, 11, 26, 10, 15)  # naive UTC, as Row.asDict() hands it out
 T0_EPOCH = int(T0.replace(tzinfo=UTC).timestamp())
 DAY = 24 * 3600
 WEEK = 7 * DAY
 
 
-# -- a private redis-server ---------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    assert port != 6379
-    return port
-
-
-def _start(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    return subprocess.Popen(
-        [
-            binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-            "--requirepass", PASSWORD,
-            "--logfile", str(workdir / f"redis-{port}.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings pointing at a redis-server of our own on a free loopback port, with a password."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make setup installs it)")
-    workdir = tmp_path_factory.mktemp("redis")
-    for _ in range(3):  # another process may take the port between the probe and the bind
-        port = _free_port()
-        proc = _start(workdir, port)
-        s = Settings(_env_file=None, redis_port=port, redis_password=PASSWORD)  # type: ignore[call-arg, arg-type]
-        client = connect(s, socket_timeout=1)
-        deadline = time.monotonic() + 15
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            _stop(proc)
-            continue
-        client.close()
-        try:
-            yield s
-        finally:
-            _stop(proc)
-        return
-    pytest.fail(f"redis-server did not answer PING; see {workdir}")
+def settings(redis_settings: Settings) -> Settings:
+    return redis_settings
 
 
 @pytest.fixture
@@ -285,6 +219,7 @@ def test_keys_types_and_ttls_follow_the_contract(r: redis.Redis) -> None:
         b"rules": b'["card_testing","velocity"]',
         b"score": b"0.4",
         b"detected_at": b"2026-11-26T10:15:31.000000Z",
+        b"path": b"gold",  # which path wrote it: the serving stream, from gold
     }
 
 
@@ -464,7 +399,7 @@ def test_client_reads_back_what_was_written(r: redis.Redis, client: ServingClien
 
     alerts = client.recent_fraud_alerts(10)
     by_detection = sorted(ALERTS, key=lambda a: a["detected_at"], reverse=True)
-    assert alerts == [FraudAlert(**_utc(row, serving.FRAUD_ALERT_COLUMNS)) for row in by_detection]
+    assert alerts == [FraudAlert(**_utc(row, serving.FRAUD_ALERT_COLUMNS), path="gold") for row in by_detection]
     assert client.recent_fraud_alerts(2) == alerts[:2]
     assert alerts[1].event_id == "e5"
     assert alerts[1].score is None
@@ -490,6 +425,8 @@ def test_served_columns_and_models_follow_the_gold_specs() -> None:
         served = [c for c in spec.columns if c.name not in serving.NOT_SERVED]
         assert columns == {c.name: c.type for c in served}, spec.name
         hints = typing.get_type_hints(model)
+        if model is FraudAlert:  # beside gold's columns: which path wrote the alert
+            assert hints.pop("path") == str | None
         expected = {c.name: python_type[c.type] | None if c.nullable else python_type[c.type] for c in served}
         assert hints == expected, spec.name
     assert {"page", "window_start", "views"} <= set(PAGE_MINUTE.column_names)
@@ -523,7 +460,7 @@ def test_connect_uses_the_settings(settings: Settings) -> None:
     r = connect(settings)
     assert r.ping()  # the server requires the password: connect passed it
     kwargs = r.connection_pool.connection_kwargs
-    assert (kwargs["host"], kwargs["port"], kwargs["password"]) == ("127.0.0.1", settings.redis_port, PASSWORD)
+    assert (kwargs["host"], kwargs["port"], kwargs["password"]) == ("127.0.0.1", settings.redis_port, REDIS_PASSWORD)
     r.close()
 
 
@@ -610,7 +547,7 @@ def test_with_redis_retries_until_redis_is_back_then_fails_after_the_deadline(se
     assert with_redis(patient, "batch 1", flaky) == "True"
     assert len(calls) == 3
 
-    down = settings.model_copy(update={"redis_port": _free_port(), "serving_retry_s": 1.0})
+    down = settings.model_copy(update={"redis_port": free_port(), "serving_retry_s": 1.0})
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match=r"unreachable for 1s .*batch 7 of serving_x not written"):
         with_redis(down, "batch 7 of serving_x", lambda c: c.ping())

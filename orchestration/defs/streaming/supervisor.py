@@ -21,13 +21,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster_prometheus import PrometheusResource
 
+from lakehouse.services import fastpath
 from lakehouse.settings import Settings, get_settings
+from orchestration.defs.streaming.fastpath import stream_fastpath
 from orchestration.defs.streaming.streams import LAYERS, STREAM_TAG, stream_jobs
 from orchestration.lib.metrics import push_restart
+
+if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 IN_PROGRESS = {
     dg.DagsterRunStatus.QUEUED,
@@ -88,9 +94,7 @@ def _past(records: Sequence[dg.RunRecord]) -> list[PastRun]:
     return [PastRun(r.dagster_run.run_id, r.dagster_run.status, r.start_time, r.end_time) for r in records]
 
 
-def _supervisor(layer: str) -> dg.SensorDefinition:
-    job = stream_jobs[layer]
-
+def _supervisor(layer: str, job: dg.JobDefinition | UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"supervise_{layer}",
         job=job,
@@ -131,4 +135,7 @@ def _supervisor(layer: str) -> dg.SensorDefinition:
     return _sensor
 
 
-supervisors = [_supervisor(layer) for layer in LAYERS]
+supervisors = [
+    *(_supervisor(layer, stream_jobs[layer]) for layer in LAYERS),
+    _supervisor(fastpath.NAME, stream_fastpath),
+]
