@@ -9,6 +9,7 @@ sanctioned way to pass it on to a subprocess).
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -125,11 +126,12 @@ class Settings(BaseSettings):
         description="An event time more than this ahead of its ingestion time does not move the watermark "
         "further (one wrong clock cannot make every other event late); such events are counted.",
     )
-    fastpath_start: Literal["earliest", "latest"] = Field(
+    fastpath_start: str = Field(
         "earliest",
         description="Where the fraud fast path starts reading payments when it has no checkpoint: earliest (its "
-        "verdicts equal gold's from the first payment on) or latest (alerts at once, but a card's or user's "
-        "history from before the start is unknown to it).",
+        "verdicts equal gold's from the first payment on), latest (alerts at once, but a card's or user's "
+        "history from before the start is unknown to it), or per-partition offsets as for bronze "
+        '(`{"payments": {"0": 42, ...}}`).',
     )
     fastpath_checkpoint_interval_s: float = Field(
         5.0,
@@ -179,6 +181,21 @@ class Settings(BaseSettings):
     startup_timeout_s: float = Field(
         180.0, gt=0, description="How long `lakehouse up` waits for a component to become healthy."
     )
+
+    @field_validator("fastpath_start")
+    @classmethod
+    def _offsets(cls, value: str) -> str:
+        if value in {"earliest", "latest"}:
+            return value
+        try:
+            parts = json.loads(value)["payments"]
+            if not parts or not all(str(int(p)) == p and int(o) >= 0 for p, o in parts.items()):
+                raise ValueError
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise ValueError(
+                'expected earliest, latest or offsets of payments\' partitions as JSON: {"payments": {"0": 42}}'
+            ) from None
+        return value
 
     @field_validator("host")
     @classmethod

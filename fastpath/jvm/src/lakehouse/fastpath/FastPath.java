@@ -7,6 +7,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
+import java.util.HashMap;
 import java.util.Map;
 import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
@@ -35,6 +36,7 @@ import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.streaming.api.functions.ProcessFunction;
 import org.apache.flink.util.Collector;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.common.TopicPartition;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -358,11 +360,16 @@ public final class FastPath {
     }
   }
 
-  static OffsetsInitializer startingOffsets(String start) {
+  static OffsetsInitializer startingOffsets(String start, String topic) throws java.io.IOException {
     if (start.equals("earliest")) return OffsetsInitializer.earliest();
     if (start.equals("latest")) return OffsetsInitializer.latest();
-    if (start.startsWith("timestamp:")) return OffsetsInitializer.timestamp(Long.parseLong(start.substring(10)));
-    throw new IllegalArgumentException("start: expected earliest, latest or timestamp:<ms>, got " + start);
+    if (start.startsWith("{")) { // {"payments": {"0": 42, ...}}, as LAKEHOUSE_KAFKA_STARTING_OFFSETS
+      Map<TopicPartition, Long> offsets = new HashMap<>();
+      for (Map.Entry<String, JsonNode> e : new ObjectMapper().readTree(start).get(topic).properties())
+        offsets.put(new TopicPartition(topic, Integer.parseInt(e.getKey())), e.getValue().asLong());
+      return OffsetsInitializer.offsets(offsets);
+    }
+    throw new IllegalArgumentException("start: expected earliest, latest or offsets JSON, got " + start);
   }
 
   public static void main(String[] argv) throws Exception {
@@ -378,7 +385,7 @@ public final class FastPath {
             .setBootstrapServers(job.get("bootstrap").asText())
             .setTopics(job.get("topic").asText())
             .setGroupId(job.get("group").asText())
-            .setStartingOffsets(startingOffsets(job.get("start").asText()))
+            .setStartingOffsets(startingOffsets(job.get("start").asText(), job.get("topic").asText()))
             .setDeserializer(new RawSchema())
             .setProperty("commit.offsets.on.checkpoint", "true")
             .setProperty("register.consumer.metrics", "false") // ~200 Kafka client gauges; lag comes from pendingRecords

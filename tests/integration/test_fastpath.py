@@ -1,0 +1,239 @@
+"""The fraud fast path (Flink) against the real stack: Kafka in, Redis out.
+
+The job runs as users run it (``lakehouse stream run fastpath``, one JVM) on a private checkpoint
+directory, starting at the offsets ``payments`` has when the module starts, so it judges exactly
+the payments produced here; the expected alerts are the Python reference's
+(``lakehouse.fraud_reference``) over those payments. What the module wrote to Redis is retracted
+at the end, so later tests see the stack's Redis as they would without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+import requests
+
+from lakehouse.fraud_reference import evaluate
+from lakehouse.generator import GeneratorConfig, generate, produce
+from lakehouse.services import fastpath
+from lakehouse.services.kafka import end_offsets_json
+from lakehouse.serving import connect, keys, retract_fraud_alerts
+from lakehouse.settings import Settings
+
+LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
+WAIT_S = 90.0
+
+
+@dataclass
+class FastPathRun:
+    """The fast path as a user runs it, plus what the tests produced for it."""
+
+    s: Settings
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    payments: list[dict[str, Any]] = field(default_factory=list)  # every payment produced here, first copies
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")} | self.s.to_env()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [LAKEHOUSE, "stream", "run", fastpath.NAME], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def jvm(self) -> psutil.Process:
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the fast path exited ({self.proc.returncode}):\n{self.tail()}"
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                if fastpath.MAIN_CLASS in " ".join(child.cmdline()):
+                    return child
+            time.sleep(0.2)
+        raise AssertionError(f"no fast path JVM under pid {self.proc.pid}:\n{self.tail()}")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def add(self, run: Any) -> None:
+        assert produce(run, self.s).failed == 0
+        self.payments.extend(run.truth.payments)
+
+    def expected(self) -> dict[str, tuple[list[str], float]]:
+        return {e: (a.rules, a.score) for e, a in evaluate(self.payments).items()}
+
+
+@pytest.fixture(scope="module")
+def fast(lakehouse_stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastPathRun]:
+    work = tmp_path_factory.mktemp("fastpath")
+    offsets = json.loads(end_offsets_json(lakehouse_stack))
+    s = lakehouse_stack.model_copy(
+        update={
+            "checkpoint_root": work / "checkpoints",
+            "fastpath_start": json.dumps({"payments": offsets["payments"]}),
+        }
+    )
+    run = FastPathRun(s, work / "fastpath.log")
+    run.start()
+    try:
+        yield run
+    finally:
+        run.stop()
+        r = connect(s)
+        try:  # leave the stack's Redis as the other tests expect it
+            ids = [p["event_id"] for p in run.payments]
+            retract_fraud_alerts(r, ids)
+            for i in range(0, len(ids), 500):
+                r.delete(*(keys.fraud_fast_alert_key(e) for e in ids[i : i + 500]))
+        finally:
+            r.close()
+
+
+def verdicts(r: redis.Redis, ids: list[str]) -> dict[str, tuple[list[str], float]]:
+    """The fast path's verdicts (``fraud:fast:*``) on IDS."""
+    pipe = r.pipeline(transaction=False)
+    for e in ids:
+        pipe.hgetall(keys.fraud_fast_alert_key(e))
+    return {e: (json.loads(h["rules"]), float(h["score"])) for e, h in zip(ids, pipe.execute(), strict=True) if h}
+
+
+def wait_for(fast: FastPathRun, r: redis.Redis) -> dict[str, tuple[list[str], float]]:
+    """The verdicts once every expected alert is there (or the deadline passed), and the group has caught up."""
+    expected = fast.expected()
+    ids = [p["event_id"] for p in fast.payments]
+    deadline = time.monotonic() + WAIT_S
+    got: dict[str, tuple[list[str], float]] = {}
+    while time.monotonic() < deadline:
+        got = verdicts(r, ids)
+        if expected.keys() <= got.keys():
+            break
+        time.sleep(0.5)
+    time.sleep(2 * fast.s.fastpath_checkpoint_interval_s)  # anything extra that was coming has come
+    return verdicts(r, ids)
+
+
+def stream_entries(r: redis.Redis, ids: set[str]) -> Counter[str]:
+    """How many ``fraud:alerts`` entries each of IDS has."""
+    return Counter(f["event_id"] for _, f in r.xrange(keys.FRAUD_ALERTS_STREAM) if f.get("event_id") in ids)
+
+
+def test_every_fraud_pattern_reaches_redis_within_seconds_equal_to_the_reference(fast: FastPathRun) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    run = generate(
+        GeneratorConfig.every_fault(
+            2400, seed=1201, rate=10, start_time=start, topics=("payments",), anomalies=0, late=8
+        )
+    )
+    assert len(run.truth.expected_fraud_alerts) >= 8  # two instances of each pattern, at least
+    sent = time.monotonic()
+    fast.add(run)
+    r = connect(fast.s)
+    got = wait_for(fast, r)
+    took = time.monotonic() - sent
+    expected = fast.expected()
+    assert got == expected, f"fast path differs from the reference:\n{fast.tail()}"
+    entries = stream_entries(r, set(expected))
+    assert entries == Counter(dict.fromkeys(expected, 1))
+    for _, f in r.xrange(keys.FRAUD_ALERTS_STREAM):
+        if f["event_id"] in expected:
+            assert f["path"] == "fast"
+    print(f"{len(expected)} alerts in Redis {took:.1f}s after the first send")
+
+
+def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(fast: FastPathRun) -> None:
+    run = generate(
+        GeneratorConfig.every_fault(4000, seed=1202, rate=800, throttle=True, topics=("payments",), anomalies=0)
+    )
+    jvm = fast.jvm()
+    sender = threading.Thread(target=fast.add, args=(run,))
+    sender.start()
+    time.sleep(2.5)  # mid-stream: about half of the records sent
+    jvm.send_signal(signal.SIGKILL)
+    code = fast.proc.wait(timeout=60) if fast.proc else None
+    assert code not in (0, None)
+    restored = fastpath.latest_checkpoint(fast.s)
+    assert restored is not None, "no retained checkpoint to restart from"
+    fast.start()
+    sender.join(timeout=120)
+    assert not sender.is_alive()
+    r = connect(fast.s)
+    got = wait_for(fast, r)
+    expected = fast.expected()
+    assert got == expected, f"after SIGKILL and restart the fast path differs from the reference:\n{fast.tail()}"
+    entries = stream_entries(r, set(expected))
+    doubled = {e: n for e, n in entries.items() if n > 1}
+    assert doubled == {}
+    assert set(entries) == set(expected)
+    assert f"restoring {restored}" in fast.log.read_text()
+
+
+def _pushed(metric: str, s: Settings) -> float | None:
+    text = requests.get(f"{s.pushgateway_url}/metrics", timeout=5).text
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(metric + "{") and f'job="{fastpath.PUSH_JOB}"' in line
+    ]
+    return sum(values) if values else None
+
+
+def test_a_malformed_flood_is_counted_and_skipped_and_the_job_keeps_judging(fast: FastPathRun) -> None:
+    from kafka import KafkaProducer
+
+    jvm = fast.jvm()
+    before = _pushed("flink_taskmanager_job_task_operator_payments_invalid", fast.s) or 0.0
+    nested = ("[" * 5000 + "]" * 5000).encode()
+    future = json.dumps({"event_id": "f", "event_time": "2099-01-01T00:00:00Z", "user_id": "u", "card_number": "4"})
+    flood = [
+        b"not json",
+        b"\xff\xfe\x00\x01",  # not UTF-8
+        nested,  # deeper than the JSON parser's limit
+        b'{"event_id": 1}',
+        b"[1, 2, 3]",
+        future.encode(),
+        b"x" * 900_000,  # near the broker's 1 MB record limit
+    ]
+    producer = KafkaProducer(bootstrap_servers=fast.s.bootstrap_servers, max_request_size=2_000_000)
+    n = 0
+    for i in range(1400):
+        producer.send("payments", flood[i % len(flood)], key=str(i).encode())
+        n += 1
+    producer.flush(60)
+    producer.close()
+    run = generate(GeneratorConfig(seed=1203, count=600, topics=("payments",), fraud_card_testing=1, fraud_velocity=1))
+    fast.add(run)
+    r = connect(fast.s)
+    got = wait_for(fast, r)
+    assert got == fast.expected(), f"after the flood the fast path differs from the reference:\n{fast.tail()}"
+    assert jvm.is_running(), "the flood stopped the job"
+    assert fast.jvm().pid == jvm.pid
+    deadline = time.monotonic() + 30  # metrics are pushed every 10 s
+    counted = before
+    while time.monotonic() < deadline:
+        counted = _pushed("flink_taskmanager_job_task_operator_payments_invalid", fast.s) or 0.0
+        if counted - before >= n:
+            break
+        time.sleep(1)
+    assert counted - before >= n  # every record of the flood (the baseline is at most 10 s old: >=)
+    restarts = _pushed("flink_jobmanager_job_numRestarts", fast.s)
+    assert restarts == 0.0
