@@ -237,3 +237,49 @@ def test_a_malformed_flood_is_counted_and_skipped_and_the_job_keeps_judging(fast
     assert counted - before >= n  # every record of the flood (the baseline is at most 10 s old: >=)
     restarts = _pushed("flink_jobmanager_job_numRestarts", fast.s)
     assert restarts == 0.0
+
+
+def test_dagster_starts_observes_and_stops_the_fast_path(fast: FastPathRun, tmp_path: Path) -> None:
+    """`lakehouse stream start|status|stop fastpath`: a Dagster run is the job's life, with its lag observed."""
+    from lakehouse.services import dagster_api as api
+
+    fast.stop()  # one fast path at a time: this test runs its own, under Dagster
+    s = fast.s
+    start = json.dumps({"payments": json.loads(end_offsets_json(s))["payments"]})
+    overrides = {"checkpoint_root": str(tmp_path / "checkpoints"), "fastpath_start": start}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")} | s.to_env()
+    sets = [x for k, v in overrides.items() for x in ("--set", f"{k}={v}")]
+    out = subprocess.run(
+        [LAKEHOUSE, "stream", "start", fastpath.NAME, *sets], env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_id = out.stdout.split("run ", 1)[1].split()[0]
+    fast.add(generate(GeneratorConfig(seed=1204, count=400, topics=("payments",), fraud_card_testing=1)))
+    r = connect(s)
+    got = wait_for(fast, r)
+    assert fast.expected().keys() <= got.keys()
+
+    def materialized() -> bool:
+        return any(
+            e["type"] == "MaterializationEvent" and e["asset"] == "serving/fraud_fast_path"
+            for e in api.run_events(s, run_id)
+        )
+
+    deadline = time.monotonic() + 60
+    while not materialized() and time.monotonic() < deadline:
+        time.sleep(2)
+    assert materialized(), "the run did not materialize serving/fraud_fast_path after its first checkpoint"
+    status = subprocess.run([LAKEHOUSE, "stream", "status"], env=env, capture_output=True, text=True, check=False)
+    line = next(x for x in status.stdout.splitlines() if fastpath.NAME in x)
+    assert run_id[:8] in line
+    assert "STARTED" in line
+    stop = subprocess.run(
+        [LAKEHOUSE, "stream", "stop", fastpath.NAME, "--timeout", "120"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert api.runs(s, run_ids=[run_id])[0]["status"] == "CANCELED"
+    assert not any(fastpath.MAIN_CLASS in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
