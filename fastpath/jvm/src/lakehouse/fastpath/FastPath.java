@@ -25,7 +25,6 @@ import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
-import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.connector.kafka.source.KafkaSource;
 import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer;
@@ -33,6 +32,7 @@ import org.apache.flink.connector.kafka.source.reader.deserializer.KafkaRecordDe
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.streaming.api.TimerService;
 import org.apache.flink.streaming.api.functions.ProcessFunction;
 import org.apache.flink.util.Collector;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -189,12 +189,16 @@ public final class FastPath {
     }
   }
 
-  /** Keyed state of one key's held payments (bytes) and its one pending timer. */
+  /**
+   * Keyed state of one key's held payments (bytes). A key with state has exactly one pending
+   * event-time timer, registered when its state is created; when it fires, the key is trimmed or
+   * forgotten and, if anything is still held, a timer at the new expiry replaces it. So a payment
+   * costs one state read and one write per stage, not a timer delete and register as well.
+   */
   abstract static class Keyed extends KeyedProcessFunction<String, Msg, Msg> {
     private static final long serialVersionUID = 1L;
     final long lateHorizonMs;
     transient ValueState<byte[]> state;
-    transient ValueState<Long> timer;
 
     Keyed(long lateHorizonMs) {
       this.lateHorizonMs = lateHorizonMs;
@@ -203,24 +207,29 @@ public final class FastPath {
     @Override
     public void open(OpenContext ctx) {
       state = getRuntimeContext().getState(new ValueStateDescriptor<>("pays", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
-      timer = getRuntimeContext().getState(new ValueStateDescriptor<>("timer", Types.LONG));
     }
 
-    PayState load() throws Exception {
-      return PayState.decode(state.value());
-    }
+    /** When the key's state may be trimmed or forgotten (event time, ms). */
+    abstract long expiryMs(PayState st);
 
-    void save(PayState st, Context ctx, long expiryMs) throws Exception {
-      Long old = timer.value();
-      if (old != null) ctx.timerService().deleteEventTimeTimer(old);
+    /** Stores ST; HAD says whether the key had state (and so a pending timer) before. */
+    void save(PayState st, boolean had, TimerService timers) throws Exception {
       if (st.pays.isEmpty()) {
-        state.clear();
-        timer.clear();
+        state.clear(); // its pending timer, if any, will find nothing
         return;
       }
       state.update(st.encode());
-      ctx.timerService().registerEventTimeTimer(expiryMs);
-      timer.update(expiryMs);
+      if (!had) timers.registerEventTimeTimer(expiryMs(st));
+    }
+
+    /** At the timer: what is still held after trimming, and a timer at its expiry if anything is. */
+    void expire(PayState kept, long ts, TimerService timers) throws Exception {
+      if (kept.pays.isEmpty()) {
+        state.clear();
+        return;
+      }
+      state.update(kept.encode());
+      timers.registerEventTimeTimer(Math.max(expiryMs(kept), ts + 1));
     }
   }
 
@@ -236,7 +245,8 @@ public final class FastPath {
     public void processElement(Msg m, Context ctx, Collector<Msg> out) throws Exception {
       long wm = ctx.timerService().currentWatermark();
       Pay p = m.pay();
-      CardJudge.Outcome o = CardJudge.judge(load(), List.of(p), cut(wm, lateHorizonMs));
+      byte[] raw = state.value();
+      CardJudge.Outcome o = CardJudge.judge(PayState.decode(raw), List.of(p), cut(wm, lateHorizonMs));
       if (o.judged.isEmpty()) return; // a copy of a payment already judged
       for (Pay c : o.changed) {
         Msg u = Msg.of(c, m.kafkaMs);
@@ -246,17 +256,24 @@ public final class FastPath {
       }
       m.cardBits = p.bits;
       out.collect(m);
-      if (!o.next.pays.isEmpty()) save(o.next, ctx, CardJudge.expiryMs(o.next, lateHorizonMs));
-      else save(o.next, ctx, 0);
+      save(o.next, raw != null, ctx.timerService());
+    }
+
+    @Override
+    long expiryMs(PayState st) {
+      return CardJudge.expiryMs(st, lateHorizonMs);
     }
 
     @Override
     public void onTimer(long ts, OnTimerContext ctx, Collector<Msg> out) throws Exception {
-      Long mine = timer.value();
-      if (mine == null || mine != ts) return;
-      timer.clear();
-      PayState kept = CardJudge.retain(load(), cut(ctx.timerService().currentWatermark(), lateHorizonMs));
-      save(kept, ctx, kept.pays.isEmpty() ? 0 : CardJudge.expiryMs(kept, lateHorizonMs));
+      byte[] raw = state.value();
+      if (raw == null) return;
+      PayState st = PayState.decode(raw);
+      if (expiryMs(st) > ts) { // newer payments came since the timer was set: not due yet
+        ctx.timerService().registerEventTimeTimer(expiryMs(st));
+        return;
+      }
+      expire(CardJudge.retain(st, cut(ctx.timerService().currentWatermark(), lateHorizonMs)), ts, ctx.timerService());
     }
   }
 
@@ -283,7 +300,9 @@ public final class FastPath {
     public void processElement(Msg m, Context ctx, Collector<Msg> out) throws Exception {
       long wm = ctx.timerService().currentWatermark();
       UserJudge.Arrival a = new UserJudge.Arrival(m.id, m.cardBits, m.upd ? null : m.pay());
-      UserJudge.Outcome o = UserJudge.judge(load(), List.of(a), Math.max(wm, 0L), cut(wm, lateHorizonMs));
+      byte[] raw = state.value();
+      UserJudge.Outcome o =
+          UserJudge.judge(PayState.decode(raw), List.of(a), Math.max(wm, 0L), cut(wm, lateHorizonMs));
       if (o.next == null) return;
       for (UserJudge.Change ch : o.changed) {
         Msg c = Msg.of(ch.pay, m.kafkaMs);
@@ -305,15 +324,24 @@ public final class FastPath {
         alerts.inc();
         out.collect(alert);
       }
-      save(o.next, ctx, o.next.pays.isEmpty() ? 0 : UserJudge.expiryMs(o.next, retentionMs));
+      save(o.next, raw != null, ctx.timerService());
+    }
+
+    @Override
+    long expiryMs(PayState st) {
+      return UserJudge.expiryMs(st, retentionMs);
     }
 
     @Override
     public void onTimer(long ts, OnTimerContext ctx, Collector<Msg> out) throws Exception {
-      Long mine = timer.value();
-      if (mine == null || mine != ts) return;
+      byte[] raw = state.value();
+      if (raw == null) return;
+      PayState st = PayState.decode(raw);
+      if (expiryMs(st) > ts) { // paid since: idle for less than the retention period
+        ctx.timerService().registerEventTimeTimer(expiryMs(st));
+        return;
+      }
       state.clear(); // no payment for the whole retention period: the user's history is forgotten
-      timer.clear();
     }
   }
 
