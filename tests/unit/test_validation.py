@@ -675,6 +675,9 @@ TYPED_ROWS = {
     "plus-02": rec(P, event_time="2026-11-26T12:00:00+02:00", amount=0.1),
     "minus-05-30": rec(P, event_time="2026-11-26T04:30:00.5-05:30", amount=1e6),
     "nanos": rec(P, event_time="2026-11-26T10:00:00.123456789Z"),
+    "before-epoch": rec(P, event_time="1969-12-31t23:59:59.9999995z"),
+    "plus-18": rec(P, event_time="2026-11-27T04:00:00+18:00"),
+    "leap-second": rec(P, event_time="2016-12-31T23:59:60Z"),
     "extra-nested": rec(P, experiment="b", meta={"a": [1, {"b": None}], "c": "é"}, schema_version=2),
     "extra-null": rec(P, z=None),
 }
@@ -708,6 +711,11 @@ def test_typed_values(typed_rows: tuple[T.StructType, dict[str, dict[str, Any]]]
     assert rows["minus-05-30"]["event_micros"] == micros(datetime(2026, 11, 26, 10, 0, 0, 500000, tzinfo=UTC))
     # Spark timestamps hold microseconds: nanosecond digits are truncated (not rounded)
     assert rows["nanos"]["event_micros"] == micros(datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC))
+    # ... towards the past, also before 1970; lower-case t and z; the largest offset java.time allows
+    assert rows["before-epoch"]["event_micros"] == micros(datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+    assert rows["plus-18"]["event_micros"] == micros(datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
+    # A leap second (RFC 3339, rare) is left to java.time, which has no :60: no time (the record is quarantined)
+    assert rows["leap-second"]["event_micros"] is None
     assert rows["utc"]["amount"] == 12.0
     assert isinstance(rows["utc"]["amount"], float)
     assert rows["utc"]["schema_version"] == 3

@@ -310,12 +310,50 @@ public final class RecordValidator implements Serializable {
   /** RFC 3339 with a zone, read strictly (no 24:00, no Feb 29 in a common year, offsets up to 18 h). */
   private Instant dateTime(String text) {
     if (!dateTimeShape.matcher(text).find()) return null;
+    Instant quick = plainDateTime(text);
+    if (quick != null) return quick.minusNanos(quick.getNano() % 1000);
     try {
       Instant t = OffsetDateTime.parse(text.toUpperCase(Locale.ROOT), RFC3339).toInstant();
       return t.minusNanos(t.getNano() % 1000); // Spark keeps microseconds: truncated, not rounded
     } catch (DateTimeParseException e) {
       return null;
     }
+  }
+
+  /**
+   * The common case of {@link #dateTime} without java.time's formatter (a quarter of the fast path's
+   * parsing thread went there): TEXT already has the shape, and every field is in its everyday range
+   * (seconds below 60, offsets within 18 h). Null for anything else, which the formatter then decides,
+   * so the answer never differs from it.
+   */
+  private static Instant plainDateTime(String s) {
+    int year = digits(s, 0, 4), month = digits(s, 5, 2), day = digits(s, 8, 2);
+    int hour = digits(s, 11, 2), minute = digits(s, 14, 2), second = digits(s, 17, 2);
+    if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
+    if (day > java.time.YearMonth.of(year, month).lengthOfMonth()) return null;
+    int i = 19, nanos = 0;
+    if (s.charAt(i) == '.') {
+      int start = ++i;
+      while (i < s.length() && s.charAt(i) >= '0' && s.charAt(i) <= '9') i++;
+      nanos = digits(s, start, i - start);
+      for (int k = i - start; k < 9; k++) nanos *= 10;
+    }
+    int offsetS = 0;
+    char z = s.charAt(i);
+    if (z != 'Z' && z != 'z') {
+      int oh = digits(s, i + 1, 2), om = digits(s, i + 4, 2);
+      if (oh > 18 || om > 59 || (oh == 18 && om > 0)) return null;
+      offsetS = (z == '-' ? -1 : 1) * (oh * 3600 + om * 60);
+    }
+    long days = java.time.LocalDate.of(year, month, day).toEpochDay();
+    return Instant.ofEpochSecond(days * 86_400L + hour * 3600L + minute * 60L + second - offsetS, nanos);
+  }
+
+  /** The decimal number in S's N characters from FROM (all digits: the shape was checked). */
+  private static int digits(String s, int from, int n) {
+    int v = 0;
+    for (int k = from; k < from + n; k++) v = v * 10 + (s.charAt(k) - '0');
+    return v;
   }
 
   private static long micros(Instant t) {
