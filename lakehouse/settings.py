@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         "stops when its 48 MB cache fills).",
     )
     spark_ui_enabled: bool = Field(False, description="Start the Spark UI of each driver (off: saves memory).")
+    spark_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness of the Spark apps started here (driver JVM and Python workers): under "
+        "contention the micro-batch chain yields the CPU to the fraud fast path and to the services "
+        "(Kafka, Redis, Trino), which are latency-bound while it is throughput-bound. 0: no preference.",
+    )
     spark_class_archive: bool = Field(
         True,
         description="Map the classes of an earlier driver from a class-data-sharing archive (written once "

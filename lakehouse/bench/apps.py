@@ -28,7 +28,12 @@ def run_app(s: Settings, name: str, args: Sequence[str], log: Path) -> AppRun:
     t0 = time.perf_counter()
     with open(log, "w") as out:
         code = subprocess.run(
-            cmd, env=streams.submit_env(s), stdout=out, stderr=subprocess.STDOUT, check=False
+            cmd,
+            env=streams.submit_env(s),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            preexec_fn=streams.app_preexec(s),
         ).returncode
     seconds = time.perf_counter() - t0
     lines = log.read_text(errors="replace").splitlines()
@@ -48,5 +53,5 @@ def start_app(s: Settings, name: str, args: Sequence[str], log: Path) -> subproc
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=streams.die_with_parent,
+        preexec_fn=streams.app_preexec(s),
     )

@@ -146,7 +146,7 @@ def redis_rebuild(everything: bool, master: str | None) -> None:
     cmd = streams.spark_submit(s, "serving", ["--rebuild", *(["--all"] if everything else [])], master)
     console.print("spark-submit spark_apps/serving.py --rebuild" + (" --all" if everything else ""))
     t0 = time.monotonic()
-    code = subprocess.run(cmd, env=streams.submit_env(s), check=False).returncode
+    code = subprocess.run(cmd, env=streams.submit_env(s), check=False, preexec_fn=streams.app_preexec(s)).returncode
     if code == streams.ALREADY_RUNNING:
         err_console.print("[red]the serving stream is running[/]: stop it first (`lakehouse stream stop serving`)")
         sys.exit(code)

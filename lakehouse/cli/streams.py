@@ -276,7 +276,8 @@ def _foreground(s: Settings, app: str, args: list[str], what: str) -> None:
     import subprocess
 
     t0 = time.monotonic()
-    code = subprocess.run(streams.spark_submit(s, app, args), env=streams.submit_env(s), check=False).returncode
+    cmd = streams.spark_submit(s, app, args)
+    code = subprocess.run(cmd, env=streams.submit_env(s), check=False, preexec_fn=streams.app_preexec(s)).returncode
     if code != 0:
         err_console.print(f"[red]{what} failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
         sys.exit(code)

@@ -112,20 +112,22 @@ def run(s: Settings, name: str, available_now: bool, master: str | None = None) 
     from lakehouse.delta import cds as spark_cds
 
     with spark_cds.recording(s, ends_by_itself=available_now) as archive:
-        code = run_process(s, submit_command(s, name, available_now, master, archive.options), name)
+        code = run_process(s, submit_command(s, name, available_now, master, archive.options), name, app_preexec(s))
         archive.succeeded = code == 0
     return code
 
 
-def run_process(s: Settings, cmd: list[str], name: str) -> int:
-    """Run CMD (an app's process) in the foreground with the stop handling of :func:`run`; its exit code."""
+def run_process(s: Settings, cmd: list[str], name: str, preexec: Callable[[], None] | None = None) -> int:
+    """Run CMD (an app's process) in the foreground with the stop handling of :func:`run`; its exit code.
+
+    PREEXEC runs in the child before it starts (default :func:`die_with_parent`)."""
     env = submit_env(s)
     with _StopSignals().installed() as stops:
         proc = subprocess.Popen(
             cmd,
             env=env,
             start_new_session=True,
-            preexec_fn=die_with_parent,  # even a SIGKILL of this process stops the app (a prctl: fork-safe)
+            preexec_fn=preexec or die_with_parent,  # even a SIGKILL of this process stops the app (fork-safe)
         )
         stops.proc = proc
         try:
@@ -249,6 +251,20 @@ def lock_holder(s: Settings, app: str) -> int | None:
             return int(text) if text.isdigit() else None
         fcntl.flock(f, fcntl.LOCK_UN)
     return None
+
+
+def app_preexec(s: Settings) -> Callable[[], None]:
+    """``preexec_fn`` of a Spark app: :func:`die_with_parent`, then the app's CPU niceness (``spark_nice``,
+    inherited by its JVM and Python workers), so that under contention the micro-batch chain yields the CPU
+    to the fraud fast path and the services. Both are system calls only: safe in the forked child."""
+    nice = s.spark_nice
+
+    def preexec() -> None:
+        die_with_parent()
+        if nice:
+            os.nice(nice)
+
+    return preexec
 
 
 def die_with_parent() -> None:

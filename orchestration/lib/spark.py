@@ -129,7 +129,7 @@ class SparkPipes(dg.ConfigurableResource):  # type: ignore[type-arg]  # the reso
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=streams.die_with_parent,  # only a prctl: safe in the forked child
+                    preexec_fn=streams.app_preexec(s),  # a prctl and a nice: safe in the forked child
                 )
             seen = 0
             try:

@@ -167,3 +167,18 @@ def test_run_returns_the_exit_code_and_restores_the_signal_handlers(
         monkeypatch.setattr(streams, "submit_command", lambda *a, c=code, **k: [sys.executable, "-c", f"exit({c})"])
         assert streams.run(Settings(state_dir=tmp_path), "bronze", available_now=True) == code
         assert {sig: signal.getsignal(sig) for sig in streams.STOP_SIGNALS} == before
+
+
+@pytest.mark.parametrize("nice", [0, 10])
+def test_a_spark_app_runs_at_its_niceness_and_the_fast_path_does_not(nice: int) -> None:
+    """The micro-batch apps yield the CPU to the fast path and the services: their processes start
+    ``spark_nice`` steps nicer than the launcher; run_process's default (the fast path's) keeps its own."""
+    s = Settings(spark_nice=nice)
+    probe = [sys.executable, "-c", "import os; print(os.nice(0))"]
+    base = os.nice(0)
+
+    def niceness(preexec: Callable[[], None]) -> int:
+        return int(subprocess.run(probe, capture_output=True, text=True, check=True, preexec_fn=preexec).stdout)
+
+    assert niceness(streams.app_preexec(s)) == min(base + nice, 19)
+    assert niceness(streams.die_with_parent) == base
