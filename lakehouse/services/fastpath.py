@@ -89,6 +89,13 @@ def flink_config(s: Settings, restore: Path | None) -> dict[str, str]:
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": "2",
         "state.backend.type": "hashmap",
+        # Changelog: a checkpoint writes the state changes since the last one (every payment changes a few
+        # bytes of two keys) instead of serializing the whole heap state, which grows with the users seen
+        # and took half the CPU at 5,000 payments/s; the full state is materialized in the background.
+        "state.changelog.enabled": "true",
+        "state.changelog.storage": "filesystem",
+        "state.changelog.dstl.dfs.base-path": (checkpoint_dir(s) / "changelog").resolve().as_uri(),
+        "state.changelog.periodic-materialize.interval": "10 min",
         "execution.buffer-timeout.interval": f"{s.fastpath_buffer_timeout_ms} ms",
         "pipeline.auto-watermark-interval": "200 ms",
         # A failure inside the job (Redis unreachable, say) restarts it from the last checkpoint in the same
@@ -112,6 +119,9 @@ def flink_config(s: Settings, restore: Path | None) -> dict[str, str]:
     }
     if restore is not None:
         conf["execution.state-recovery.path"] = restore.resolve().as_uri()
+        # The job owns its retained checkpoints: CLAIM lets it build on the restored one (and delete it once
+        # subsumed); NO_CLAIM would need a full snapshot first, which the changelog backend cannot take.
+        conf["execution.state-recovery.claim-mode"] = "CLAIM"
     return conf
 
 

@@ -92,6 +92,7 @@ def test_the_job_config_file_is_private_and_restores_the_newest_checkpoint(setti
     assert os.stat(path).st_mode & 0o777 == 0o600
     flink = json.loads(path.read_text())["flink"]
     assert flink["execution.state-recovery.path"] == (root / "b" / "chk-7").resolve().as_uri()
+    assert flink["execution.state-recovery.claim-mode"] == "CLAIM"  # the changelog backend cannot NO_CLAIM
     assert flink["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
 
 
