@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.bench.latency import Percentiles, Traffic, percentiles
-from lakehouse.bench.load import BenchError, open_loop, producer
+from lakehouse.bench.load import BenchError, cdf_chart, open_loop, producer
 from lakehouse.services import flink, streams
 from lakehouse.settings import Settings, child_env
 
@@ -274,29 +274,13 @@ def table(results: list[Result]) -> str:
 
 def chart(results: list[Result], path: Path) -> Path | None:
     """Latency distribution (CDF, log scale) per candidate and rate."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is a dev dependency
-        return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in results:
-        if r.error or not r.latencies:
-            continue
-        v = sorted(x * 1000 for x in r.latencies)
-        ax.plot(v, [(k + 1) / len(v) for k in range(len(v))], label=f"{r.candidate} @ {r.rate:,.0f}/s")
-    ax.set_xscale("log")
-    ax.set_xlabel("scheduled send -> readable in Redis (ms, log scale)")
-    ax.set_ylabel("fraction of probes")
-    ax.axhline(0.99, color="grey", lw=0.5, ls="--")
-    ax.axvline(100, color="red", lw=0.5, ls=":")
-    ax.legend(fontsize=8)
-    ax.set_title("Fast path engine study: Kafka -> engine -> Redis, open-loop load")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    cdf_chart(
+        [(f"{r.candidate} @ {r.rate:,.0f}/s", [x * 1000 for x in r.latencies], False) for r in results if not r.error],
+        path,
+        "Fast path engine study: Kafka -> engine -> Redis, open-loop load",
+        "scheduled send -> readable in Redis (ms, log scale); dotted: the 100 ms target",
+        target=100,
+    )
     return path
 
 
@@ -354,7 +338,7 @@ def floor(topic: str, stream: str) -> int:
     consumer = Consumer(
         {
             "bootstrap.servers": s.bootstrap_servers,
-            "group.id": f"bench-floor-{topic}",
+            "group.id": f"bench-floor-{stream}",  # a group per run: never resume an earlier run's position
             "auto.offset.reset": "latest",
             "enable.auto.commit": True,
             "fetch.wait.max.ms": 5,

@@ -35,7 +35,7 @@ from typing import Any
 
 from lakehouse import serving
 from lakehouse.bench.apps import start_app
-from lakehouse.bench.load import BenchError, open_loop, parse_progress, producer
+from lakehouse.bench.load import BenchError, cdf_chart, open_loop, parse_progress, producer
 from lakehouse.generator import TOPIC_NAMES, GeneratorConfig, generate
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
@@ -408,26 +408,13 @@ def table(phases: list[Phase]) -> str:
 
 
 def chart(phases: list[Phase], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    for p in phases:
-        for what, values in p.latencies.items():
-            if not values:
-                continue
-            v = sorted(values)
-            ys = [(i + 1) / len(v) for i in range(len(v))]
-            style = "--" if p.system == "baseline" else "-"
-            ax.plot(v, ys, style, label=f"{p.rate:,.0f}/s {p.system} {what}")
-    ax.set_xscale("log")
-    ax.set_xlabel("produce (scheduled) -> visible in Redis, seconds (log)")
-    ax.set_ylabel("fraction of probes")
-    ax.set_title("End-to-end latency, open-loop load (local[2])")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    cdf_chart(
+        [
+            (f"{p.rate:,.0f}/s {p.system} {what}", values, p.system == "baseline")
+            for p in phases
+            for what, values in p.latencies.items()
+        ],
+        path,
+        "End-to-end latency, open-loop load (local[2])",
+        "produce (scheduled) -> visible in Redis, seconds (log)",
+    )

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from lakehouse.generator import GeneratedRun
 
 
@@ -178,3 +180,36 @@ def rates(batches: list[Batch], select: Callable[[Batch], bool]) -> Rates:
         steady_rows=sum(b.rows for b in steady),
         steady_s=span,
     )
+
+
+def cdf_chart(
+    series: list[tuple[str, list[float], bool]],
+    path: Path,
+    title: str,
+    xlabel: str,
+    target: float | None = None,
+) -> None:
+    """Latency distributions as CDFs on a log x axis, one line per (LABEL, VALUES, DASHED) in SERIES
+    (series without values are left out); TARGET, if given, as a dotted vertical line. Written to PATH."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for label, values, dashed in series:
+        if not values:
+            continue
+        v = sorted(values)
+        ax.plot(v, [(i + 1) / len(v) for i in range(len(v))], "--" if dashed else "-", label=label)
+    if target is not None:
+        ax.axvline(target, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of probes")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -70,17 +70,52 @@ def bench_throughput(sizes: tuple[int, ...], seed: int, out: Path) -> None:
     show_default=True,
     help="Seconds measured per rate for the Kafka -> Redis baseline.",
 )
+@click.option(
+    "--path",
+    "path",
+    type=click.Choice(["pipeline", "fast"]),
+    default="pipeline",
+    show_default=True,
+    help="pipeline: the micro-batch chain. fast: fraud alerts through the fast path (Flink), with the pipeline "
+    "running beside it; --rate is then payments/s (default 5,000 and 20,000).",
+)
+@click.option(
+    "--beside/--alone",
+    default=True,
+    show_default=True,
+    help="With --path fast: run the micro-batch pipeline beside the fast path (the production conditions), "
+    "or only the fast path and the floor (where the fast path's own cost shows).",
+)
 @out_option
 @friendly_errors
 def bench_latency(
-    rates: tuple[float, ...], duration: float, warmup: float, baseline_duration: float, out: Path
+    rates: tuple[float, ...],
+    duration: float,
+    warmup: float,
+    baseline_duration: float,
+    path: str,
+    beside: bool,
+    out: Path,
 ) -> None:
-    """Produce -> Redis latency of the continuous pipeline (bronze, refine, serving) under an open-loop
-    load: p50/p95/p99/max for merchant minutes and fraud alerts, from each probe's scheduled send time.
-    Baseline in the same run: a minimal Kafka -> Redis foreachBatch query with a 0 s trigger."""
+    """Produce -> Redis latency under an open-loop load, from each probe's scheduled send time: p50/p95/p99/max.
+
+    --path pipeline (default): the continuous pipeline (bronze, refine, serving), for merchant minutes and
+    fraud alerts; baseline in the same run: a minimal Kafka -> Redis foreachBatch query with a 0 s trigger.
+
+    --path fast: fraud alerts through the fast path, with the pipeline running beside it; baseline in the
+    same run, reading the same payments at the same time: a minimal consumer that reads a payment and
+    writes one Redis command."""
+    s = load_settings()
+    if path == "fast":
+        from lakehouse.bench import fast
+
+        chosen = list(rates) if rates != (1000.0, 5000.0, 20000.0) else [5000.0, 20000.0]
+        results = fast.main(s, chosen, warmup, duration, out, log=console.print, beside=beside)
+        console.print(fast.table(results))
+        console.print(f"\nwrote {out / 'latency-fast.json'} and {out / 'latency-fast.png'}")
+        return
     from lakehouse.bench import latency
 
-    s = load_settings()
     phases = latency.main(s, list(rates), warmup, duration, baseline_duration, out, log=console.print)
     console.print(latency.table(phases))
     console.print(f"\nwrote {out / 'latency.json'} and {out / 'latency.png'}")

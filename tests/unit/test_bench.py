@@ -134,3 +134,48 @@ def test_engine_table_reports_each_candidates_p99_as_a_ratio_to_the_floor_of_the
     assert lines[2].split()[3] == "1"  # one lost probe
     assert lines[2].split()[-2] == "5.0x"  # 20 ms against the floor's 4 ms
     assert lines[3].endswith("failed: exited (1)")
+
+
+def test_fast_path_payments_are_schema_valid_and_spread_users_so_few_trip_velocity() -> None:
+    """The fast path bench's payments: valid for the contract, each with its own id and the scheduled
+    time, and a user pays about once per USER_SPAN_S whatever the rate (no accidental velocity alerts)."""
+    import jsonschema
+
+    from lakehouse.bench.fast import Payments
+    from lakehouse.contracts import schema
+
+    rate = 5000.0
+    traffic = Payments(rate, n_templates=200)
+    check = jsonschema.Draft202012Validator(schema("payments"))
+    users: dict[str, list[int]] = {}
+    for i in range(int(rate * 10)):
+        topic, key, value = traffic.record(i, 1_796_040_000.25, "r1")
+        body = json.loads(value)
+        assert topic == "payments"
+        assert key == body["user_id"].encode()
+        if i < 500:
+            check.validate(body)
+            assert body["event_id"] == f"r1-{i}"
+            assert body["event_time"] == "2026-11-30T12:00:00.250Z"
+        users.setdefault(body["user_id"], []).append(i)
+    assert len(users) == int(rate * 10)  # 10 s at 5,000/s: nobody paid twice (the span is 120 s)
+    assert traffic.users == int(rate * Payments.USER_SPAN_S)
+
+
+def test_fast_path_table_reports_p99_as_a_ratio_to_the_floor_and_whether_the_pipeline_ran() -> None:
+    from lakehouse.bench import fast
+
+    floor = percentiles([0.005] * 98 + [0.008, 0.010], 0)
+    slow = percentiles([0.040] * 98 + [0.050, 0.100], 2)
+    rows = [
+        fast.Result(5000.0, slow, floor, 0.1, 1000, 900.0),
+        fast.Result(5000.0, slow, floor, 0.1, 1000, 800.0, beside=False),
+    ]
+    lines = fast.table(rows).splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert cells[0][:3] == ["5,000", "yes", "fast path"]
+    assert cells[0][8] == "2"
+    assert cells[0][9] == "6.2x"
+    assert cells[1][2:3] == ["floor"]
+    assert cells[1][9] == "1.0x"
+    assert cells[2][1] == "no"
