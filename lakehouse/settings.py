@@ -147,9 +147,23 @@ class Settings(BaseSettings):
         description="Fast path checkpoint interval: a restart replays at most this much (idempotently), and "
         "its consumer-group offsets (the lag tools see) are committed this often.",
     )
-    fastpath_heap_mb: int = Field(768, ge=256, description="Heap of the fast path's JVM (Flink, one per job).")
+    fastpath_heap_mb: int = Field(
+        3072,
+        ge=256,
+        description="Heap of the fast path's JVM (Flink, one per job), which holds its state: 300-600 bytes per "
+        "payment of the last `fraud_late_horizon_minutes` + 20 minutes, so the default holds that whole horizon "
+        "up to about 1,000 payments/s (docs/operations.md). With 768 MB the job fell behind for good after 4 "
+        "minutes at 5,000 payments/s.",
+    )
     fastpath_buffer_timeout_ms: int = Field(
         5, ge=0, description="Flink's network buffer timeout: the longest a record waits to fill a buffer."
+    )
+    fastpath_fetch_wait_ms: int = Field(
+        5,
+        ge=0,
+        description="How long the fast path's Kafka fetch waits for 16 KiB of payments before returning fewer: "
+        "fewer, fuller fetches for the broker and the job (each empty-handed fetch costs both CPU), for at most "
+        "this much added latency. 0: return at once with whatever is there.",
     )
     freshness_max_age_minutes: float = Field(
         60.0, gt=0, description="Quality check `freshness`: newest row older than this is a warning."

@@ -96,6 +96,9 @@ def flink_config(s: Settings, restore: Path | None) -> dict[str, str]:
         "state.changelog.storage": "filesystem",
         "state.changelog.dstl.dfs.base-path": (checkpoint_dir(s) / "changelog").resolve().as_uri(),
         "state.changelog.periodic-materialize.interval": "10 min",
+        # Chained operators hand a record over as it is instead of copying it first: every stage emits new
+        # objects and none keeps its input after emitting (FastPath.java).
+        "pipeline.object-reuse": "true",
         "execution.buffer-timeout.interval": f"{s.fastpath_buffer_timeout_ms} ms",
         "pipeline.auto-watermark-interval": "200 ms",
         # A failure inside the job (Redis unreachable, say) restarts it from the last checkpoint in the same
@@ -133,6 +136,7 @@ def job_config(s: Settings, restore: Path | None = None) -> dict[str, Any]:
         "topic": TOPIC,
         "group": GROUP,
         "start": s.fastpath_start,
+        "fetch_wait_ms": s.fastpath_fetch_wait_ms,
         "parallelism": 1,
         "validator": program(fields(schema(TOPIC))),
         "late_horizon_ms": int(s.fraud_late_horizon_minutes * 60_000),

@@ -188,3 +188,37 @@ def test_the_judges_one_record_at_a_time_equal_the_reference_in_any_order_with_c
     want = reference_alerts(payments)
     assert judge.alerts == want
     assert len(want) > 10
+
+
+def test_the_validator_without_extra_gives_the_same_verdict_and_fields(spark: SparkSession) -> None:
+    """The fast path asks for no `_extra` (it has no use for unknown fields): nothing else may change."""
+    from lakehouse.contracts import schema
+    from lakehouse.validation import fields, program
+
+    validator = _core(spark).RecordValidator(program(fields(schema("payments"))))
+    good = {
+        "event_id": "e1",
+        "event_time": "2026-11-30T10:00:00.123456Z",
+        "user_id": "u1",
+        "card_number": "4111111111111111",
+        "merchant_id": "m1",
+        "amount": 12.5,
+        "currency": "EUR",
+        "country": "DE",
+    }
+    records = [
+        json.dumps(good),
+        json.dumps({**good, "surprise": {"nested": [1, 2]}}),  # an unknown field: only _extra differs
+        json.dumps({**good, "amount": -1}),
+        json.dumps({**good, "event_time": "2026-02-30T10:00:00Z"}),
+        '{"event_id": "e1", "event_id": "e2"}',
+        "[1, 2]",
+        "not json",
+    ]
+    for value in records:
+        full = list(validator.check(value, None))
+        lean = list(validator.check(value, None, False))
+        assert lean[:-1] == full[:-1], value
+        assert lean[-1] is None
+    assert list(validator.check(records[1], None))[-1] == '{"surprise":{"nested":[1,2]}}'
+    assert validator.check(records[0], None)[0] is None  # the good record is valid

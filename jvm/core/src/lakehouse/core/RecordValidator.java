@@ -168,6 +168,11 @@ public final class RecordValidator implements Serializable {
    * NOW_MICROS bounds event times in the future (null: no bound).
    */
   public Object[] check(String value, Long nowMicros) {
+    return check(value, nowMicros, true);
+  }
+
+  /** As {@link #check(String, Long)}; without EXTRA, {@code _extra} is left null (the fast path has no use for it). */
+  public Object[] check(String value, Long nowMicros, boolean extra) {
     Object[] out = new Object[fields.length + 2];
     if (value == null) {
       out[0] = "value: empty record";
@@ -198,7 +203,7 @@ public final class RecordValidator implements Serializable {
       }
     }
     out[0] = errors == null ? null : errors.toString();
-    out[fields.length + 1] = extra((ObjectNode) doc);
+    if (extra) out[fields.length + 1] = extra((ObjectNode) doc);
     return out;
   }
 
