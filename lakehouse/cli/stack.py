@@ -60,10 +60,14 @@ def status(as_json: bool) -> None:
     """Show each component's state, pid, URL, version and resident memory; exit 1 if any is down."""
     from lakehouse.stack import components as stack
 
-    rows = stack.status(load_settings())
+    s = load_settings()
+    rows = stack.status(s)
+    running = stack.stream_memory(s)
     bad = [r.name for r in rows if r.state not in ("healthy", "external")]
     if as_json:
-        click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+        click.echo(
+            json.dumps([*(r.__dict__ for r in rows), *({**m.__dict__, "state": "stream"} for m in running)], indent=2)
+        )
     else:
         table = Table(title="lakehouse stack", title_justify="left")
         for col in ("component", "state", "pid", "port / URL", "version", "memory (RSS)"):
@@ -80,6 +84,11 @@ def status(as_json: bool) -> None:
             )
         total = sum(r.rss_bytes for r in rows)
         table.add_row("total", "", "", "", "", human_bytes(total), style="bold")
+        for m in running:  # Spark drivers and the fast path's Flink JVM: the memory beside the idle stack
+            table.add_row(f"stream {m.name}", "[green]running[/]", str(m.pid), "", "", human_bytes(m.rss_bytes))
+        if running:
+            streams_total = sum(m.rss_bytes for m in running)
+            table.add_row("total with streams", "", "", "", "", human_bytes(total + streams_total), style="bold")
         console.print(table)
         if bad:
             console.print(f"[red]not healthy:[/] {', '.join(bad)}  (see `lakehouse logs NAME`)")

@@ -662,3 +662,45 @@ def status(s: Settings) -> list[Status]:
             )
         )
     return out
+
+
+@dataclass
+class StreamMemory:
+    name: str  # the checkpoints it holds, e.g. "bronze, silver, gold" for `all`
+    pid: int
+    rss_bytes: int  # the whole process tree: the Spark driver's JVM and Python, or the fast path's launcher and Flink
+
+
+def _stream_root(pid: int) -> psutil.Process:
+    """The top of a stream's processes: a PySpark app holds its lock from Python, a child of spark-submit's JVM."""
+    proc = psutil.Process(pid)
+    with contextlib.suppress(psutil.Error):
+        parent = proc.parent()
+        if parent is not None and "org.apache.spark.deploy.SparkSubmit" in parent.cmdline():
+            return parent
+    return proc
+
+
+def stream_memory(s: Settings) -> list[StreamMemory]:
+    """Every running stream or batch app holding a checkpoint lock (started by Dagster, the CLI or a
+    benchmark), with the resident memory of its whole process tree."""
+    from lakehouse.services import streams
+
+    held: dict[int, list[str]] = {}
+    for lock in sorted(s.checkpoint_dir.glob("*/_lock")):
+        holder = streams.lock_holder(s, lock.parent.name)
+        if holder is not None:
+            held.setdefault(holder, []).append(lock.parent.name)
+    out = []
+    for pid, names in held.items():
+        try:
+            root = _stream_root(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        rss = 0
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                rss += p.memory_info().rss
+        out.append(StreamMemory(name=", ".join(names), pid=root.pid, rss_bytes=rss))
+    return out

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,36 @@ def test_stream_commands_say_when_dagster_is_not_reachable(monkeypatch: pytest.M
         get_settings.cache_clear()
     assert result.exit_code == 1
     assert "the Dagster webserver is not reachable: start the stack with `lakehouse up`" in result.output
+
+
+def test_status_lists_each_running_stream_once_with_its_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A process holding several checkpoint locks (`all` holds bronze, silver and gold) is one stream row,
+    with the resident memory of its process tree."""
+    for i, var in enumerate(["KAFKA", "KAFKA_CONTROLLER", "REDIS", "TRINO", "DAGSTER", "PROMETHEUS", "PUSHGATEWAY"]):
+        monkeypatch.setenv(f"LAKEHOUSE_{var}_PORT", str(1 + i))
+    monkeypatch.setenv("LAKEHOUSE_STATE_DIR", str(tmp_path))
+    code = (
+        "import time; from lakehouse.settings import Settings; from lakehouse.services.streams import exclusive\n"
+        f"s = Settings(state_dir={str(tmp_path)!r})\n"
+        "with exclusive(s, ['bronze', 'silver']):\n    print('locked', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    from lakehouse.settings import get_settings
+    from lakehouse.stack.components import stream_memory
+
+    get_settings.cache_clear()
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "locked"
+        (held,) = stream_memory(get_settings())
+        result = CliRunner().invoke(main, ["status", "--json"])
+    finally:
+        proc.kill()
+        proc.wait()
+        get_settings.cache_clear()
+    assert (held.name, held.pid) == ("bronze, silver", proc.pid)
+    assert held.rss_bytes > 1_000_000  # a Python interpreter is several MB resident
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert rows["bronze, silver"]["state"] == "stream"
+    assert rows["bronze, silver"]["pid"] == proc.pid
+    assert rows["kafka"]["state"] == "down"
