@@ -65,6 +65,8 @@ class Result:
     sent: int
     fast_rss_mb_max: float | None
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    # Per consumer, (seconds since the first counted probe was due, latency s), for the chart over time.
+    timeline: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     error: str | None = None
     beside: bool = True  # the micro-batch pipeline ran beside the fast path
 
@@ -228,6 +230,14 @@ def _latencies(run: _Run, seen: dict[str, float]) -> tuple[list[float], int]:
     return [seen[e] - run.due[e] for e in chosen if e in seen], sum(1 for e in chosen if e not in seen)
 
 
+def _timeline(run: _Run, seen: dict[str, float]) -> list[tuple[float, float]]:
+    counted = sorted(run.counted, key=run.due.__getitem__)
+    if not counted:
+        return []
+    t0 = run.due[counted[0]]
+    return [(round(run.due[e] - t0, 3), round(seen[e] - run.due[e], 4)) for e in counted if e in seen]
+
+
 def _sample_rss(pid_of: Callable[[], int | None], stop: threading.Event, out: list[float]) -> None:
     while not stop.wait(1.0):
         pid = pid_of()
@@ -341,6 +351,7 @@ def run_rate(
         run.sent,
         round(max(rss), 1) if rss else None,
         {"fast path": f, "floor": b},
+        {"fast path": _timeline(run, run.fast_seen), "floor": _timeline(run, run.floor_seen)},
         beside=beside,
     )
     log(f"  fast path p99 {_ms(result.fast.p99)}, floor p99 {_ms(result.floor.p99)}, behind {run.behind_s:.2f}s")
@@ -376,7 +387,7 @@ def main(
         "duration_s": duration_s,
         "probe_every_s": PROBE_EVERY_S,
         "pipeline_beside": beside,
-        "results": [{k: v for k, v in asdict(r).items() if k != "latencies"} for r in results],
+        "results": [{k: v for k, v in asdict(r).items() if k not in ("latencies", "timeline")} for r in results],
     }
     (out / "latency-fast.json").write_text(json.dumps(payload, indent=2))
     chart(results, out / "latency-fast.png")
@@ -411,6 +422,8 @@ def table(results: list[Result]) -> str:
 
 
 def chart(results: list[Result], path: Path) -> None:
+    """PATH: the latency distributions; PATH's stem + ``-timeline``: each probe's latency against when it
+    was due (a backlog that drains and one that grows look alike in a distribution)."""
     beside = "pipeline running beside" if all(r.beside for r in results) else "no pipeline beside"
     cdf_chart(
         [
@@ -423,3 +436,29 @@ def chart(results: list[Result], path: Path) -> None:
         "scheduled send -> alert readable in Redis, ms (log); dotted: the 100 ms target",
         target=100,
     )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for r in results:
+        for name, points in r.timeline.items():
+            if points:
+                ax.plot(
+                    [t for t, _ in points],
+                    [v * 1000 for _, v in points],
+                    "--" if name == "floor" else "-",
+                    lw=0.9,
+                    label=f"{r.rate:,.0f}/s {name}",
+                )
+    ax.axhline(100, color="grey", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("probe due, s after the warm-up")
+    ax.set_ylabel("latency, ms (log); dotted: 100 ms")
+    ax.set_title(f"Fraud alert latency over the run, {beside}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path.with_name(path.stem + "-timeline.png"), dpi=110)
+    plt.close(fig)

@@ -179,3 +179,19 @@ def test_fast_path_table_reports_p99_as_a_ratio_to_the_floor_and_whether_the_pip
     assert cells[1][2:3] == ["floor"]
     assert cells[1][9] == "1.0x"
     assert cells[2][1] == "no"
+
+
+def test_fast_path_timeline_is_in_due_order_and_both_charts_are_drawn(tmp_path: Path) -> None:
+    from lakehouse.bench import fast
+
+    run = fast._Run(Settings(state_dir=tmp_path), 5000.0, "x", "s", None)  # type: ignore[arg-type]
+    run.due = {"a": 10.0, "b": 10.1, "c": 10.2, "early": 5.0}
+    run.counted = {"c", "a", "b"}  # a set: no order of its own; "early" fell in the warm-up
+    seen = {"a": 10.5, "c": 10.25, "early": 5.1}  # b never arrived
+    assert fast._timeline(run, seen) == [(0.0, 0.5), (0.2, 0.05)]
+    floor = percentiles([0.005] * 10, 0)
+    r = fast.Result(5000.0, floor, floor, 0.1, 1000, 900.0, {"fast path": [0.5], "floor": [0.005]})
+    r.timeline = {"fast path": [(0.0, 0.5), (0.2, 0.05)], "floor": [(0.0, 0.005)]}
+    fast.chart([r], tmp_path / "latency-fast.png")
+    assert (tmp_path / "latency-fast.png").stat().st_size > 10_000
+    assert (tmp_path / "latency-fast-timeline.png").stat().st_size > 10_000
