@@ -156,7 +156,10 @@ class Settings(BaseSettings):
         "minutes at 5,000 payments/s.",
     )
     fastpath_buffer_timeout_ms: int = Field(
-        5, ge=0, description="Flink's network buffer timeout: the longest a record waits to fill a buffer."
+        5,
+        ge=0,
+        description="Flink's network buffer timeout: the longest a record waits to fill a buffer between shuffled "
+        "stages (parallelism above 1; with one instance the job is one chained task and has no such buffer).",
     )
     fastpath_fetch_wait_ms: int = Field(
         5,
