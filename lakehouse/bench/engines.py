@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.bench.latency import Percentiles, Traffic, percentiles
-from lakehouse.bench.load import BenchError, cdf_chart, open_loop, producer
+from lakehouse.bench.load import BenchError, cdf_chart, open_loop, produce, producer
 from lakehouse.services import flink, streams
 from lakehouse.settings import Settings, child_env
 
@@ -142,13 +142,8 @@ class _Run:
             self.due[probe] = t
             if counted:
                 self.counted.add(probe)
-        while True:
-            try:
-                p.produce(self.topic, value=value, key=key)
-                self.sent += 1
-                return
-            except BufferError:
-                p.poll(0.005)
+        produce(p, self.topic, value, key, 0.005)
+        self.sent += 1
 
     def read(self, stop: threading.Event) -> None:
         client = _redis(self.s)

@@ -42,7 +42,7 @@ import psutil
 from lakehouse import serving
 from lakehouse.bench.apps import start_app
 from lakehouse.bench.latency import Percentiles, _iso, _wait_for_line, percentiles
-from lakehouse.bench.load import BenchError, cdf_chart, open_loop, producer
+from lakehouse.bench.load import BenchError, cdf_chart, open_loop, produce, producer
 from lakehouse.generator import GeneratorConfig, generate
 from lakehouse.services import fastpath, streams
 from lakehouse.services.kafka import end_offsets_json
@@ -216,13 +216,8 @@ class _Run:
         p.flush(60)
 
     def _send(self, p: Any, topic: str, key: bytes | None, value: bytes) -> None:
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                self.sent += 1
-                return
-            except BufferError:
-                p.poll(0.01)
+        produce(p, topic, value, key)
+        self.sent += 1
 
 
 def _latencies(run: _Run, seen: dict[str, float]) -> tuple[list[float], int]:

@@ -35,7 +35,7 @@ from typing import Any
 
 from lakehouse import serving
 from lakehouse.bench.apps import start_app
-from lakehouse.bench.load import BenchError, cdf_chart, open_loop, parse_progress, producer
+from lakehouse.bench.load import BenchError, cdf_chart, open_loop, parse_progress, produce, producer
 from lakehouse.generator import TOPIC_NAMES, GeneratorConfig, generate
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
@@ -154,13 +154,8 @@ class Load:
         p.flush(60)
 
     def _send(self, p: Any, topic: str, key: bytes | None, value: bytes) -> None:
-        while True:
-            try:
-                p.produce(topic, value=value, key=key)
-                self.sent += 1
-                return
-            except BufferError:
-                p.poll(0.01)
+        produce(p, topic, value, key)
+        self.sent += 1
 
     def poll(self, stop: threading.Event) -> None:
         client = serving.connect(self.s)

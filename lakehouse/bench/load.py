@@ -42,6 +42,16 @@ def producer(s: Settings, **extra: Any) -> Any:
     return Producer(config)
 
 
+def produce(p: Any, topic: str, value: bytes, key: bytes | None = None, wait_s: float = 0.01, **extra: Any) -> None:
+    """``p.produce``, waiting WAIT_S at a time (serving delivery reports) while the client's queue is full."""
+    while True:
+        try:
+            p.produce(topic, value=value, key=key, **extra)
+            return
+        except BufferError:
+            p.poll(wait_s)
+
+
 @dataclass(frozen=True)
 class Sent:
     records: int
@@ -66,15 +76,8 @@ def send_all(s: Settings, records: Iterable[tuple[str, bytes | None, bytes, int 
     n = 0
     t0 = time.perf_counter()
     for topic, key, value, partition in records:
-        while True:
-            try:
-                if partition is None:
-                    p.produce(topic, value=value, key=key, on_delivery=done)
-                else:
-                    p.produce(topic, value=value, key=key, partition=partition, on_delivery=done)
-                break
-            except BufferError:
-                p.poll(0.05)
+        where = {} if partition is None else {"partition": partition}
+        produce(p, topic, value, key, 0.05, on_delivery=done, **where)
         n += 1
         if n % 10_000 == 0:
             p.poll(0)

@@ -112,7 +112,9 @@ def bench_latency(
         chosen = list(rates) if rates != (1000.0, 5000.0, 20000.0) else [5000.0, 20000.0]
         results = fast.main(s, chosen, warmup, duration, out, log=console.print, beside=beside)
         console.print(fast.table(results))
-        console.print(f"\nwrote {out / 'latency-fast.json'} and {out / 'latency-fast.png'}")
+        console.print(
+            f"\nwrote {out / 'latency-fast.json'}, {out / 'latency-fast.png'} and {out / 'latency-fast-timeline.png'}"
+        )
         return
     from lakehouse.bench import latency
 

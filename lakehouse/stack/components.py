@@ -231,13 +231,7 @@ class Component:
 
     def rss_bytes(self) -> int:
         proc = self.process()
-        if proc is None:
-            return 0
-        total = 0
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += p.memory_info().rss
-        return total
+        return 0 if proc is None else tree_rss(proc)
 
     def log_tail(self, n: int = 40) -> str:
         if not self.logfile.exists():
@@ -695,12 +689,17 @@ def stream_memory(s: Settings) -> list[StreamMemory]:
     for pid, names in held.items():
         try:
             root = _stream_root(pid)
-            tree = [root, *root.children(recursive=True)]
+            rss = tree_rss(root)
         except psutil.NoSuchProcess:
             continue
-        rss = 0
-        for p in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                rss += p.memory_info().rss
         out.append(StreamMemory(name=", ".join(names), pid=root.pid, rss_bytes=rss))
     return out
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    """Resident memory of PROC and its descendants (those that end meanwhile count 0)."""
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
