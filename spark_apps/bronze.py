@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.clients import spark_options
 from lakehouse.contracts import TOPICS
 from lakehouse.delta.tables import ensure_table
 from lakehouse.settings import Settings
@@ -62,7 +63,7 @@ def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> 
     ensure_table(spark, table, s.lake_dir)
     source = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", s.bootstrap_servers)
+        .options(**spark_options(s))  # SASL_SSL as the Spark principal
         .option("subscribe", topic)
         .option("startingOffsets", starting_offsets(s.kafka_starting_offsets, topic))  # new checkpoints only
         # Losing data silently is never acceptable: if offsets vanished (retention), fail loudly.

@@ -76,7 +76,7 @@ def with_redis(s: Settings, what: str, write: Callable[[Any], T]) -> T:
     attempt = 0
     while True:
         attempt += 1
-        client = serving.connect(s)
+        client = serving.connect(s, role="writer")
         try:
             return write(client)
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:

@@ -34,6 +34,7 @@ from typing import Any
 
 from lakehouse.bench.latency import Percentiles, Traffic, percentiles
 from lakehouse.bench.load import BenchError, cdf_chart, open_loop, produce, producer
+from lakehouse.clients import java_config, librdkafka_config
 from lakehouse.services import flink, streams
 from lakehouse.settings import Settings, child_env
 
@@ -85,7 +86,7 @@ def _delete_topic(s: Settings, name: str) -> None:
 def _redis(s: Settings) -> Any:
     from lakehouse.serving import connect
 
-    return connect(s, socket_timeout=30.0)
+    return connect(s, role="admin", socket_timeout=30.0)  # bench:* keys
 
 
 def _command(s: Settings, candidate: str, topic: str, out: str) -> list[str]:
@@ -98,9 +99,13 @@ def _command(s: Settings, candidate: str, topic: str, out: str) -> list[str]:
             f"group=bench-engines-{topic}",
             f"redis_host={s.host}",
             f"redis_port={s.redis_port}",
+            "redis_user=admin",  # bench:* keys are no serving keys
+            f"redis_password_file={s.secret_file('redis_admin')}",
+            f"redis_ca_file={s.ca_file}",
             f"out={out}",
             "buffer_timeout_ms=5",
             "parallelism=1",
+            *(f"kafka.{k}={v}" for k, v in java_config(s, "admin").items() if k != "bootstrap.servers"),
         ]
         return flink.java_command(s, "lakehouse.fastpath.PassThrough", args)
     if candidate == "spark-rtm":
@@ -113,8 +118,7 @@ def _command(s: Settings, candidate: str, topic: str, out: str) -> list[str]:
 def _env(s: Settings, candidate: str) -> dict[str, str]:
     if candidate == "spark-rtm":
         return streams.submit_env(s)
-    password = s.redis_password.get_secret_value() if s.redis_password else ""
-    return child_env(LAKEHOUSE_REDIS_PASSWORD=password) if password else child_env()
+    return child_env()
 
 
 @dataclass
@@ -332,7 +336,7 @@ def floor(topic: str, stream: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     consumer = Consumer(
         {
-            "bootstrap.servers": s.bootstrap_servers,
+            **librdkafka_config(s, "admin"),  # benchmark topics and groups: admin
             "group.id": f"bench-floor-{stream}",  # a group per run: never resume an earlier run's position
             "auto.offset.reset": "latest",
             "enable.auto.commit": True,

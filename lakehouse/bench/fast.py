@@ -138,7 +138,7 @@ class _Run:
 
     def read(self, stop: threading.Event) -> None:
         """Block on both streams; note when each probe's entry arrives (fast: path=fast entries only)."""
-        r = serving.connect(self.s)
+        r = serving.connect(self.s, role="admin")  # the floor's bench:* stream too
         last: dict[Any, Any] = {serving.FRAUD_ALERTS_STREAM: "$", self.floor_stream: "$"}
         try:
             while not stop.is_set():
@@ -331,7 +331,7 @@ def run_rate(
         for name in ("serving", "pipeline"):
             if name in procs:
                 streams.stop_gracefully(procs[name], timeout=120)
-        r = serving.connect(base)
+        r = serving.connect(base, role="admin")
         try:
             r.delete(run.floor_stream)
         finally:

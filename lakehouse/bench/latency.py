@@ -158,7 +158,7 @@ class Load:
         self.sent += 1
 
     def poll(self, stop: threading.Event) -> None:
-        client = serving.connect(self.s)
+        client = serving.connect(self.s, role="admin")  # bench:seen:* keys
         try:
             while True:
                 pending = [pr for pr in list(self.probes) if pr.seen is None]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.clients import librdkafka_config
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def producer(s: Settings, **extra: Any) -> Any:
     except ImportError as exc:  # pragma: no cover - a dependency of the project
         raise BenchError("confluent-kafka is not installed: run `make setup`") from exc
     config = {
-        "bootstrap.servers": s.bootstrap_servers,
+        **librdkafka_config(s, "admin"),  # benchmark topics too: admin
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 5,

@@ -11,6 +11,8 @@ both run ``main`` from here).
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from lakehouse import __version__
@@ -27,6 +29,7 @@ def main() -> None:
       lakehouse setup      install what the stack needs (idempotent; `make setup` runs it)
       lakehouse up         start Kafka, Redis, Trino, Prometheus, pushgateway, Dagster
       lakehouse status     one line per component; exit 1 if anything is down
+      lakehouse connect R  how role R (producer, engineer, analyst, service) reaches each service
       lakehouse smoke      Spark writes a Delta table, Trino reads it back
       lakehouse demo       generated events through the whole pipeline, results shown
       lakehouse stream …   run streams (foreground) or start/stop them as Dagster runs
@@ -36,6 +39,9 @@ def main() -> None:
 
     Settings come from LAKEHOUSE_* variables and .env; `lakehouse config` shows them.
     """
+    # Whatever the CLI and what it starts (the stack, Spark apps, Dagster) create is the owner's only:
+    # the lake, Kafka's segments and the logs hold card numbers and tokens.
+    os.umask(0o077)
 
 
 for command in (
@@ -45,6 +51,7 @@ for command in (
     stack.status,
     stack.logs,
     stack.config,
+    stack.connect,
     stack.smoke,
     stack.tables,
     stack.demo,

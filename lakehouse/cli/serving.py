@@ -27,13 +27,13 @@ T = TypeVar("T")
 
 
 @contextmanager
-def _client(s: Settings) -> Iterator[Any]:
-    """A Redis client; an unreachable Redis or a refused password becomes a clear message."""
+def _client(s: Settings, role: str = "reader") -> Iterator[Any]:
+    """A Redis client as ROLE; an unreachable Redis or a refused password becomes a clear message."""
     import redis
 
     from lakehouse import serving
 
-    r = serving.connect(s)
+    r = serving.connect(s, role=role)
     try:
         yield r
     except (redis.ConnectionError, redis.TimeoutError) as e:
@@ -41,7 +41,10 @@ def _client(s: Settings) -> Iterator[Any]:
             f"Redis at {s.host}:{s.redis_port} is not reachable ({e}); start it with `lakehouse up redis`"
         ) from None
     except redis.AuthenticationError as e:
-        raise click.ClickException(f"Redis at {s.host}:{s.redis_port} refused the password: {e}") from None
+        where = s.secret_file(f"redis_{role}")
+        raise click.ClickException(
+            f"Redis at {s.host}:{s.redis_port} refused user {role!r}: {e} (its password is in {where})"
+        ) from None
     finally:
         r.close()
 
@@ -116,7 +119,7 @@ def redis_keys() -> None:
     from lakehouse import serving
 
     s = load_settings()
-    with _client(s) as r:
+    with _client(s, role="admin") as r:  # INFO is an admin command
         table = Table("key pattern", "keys", title=f"Redis {s.host}:{s.redis_port}", title_justify="left")
         for pattern, exact in serving.SERVING_KEY_PATTERNS:
             n = sum(1 for k in r.scan_iter(match=pattern, count=1000) if exact.fullmatch(k))

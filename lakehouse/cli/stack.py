@@ -63,7 +63,7 @@ def status(as_json: bool) -> None:
     s = load_settings()
     rows = stack.status(s)
     running = stack.stream_memory(s)
-    bad = [r.name for r in rows if r.state not in ("healthy", "external")]
+    bad = [r.name for r in rows if r.state != "healthy"]
     if as_json:
         click.echo(
             json.dumps([*(r.__dict__ for r in rows), *({**m.__dict__, "state": "stream"} for m in running)], indent=2)
@@ -72,7 +72,7 @@ def status(as_json: bool) -> None:
         table = Table(title="lakehouse stack", title_justify="left")
         for col in ("component", "state", "pid", "port / URL", "version", "memory (RSS)"):
             table.add_column(col, justify="right" if col in ("pid", "memory (RSS)") else "left")
-        colors = {"healthy": "green", "external": "cyan", "unhealthy": "yellow", "down": "red"}
+        colors = {"healthy": "green", "foreign": "magenta", "unhealthy": "yellow", "down": "red"}
         for r in rows:
             table.add_row(
                 r.name,
@@ -280,3 +280,34 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     console.print("  tables            lakehouse tables")
     console.print(f"  state and logs    {s.state_dir}  (lakehouse logs NAME)")
     console.print("  stop everything   lakehouse down")
+
+
+@click.command("connect")
+@click.argument("role", type=click.Choice(["producer", "engineer", "analyst", "service"]))
+@click.option(
+    "--json", "as_json", is_flag=True, help="One object keyed by service, passwords included (pipe it; never log it)."
+)
+@friendly_errors
+def connect(role: str, as_json: bool) -> None:
+    """How ROLE reaches each service: endpoint, user, the CA file and where the password is.
+
+    \b
+    Roles: producer (writes events to Kafka), engineer (everything), analyst (reads the lake
+    without raw PII columns, reads Redis), service (reads gold's serving copy in Redis).
+    Without --json no password is printed, only the file that holds it; with --json the
+    passwords are in the output (e.g. `redis.Redis(**json.load(f)["redis"])`).
+    """
+    from lakehouse.stack import access
+
+    s = load_settings()
+    if as_json:
+        click.echo(json.dumps(access.connection(s, role, with_secrets=True), indent=2))
+        return
+    console.print(f"[bold]{role}[/]: {access.ROLES[role]}")
+    for service, fields in access.connection(s, role, with_secrets=False).items():
+        console.print(f"\n[bold]{service}[/]")
+        for key, value in fields.items():
+            console.print(f"  {key:<18} {value}", highlight=False, soft_wrap=True)  # paths whole, to copy
+    for title, code in access.examples(s, role).items():
+        console.print(f"\n[bold]{title}[/]")
+        console.print(code, highlight=False, markup=False, soft_wrap=True)

@@ -21,7 +21,7 @@ from rich.table import Table
 from lakehouse.cli._common import console, err_console, friendly_errors, load_settings
 from lakehouse.services import dagster_api as api
 from lakehouse.services import streams
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, SettingsError, check_run_overrides
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 #: What Dagster runs and supervises: the Spark streams and the fraud fast path (Flink).
@@ -96,6 +96,10 @@ def _parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
         if not sep or not key:
             raise click.BadParameter(f"{pair!r}: expected NAME=VALUE (a setting, e.g. max_offsets_per_trigger=500)")
         out[key.strip().lower()] = value
+    try:
+        check_run_overrides(out)
+    except SettingsError as e:
+        raise click.BadParameter(str(e), param_hint="--set") from None
     return out
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.clients import python_config
 from lakehouse.generator.scenario import GeneratedRun, default_partition
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def produce(
         # kafka-python 3.0 accepts enable_idempotence=True together with acks="all" (no fallback needed);
         # idempotence makes the producer's own retries safe (no broker-side duplicates).
         producer = factory(
-            bootstrap_servers=servers,
+            **python_config(settings, "producer"),
             client_id="lakehouse-generator",
             acks="all",
             enable_idempotence=True,

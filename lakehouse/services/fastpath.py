@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from lakehouse.clients import FASTPATH_GROUP, java_config
 from lakehouse.contracts import WATERMARK_MINUTES, schema
 from lakehouse.services import flink, streams
 from lakehouse.settings import Settings
@@ -38,7 +39,7 @@ from lakehouse.validation import fields, program
 #: The stream's name (``lakehouse stream run fastpath``, its lock, its checkpoints, its Dagster asset).
 NAME = "fastpath"
 MAIN_CLASS = "lakehouse.fastpath.FastPath"
-GROUP = "lakehouse-fastpath"
+GROUP = FASTPATH_GROUP  # its Kafka ACLs name it (lakehouse.services.kafka.acls)
 TOPIC = "payments"
 PUSH_JOB = "lakehouse-fastpath"
 PUSH_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory"
@@ -64,6 +65,9 @@ def redis_config(s: Settings) -> dict[str, Any]:
     return {
         "host": s.host,
         "port": s.redis_port,
+        "user": "writer",
+        "password_file": str(s.secret_file("redis_writer")),
+        "ca_file": str(s.ca_file),
         "stream": keys.FRAUD_ALERTS_STREAM,
         "marker_prefix": keys.fraud_alert_marker_key(""),
         "user_prefix": keys.fraud_user_key(""),
@@ -129,16 +133,18 @@ def flink_config(s: Settings, restore: Path | None) -> dict[str, str]:
 
 
 def job_config(s: Settings, restore: Path | None = None) -> dict[str, Any]:
-    """The job's whole configuration (``job.json``): no secrets."""
+    """The job's whole configuration (``job.json``): where its secrets are, never their values."""
     return {
         "name": f"lakehouse-{NAME}",
         "bootstrap": s.bootstrap_servers,
+        "kafka": java_config(s, "fastpath"),  # SASL_SSL; the password stays in its file
         "topic": TOPIC,
         "group": GROUP,
         "start": s.fastpath_start,
         "fetch_wait_ms": s.fastpath_fetch_wait_ms,
         "parallelism": 1,
         "validator": program(fields(schema(TOPIC))),
+        "pii_key_file": str(s.secret_file("pii_hmac_key")),
         "late_horizon_ms": int(s.fraud_late_horizon_minutes * 60_000),
         "retention_ms": s.fraud_state_retention_days * 86_400_000,
         "watermark_delay_ms": WATERMARK_MINUTES * 60_000,

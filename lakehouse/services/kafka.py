@@ -1,4 +1,5 @@
-"""Kafka helpers: admin client, topic creation from the contracts."""
+"""Kafka helpers: the ACLs that say what each principal may do, the admin client, topic creation from
+the contracts. How each client connects is ``lakehouse.clients``."""
 
 from __future__ import annotations
 
@@ -6,16 +7,71 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from lakehouse.clients import (
+    FASTPATH_GROUP,
+    SPARK_GROUP_PREFIX,
+    java_config,
+    librdkafka_config,
+    python_config,
+    spark_options,
+)
 from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings
+
+__all__ = ["java_config", "librdkafka_config", "python_config", "spark_options"]
 
 
 def admin(s: Settings, timeout_ms: int = 5000) -> Any:
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(
-        bootstrap_servers=s.bootstrap_servers, client_id="lakehouse-admin", request_timeout_ms=timeout_ms
+    return KafkaAdminClient(client_id="lakehouse-admin", request_timeout_ms=timeout_ms, **python_config(s, "admin"))
+
+
+def acls(s: Settings) -> list[tuple[str, str, str, str, str]]:
+    """What each principal may do, beyond which nothing is allowed (the broker denies where no ACL
+    matches): (principal, resource type, pattern type, resource name, operation). admin is a super user."""
+    del s
+    out: list[tuple[str, str, str, str, str]] = []
+    for topic in (t.name for t in TOPICS):
+        out += [("producer", "TOPIC", "LITERAL", topic, op) for op in ("WRITE", "DESCRIBE")]
+        out += [("spark", "TOPIC", "LITERAL", topic, op) for op in ("READ", "DESCRIBE")]
+    out.append(("producer", "BROKER", "LITERAL", "kafka-cluster", "IDEMPOTENT_WRITE"))  # librdkafka: the cluster
+    out.append(("spark", "GROUP", "PREFIXED", SPARK_GROUP_PREFIX, "READ"))
+    out += [("fastpath", "TOPIC", "LITERAL", "payments", op) for op in ("READ", "DESCRIBE")]
+    out += [("fastpath", "GROUP", "LITERAL", FASTPATH_GROUP, op) for op in ("READ", "DESCRIBE")]
+    return out
+
+
+def ensure_acls(s: Settings) -> int:
+    """Create the ACLs of ``acls`` (creating an existing one is a no-op); return how many there are."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, as documented
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
     )
+
+    wanted = [
+        AclBinding(
+            ResourceType[rtype],
+            name,
+            ResourcePatternType[pattern],
+            f"User:{principal}",
+            "*",
+            AclOperation[op],
+            AclPermissionType.ALLOW,
+        )
+        for principal, rtype, pattern, name, op in acls(s)
+    ]
+    client = AdminClient(librdkafka_config(s, "admin"))
+    for binding, future in client.create_acls(wanted, request_timeout=30).items():
+        try:
+            future.result()
+        except Exception as e:
+            raise RuntimeError(f"creating Kafka ACL {binding} failed: {e}") from e
+    return len(wanted)
 
 
 def broker_ready(s: Settings) -> bool:
@@ -69,7 +125,7 @@ def end_offsets_json(s: Settings) -> str:
 
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers)
+    consumer = KafkaConsumer(**python_config(s, "admin"))
     try:
         offsets: dict[str, dict[str, int]] = {}
         for t in TOPICS:
@@ -90,7 +146,7 @@ def group_lag(s: Settings, group: str, topic: str) -> dict[str, int | None]:
     from kafka import KafkaConsumer, TopicPartition
 
     client = admin(s)
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, client_id="lakehouse-lag")
+    consumer = KafkaConsumer(client_id="lakehouse-lag", **python_config(s, "admin"))
     try:
         committed = {
             tp.partition: meta.offset
@@ -125,7 +181,7 @@ def first_unread_time(s: Settings, group: str, topic: str) -> datetime | None:
         client.close()
     if not committed:
         return None
-    consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, client_id="lakehouse-lag", enable_auto_commit=False)
+    consumer = KafkaConsumer(client_id="lakehouse-lag", enable_auto_commit=False, **python_config(s, "admin"))
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         end = consumer.end_offsets(parts)

@@ -85,9 +85,13 @@ def submit_command(
 
 
 def submit_env(s: Settings) -> dict[str, str]:
-    """The driver runs this interpreter (the project's venv) on Java 17, bound to loopback."""
+    """The driver runs this interpreter (the project's venv) on Java 17, bound to loopback. Secrets are
+    read from the secrets directory by the app; only a PII key set in the settings (a secret manager's
+    injection, which no file holds) is handed down, as the apps that tokenise need it."""
+    injected = {"LAKEHOUSE_PII_HMAC_KEY": s.pii_hmac_key.get_secret_value()} if s.pii_hmac_key else {}
     return child_env(
         **s.to_env(),
+        **injected,
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
         JAVA_HOME=str(s.java17()),

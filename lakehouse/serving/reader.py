@@ -28,6 +28,7 @@ from lakehouse.serving.keys import (
     row_of,
     to_text,
 )
+from lakehouse.settings import REDIS_ROLES
 
 if TYPE_CHECKING:
     from lakehouse.settings import Settings
@@ -167,13 +168,26 @@ class ServingClient:
         )
 
 
-def connect(s: Settings, *, decode_responses: bool = True, socket_timeout: float = 5.0) -> redis.Redis:
-    """A client for the serving Redis at ``s.host:s.redis_port`` (with ``s.redis_password`` when set)."""
-    password = s.redis_password.get_secret_value() if s.redis_password else None
+def connect(
+    s: Settings,
+    *,
+    role: str = "reader",
+    decode_responses: bool = True,
+    socket_timeout: float = 5.0,
+) -> redis.Redis:
+    """A client for the serving Redis at ``s.host:s.redis_port`` over TLS (verified against the local CA,
+    host name included), logged in as ROLE's ACL user: ``reader`` (services: read the serving keys),
+    ``writer`` (the serving stream and the fast path) or ``admin`` (the stack, tests, benchmarks)."""
+    if role not in REDIS_ROLES:
+        raise ValueError(f"unknown Redis role {role!r}; known: {', '.join(REDIS_ROLES)}")
     return redis.Redis(
         host=s.host,
         port=s.redis_port,
-        password=password or None,
+        username=role,
+        password=s.secret(f"redis_{role}").get_secret_value(),
+        ssl=True,
+        ssl_ca_certs=str(s.ca_file),
+        ssl_check_hostname=True,
         decode_responses=decode_responses,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -31,7 +32,17 @@ import psutil
 import requests
 
 from lakehouse.contracts import LAYERS, TOPICS
-from lakehouse.settings import PROJECT_ROOT, Settings, child_env
+from lakehouse.settings import (
+    KAFKA_PRINCIPALS,
+    PROJECT_ROOT,
+    REDIS_ROLES,
+    SERVER_BUNDLE,
+    SERVER_CERT,
+    SERVER_KEY,
+    Settings,
+    child_env,
+)
+from lakehouse.stack.secrets import SERVER_COMMON_NAME, write_private
 
 INFRA = PROJECT_ROOT / "infra"
 Log = Callable[[str], None]
@@ -151,7 +162,7 @@ class Component:
         return self.pidfile.process()
 
     def start(self, log: Log) -> str:
-        """Start if needed; return what happened ('started', 'running', 'external')."""
+        """Start if needed; return what happened ('started' or 'running')."""
         running = self.process()
         if running is not None:
             if self._wait_healthy(running):
@@ -162,11 +173,12 @@ class Component:
             )
         port = self.port()
         if port is not None and port_open(self.s.host, port):
-            if self.healthy():
-                return "external"
+            # Not adopted as an "external" service: it would be handed our credentials (and our clients'
+            # data) without proof that it is what it claims to be.
             raise StackError(
-                f"{self.name}: port {port} on {self.s.host} is taken by another program that is not a healthy "
-                f"{self.name}; free it or set LAKEHOUSE_{self.name.upper().replace('-', '_')}_PORT"
+                f"{self.name}: port {port} on {self.s.host} is taken by a program this stack did not start "
+                f"(no pid file in {self.s.run_dir}); stop it, or set "
+                f"LAKEHOUSE_{self.name.upper().replace('-', '_')}_PORT to another port"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.s.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +252,10 @@ class Component:
         return "\n".join(lines[-n:])
 
 
+#: Written into Kafka's storage directory once it is formatted with the SCRAM users.
+SECURED_MARKER = "lakehouse-secured"
+
+
 class Kafka(Component):
     def __init__(self, s: Settings) -> None:
         super().__init__(s, name="kafka", timeout_s=90)
@@ -266,30 +282,58 @@ class Kafka(Component):
             kafka_controller_port=self.s.kafka_controller_port,
             data_dir=data,
             kafka_partitions=self.s.kafka_partitions,
+            secrets_dir=self.s.secrets_dir,
+            server_bundle=self.s.secrets_dir / SERVER_BUNDLE,
+            ca_file=self.s.ca_file,
+            controller_principal=f"CN={SERVER_COMMON_NAME}",
         )
         render(INFRA / "kafka" / "log4j2.properties", self.workdir / "log4j2.properties")
-        if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if (data / "meta.properties").exists():
+            if not (data / SECURED_MARKER).exists():
+                raise StackError(
+                    f"Kafka's storage in {data} was formatted before Kafka was secured: its SCRAM users cannot be "
+                    "added to it. Stop the stack, move that directory away (its events are lost; what bronze "
+                    "ingested stays in the lake) and run `lakehouse up` again"
+                )
+            return
+        self._format(conf, data)
+
+    def _format(self, conf: Path, data: Path) -> None:
+        """Format the storage with a SCRAM-SHA-512 credential for every principal. The passwords go to the
+        JVM through an argument file (0600, deleted at once): never on a command line others can read."""
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        args = [
+            "kafka.tools.StorageTool",
+            "format",
+            # One argument: a base64 id may begin with "-", which argparse would take for an option.
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(conf),
+            "--ignore-formatted",
+        ]
+        for principal in KAFKA_PRINCIPALS:
+            password = self.s.secret(f"kafka_{principal}").get_secret_value()
+            args += ["--add-scram", f"SCRAM-SHA-512=[name={principal},password={password}]"]
+        argfile = self.workdir / ".format-args"
+        write_private(argfile, "\n".join(f'"{a}"' for a in args).encode())
+        try:
             proc = subprocess.run(
                 [
                     self._java(),
                     "-cp",
                     self._classpath(),
                     f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
-                    "kafka.tools.StorageTool",
-                    "format",
-                    # One argument: a base64 id may begin with "-", which argparse would take for an option.
-                    f"--cluster-id={cluster_id}",
-                    "-c",
-                    str(conf),
-                    "--ignore-formatted",
+                    f"@{argfile}",
                 ],
                 capture_output=True,
                 text=True,
                 check=False,
             )
-            if proc.returncode != 0:
-                raise StackError(f"formatting Kafka storage failed: {proc.stdout}{proc.stderr}")
+        finally:
+            argfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed: {proc.stdout}{proc.stderr}")
+        (data / SECURED_MARKER).write_text("SCRAM-SHA-512 users: " + ", ".join(KAFKA_PRINCIPALS) + "\n")
 
     def command(self) -> list[str]:
         return [
@@ -314,17 +358,42 @@ class Kafka(Component):
         return broker_ready(self.s)
 
     def after_start(self, log: Log) -> None:
-        from lakehouse.services.kafka import ensure_topics
+        from lakehouse.services.kafka import ensure_acls, ensure_topics
 
         created = ensure_topics(self.s)
         log(
             f"      topics: {', '.join(f'{t.name}({self.s.kafka_partitions})' for t in TOPICS)}"
             + (f"; created {', '.join(created)}" if created else "")
         )
+        log(f"      ACLs: {ensure_acls(self.s)} (principals {', '.join(KAFKA_PRINCIPALS)}; none where no ACL matches)")
 
     def version(self) -> str:
         jar = next((self.s.jvm_dir / "kafka").glob("kafka_2.13-*.jar"), None)
         return jar.stem.split("-", 1)[1] if jar else "?"
+
+
+#: What each Redis user may do. Keys: the serving layout's prefixes (lakehouse.serving.keys). The writer
+#: (the serving stream, the fast path) writes them, through the serving writer's Lua scripts too; a
+#: reader (services) only reads them; neither may run a dangerous command (FLUSHALL, CONFIG, REPLICAOF,
+#: KEYS, DEBUG, ...) or touch another key. Only admin (the stack itself, tests, benchmarks) may.
+REDIS_SERVING_KEYS = ("merchant:*", "device:*", "page:*", "fraud:*")
+REDIS_ACL_RULES = {
+    "admin": "~* &* +@all",
+    "writer": " ".join(f"~{k}" for k in REDIS_SERVING_KEYS)
+    + " resetchannels -@all +@read +@write +@keyspace +@scripting +@connection -@dangerous"
+    " -script|flush -script|kill -function +acl|whoami",
+    "reader": " ".join(f"%R~{k}" for k in REDIS_SERVING_KEYS)
+    + " resetchannels -@all +@read +@connection -@dangerous +acl|whoami",
+}
+
+
+def redis_acl(s: Settings) -> str:
+    """Redis's ACL file: `default` off, one user per role with its password's SHA-256 (never the password)."""
+    lines = ["user default off resetkeys resetchannels -@all"]
+    for role in REDIS_ROLES:
+        digest = hashlib.sha256(s.secret(f"redis_{role}").get_secret_value().encode()).hexdigest()
+        lines.append(f"user {role} on #{digest} {REDIS_ACL_RULES[role]}")
+    return "\n".join(lines) + "\n"
 
 
 class Redis(Component):
@@ -335,25 +404,26 @@ class Redis(Component):
         return self.s.redis_port
 
     def prepare(self) -> None:
-        pw = self.s.redis_password.get_secret_value() if self.s.redis_password else ""
+        write_private(self.workdir / "users.acl", redis_acl(self.s).encode())
         render(
             INFRA / "redis" / "redis.conf",
             self.workdir / "redis.conf",
             host=self.s.host,
             redis_port=self.s.redis_port,
             data_dir=self.workdir,
-            requirepass=f"requirepass {pw}" if pw else "",
+            tls_cert=self.s.secrets_dir / SERVER_CERT,
+            tls_key=self.s.secrets_dir / SERVER_KEY,
+            tls_ca=self.s.ca_file,
+            acl_file=self.workdir / "users.acl",
         )
-        os.chmod(self.workdir / "redis.conf", 0o600)  # may hold the password
 
     def command(self) -> list[str]:
         return ["redis-server", str(self.workdir / "redis.conf")]
 
     def _client(self) -> Any:
-        import redis
+        from lakehouse.serving import connect
 
-        pw = self.s.redis_password.get_secret_value() if self.s.redis_password else None
-        return redis.Redis(host=self.s.host, port=self.s.redis_port, password=pw, socket_timeout=2)
+        return connect(self.s, role="admin", socket_timeout=2)
 
     def healthy(self) -> bool:
         try:
@@ -599,8 +669,12 @@ def select(s: Settings, names: list[str] | None) -> list[Component]:
 
 
 def up(s: Settings, names: list[str] | None = None, log: Log = print) -> dict[str, str]:
-    """Start components in dependency order; return {name: 'started'|'running'|'external'}."""
-    s.run_dir.mkdir(parents=True, exist_ok=True)
+    """Start components in dependency order; return {name: 'started'|'running'}."""
+    from lakehouse.stack import secrets
+
+    os.umask(0o077)  # the services' data and logs: the owner's only
+    s.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secrets.ensure(s)  # made by `make setup`; again here for a state directory wiped since
     result: dict[str, str] = {}
     for c in select(s, names):
         t0 = time.monotonic()
@@ -629,7 +703,7 @@ def down(s: Settings, names: list[str] | None = None, log: Log = print) -> dict[
 @dataclass
 class Status:
     name: str
-    state: str  # healthy | unhealthy | down | external
+    state: str  # healthy | unhealthy | down | foreign (its port held by a program we did not start)
     pid: int | None
     url: str
     version: str
@@ -640,11 +714,12 @@ def status(s: Settings) -> list[Status]:
     out = []
     for c in components(s):
         proc = c.process()
-        healthy = c.healthy()
+        healthy = proc is not None and c.healthy()  # never probe (with our credentials) a program we did not start
         if proc is not None:
             state = "healthy" if healthy else "unhealthy"
         else:
-            state = "external" if healthy and c.port() is not None else "down"
+            port = c.port()
+            state = "foreign" if port is not None and port_open(s.host, port) else "down"
         out.append(
             Status(
                 name=c.name,

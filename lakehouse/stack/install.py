@@ -123,6 +123,7 @@ class Setup:
             ("trino server + delta lake plugin", self.trino_server),
             ("trino cli", self.trino_cli),
             ("state directories", self.state_dirs),
+            ("secrets (CA, certificates, passwords)", self.secrets),
         ]
 
     def run(self) -> list[StepResult]:
@@ -379,8 +380,14 @@ class Setup:
 
     def state_dirs(self) -> str:
         for d in (self.s.state_dir, self.s.logs_dir, self.s.run_dir, self.s.lake_dir, self.s.dagster_home):
-            d.mkdir(parents=True, exist_ok=True)
-        return str(self.s.state_dir)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.s.state_dir, 0o700)  # card numbers sit in Kafka's segments under it: the owner's only
+        return f"{self.s.state_dir} (0700)"
+
+    def secrets(self) -> str:
+        from lakehouse.stack import secrets
+
+        return secrets.ensure(self.s)
 
 
 def trino_home(settings: Settings, version: str | None = None) -> Path:

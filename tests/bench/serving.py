@@ -20,18 +20,17 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from lakehouse import serving
-from lakehouse.settings import Settings
-from tests.unit.test_serving import _free_port
+from tests.unit.conftest import free_port, private_redis_settings, start_private_redis
 
 T0 = datetime(2026, 11, 26, 10, 0)
 
@@ -101,20 +100,15 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000, help="rows per minute table (alerts: a tenth)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (make setup installs it)")
     data = rows(args.rows)
     total = sum(len(v) for v in data.values())
     with tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        s = private_redis_settings(Path(tmp), free_port())  # TLS and ACL users, as the stack's Redis
+        proc = start_private_redis(s)
         try:
-            r = serving.connect(Settings(_env_file=None, redis_port=port))  # type: ignore[call-arg]
+            r = serving.connect(s, role="admin")
             for _ in range(100):
                 try:
                     r.ping()

@@ -28,6 +28,7 @@ import pytest
 import redis
 import requests
 
+from lakehouse.clients import python_config
 from lakehouse.fraud_reference import evaluate
 from lakehouse.generator import GeneratorConfig, generate, produce
 from lakehouse.services import fastpath
@@ -99,7 +100,7 @@ def fast(lakehouse_stack: Settings, tmp_path_factory: pytest.TempPathFactory) ->
         yield run
     finally:
         run.stop()
-        r = connect(s)
+        r = connect(s, role="admin")
         try:  # leave the stack's Redis as the other tests expect it
             ids = [p["event_id"] for p in run.payments]
             retract_fraud_alerts(r, ids)
@@ -213,7 +214,7 @@ def test_a_malformed_flood_is_counted_and_skipped_and_the_job_keeps_judging(fast
         future.encode(),
         b"x" * 900_000,  # near the broker's 1 MB record limit
     ]
-    producer = KafkaProducer(bootstrap_servers=fast.s.bootstrap_servers, max_request_size=2_000_000)
+    producer = KafkaProducer(**python_config(fast.s, "producer"), max_request_size=2_000_000)
     n = 0
     for i in range(1400):
         producer.send("payments", flood[i % len(flood)], key=str(i).encode())

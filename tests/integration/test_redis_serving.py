@@ -156,7 +156,7 @@ def assert_redis_equals_gold(s: Settings, spark: SparkSession) -> None:
 def test_a_replayed_batch_leaves_redis_unchanged(served: Settings) -> None:
     """Drop the last commit of every serving query: Spark runs those batches again on restart."""
     s = served
-    r = serving.connect(s)
+    r = serving.connect(s, role="admin")
     before = _dump(r)
     assert before, "Redis holds no serving keys after the serving stream ran"
     replayed = {}
@@ -239,7 +239,7 @@ def test_redis_stopped_mid_stream_fails_the_batch_and_a_restart_converges_with_n
 
 def test_rebuild_refills_redis_from_gold_after_it_lost_its_content(served: Settings, spark: SparkSession) -> None:
     s = served
-    r = serving.connect(s)
+    r = serving.connect(s, role="admin")
     r.set("not-a-serving-key", "kept")
     assert serving.flush_serving_keys(r) > 0  # Redis lost its content (a flush, a crash without AOF)
     r.hset(serving.merchant_minute_key("m-bogus", 0), mapping={"tx_count": "1"})  # and holds something stale

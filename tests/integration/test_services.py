@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from lakehouse.cli.app import main
+from lakehouse.clients import python_config
 from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings
 from lakehouse.stack import components as stack
@@ -16,9 +18,8 @@ from lakehouse.stack import components as stack
 
 def test_status_reports_every_component_healthy(lakehouse_stack: Settings) -> None:
     states = {r.name: r.state for r in stack.status(lakehouse_stack)}
-    # "external": a healthy service this session reused rather than started.
     assert set(states) == {c.name for c in stack.components(lakehouse_stack)}
-    assert set(states.values()) <= {"healthy", "external"}, states
+    assert set(states.values()) == {"healthy"}, states
     result = CliRunner().invoke(main, ["status"])
     assert result.exit_code == 0, result.output
     assert "kafka" in result.output
@@ -42,14 +43,14 @@ def test_a_record_goes_through_the_broker(lakehouse_stack: Settings) -> None:
     client.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     try:
         payload = f'{{"event_id": "{uuid.uuid4()}"}}'.encode()
-        producer = KafkaProducer(bootstrap_servers=lakehouse_stack.bootstrap_servers, acks="all")
+        producer = KafkaProducer(**python_config(lakehouse_stack, "admin"), acks="all")  # a test topic: admin
         meta = producer.send(topic, key=b"k1", value=payload).get(timeout=30)
         producer.close()
         assert meta.topic == topic
         assert meta.offset == 0
         consumer = KafkaConsumer(
             topic,
-            bootstrap_servers=lakehouse_stack.bootstrap_servers,
+            **python_config(lakehouse_stack, "admin"),
             auto_offset_reset="earliest",
             consumer_timeout_ms=20000,
             group_id=None,
@@ -67,9 +68,9 @@ def test_a_record_goes_through_the_broker(lakehouse_stack: Settings) -> None:
 
 
 def test_redis_set_get_with_ttl(lakehouse_stack: Settings) -> None:
-    import redis
+    from lakehouse.serving import connect
 
-    r = redis.Redis(host=lakehouse_stack.host, port=lakehouse_stack.redis_port)
+    r = connect(lakehouse_stack, role="admin", decode_responses=False)
     key = f"it:{uuid.uuid4().hex}"
     value = uuid.uuid4().hex
     try:
@@ -135,3 +136,12 @@ def test_prometheus_scrapes_itself_the_pushgateway_and_trino(lakehouse_stack: Se
     assert {job: h for job, (h, _) in health.items()} == {"prometheus": "up", "pushgateway": "up", "trino": "up"}, (
         health
     )
+
+
+def test_the_stacks_redis_refuses_strangers_and_keeps_roles_to_their_job(
+    lakehouse_stack: Settings, tmp_path: Path
+) -> None:
+    from tests.redis_denial import refuses_strangers, roles_do_their_job_only
+
+    refuses_strangers(lakehouse_stack, tmp_path)
+    roles_do_their_job_only(lakehouse_stack)

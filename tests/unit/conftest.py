@@ -40,9 +40,6 @@ def spark() -> Iterator[SparkSession]:
     session.stop()
 
 
-REDIS_PASSWORD = "serving-test-secret"
-
-
 # -- a private redis-server ---------------------------------------------------------------
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -52,19 +49,29 @@ def free_port() -> int:
     return port
 
 
-def _start(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def private_redis_settings(state_dir: Path, port: int) -> Settings:
+    """Settings of a private stack in STATE_DIR (its own CA, certificates and passwords) with Redis on PORT."""
+    from lakehouse.stack import secrets
+
+    s = Settings(_env_file=None, state_dir=state_dir, redis_port=port)  # type: ignore[call-arg]
+    secrets.ensure(s)
+    return s
+
+
+def start_private_redis(s: Settings) -> subprocess.Popen[bytes]:
+    """redis-server configured exactly as the stack configures it (TLS only, ACL users), without persistence."""
+    from lakehouse.stack.components import Redis
+
+    component = Redis(s)
+    component.workdir.mkdir(parents=True, exist_ok=True)
+    component.prepare()
     binary = shutil.which("redis-server")
     assert binary is not None
     return subprocess.Popen(
         [
-            binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-            "--requirepass", REDIS_PASSWORD,
-            "--logfile", str(workdir / f"redis-{port}.log"),
+            binary, str(component.workdir / "redis.conf"),
+            "--save", "", "--appendonly", "no",
+            "--logfile", str(component.workdir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -82,15 +89,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def redis_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Settings pointing at a redis-server of our own on a free loopback port, with a password."""
+    """Settings pointing at a redis-server of our own on a free loopback port, secured as the stack's is
+    (TLS with a private CA, ACL users admin / writer / reader)."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (make setup installs it)")
     workdir = tmp_path_factory.mktemp("redis")
     for _ in range(3):  # another process may take the port between the probe and the bind
         port = free_port()
-        proc = _start(workdir, port)
-        s = Settings(_env_file=None, redis_port=port, redis_password=REDIS_PASSWORD)  # type: ignore[call-arg, arg-type]
-        client = connect(s, socket_timeout=1)
+        s = private_redis_settings(workdir, port)
+        proc = start_private_redis(s)
+        client = connect(s, role="admin", socket_timeout=1)
         deadline = time.monotonic() + 15
         while proc.poll() is None and time.monotonic() < deadline:
             try:

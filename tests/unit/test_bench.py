@@ -108,11 +108,14 @@ def test_engine_candidates_get_no_secret_on_their_command_line(tmp_path: Path, m
     from lakehouse.services import flink
 
     monkeypatch.setattr(flink, "ensure_jar", lambda s: tmp_path / "lakehouse-fastpath-x.jar")
-    s = Settings(redis_password="s3cret-pw")  # the real state dir: spark-submit's jars come from `make setup`
+    s = Settings(pii_hmac_key="a-pii-key-of-a-secret-manager-0123456789")  # type: ignore[arg-type]
+    # The real state dir: spark-submit's jars come from `make setup`, and so do the secrets.
+    secrets = [s.secret(name).get_secret_value() for name in ("redis_admin", "redis_writer", "pii_hmac_key")]
     for candidate in ("floor", "flink", "spark-rtm"):
         cmd = engines._command(s, candidate, "bench.engines.t", "bench:engines:out")
-        assert not any("s3cret-pw" in part for part in cmd), (candidate, cmd)
-    assert engines._env(s, "flink")["LAKEHOUSE_REDIS_PASSWORD"] == "s3cret-pw"
+        assert not any(secret in part for part in cmd for secret in secrets), candidate
+    assert f"redis_password_file={s.secret_file('redis_admin')}" in engines._command(s, "flink", "t", "out")
+    assert not set(engines._env(s, "flink").values()) & set(secrets)
     flink_cmd = engines._command(s, "flink", "bench.engines.t", "bench:engines:out")
     assert "lakehouse.fastpath.PassThrough" in flink_cmd
     assert "--add-opens=java.base/java.util=ALL-UNNAMED" in flink_cmd  # Flink on Java 17

@@ -22,11 +22,11 @@ from tests.unit.test_serving import settings as settings
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
     monkeypatch.setenv("LAKEHOUSE_REDIS_PORT", str(settings.redis_port))
-    monkeypatch.setenv("LAKEHOUSE_REDIS_PASSWORD", settings.redis_password.get_secret_value())  # type: ignore[union-attr]
+    monkeypatch.setenv("LAKEHOUSE_STATE_DIR", str(settings.state_dir))  # the private Redis's CA and passwords
     get_settings.cache_clear()
     from lakehouse.serving import connect
 
-    r = connect(settings, decode_responses=False)
+    r = connect(settings, role="admin", decode_responses=False)
     r.flushall()
     write_all(r)
     yield r

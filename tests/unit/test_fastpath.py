@@ -40,7 +40,7 @@ def settings(redis_settings: Settings) -> Settings:
 
 @pytest.fixture
 def r(settings: Settings) -> Iterator[redis.Redis]:
-    client = connect(settings)
+    client = connect(settings, role="admin")
     client.flushall()
     yield client
     client.close()
@@ -60,12 +60,19 @@ def test_the_other_paths_equal_verdict_is_one_entry_a_different_one_replaces_it(
 
 
 def test_the_job_config_holds_no_secret_and_the_key_layout_of_the_writer(settings: Settings) -> None:
-    s = settings.model_copy(
-        update={"pii_hmac_key": SecretStr("pii-secret-1234"), "redis_password": SecretStr("redis-secret-5678")}
-    )
+    s = settings.model_copy(update={"pii_hmac_key": SecretStr("pii-secret-1234")})
     text = json.dumps(fastpath.job_config(s))
     assert "pii-secret-1234" not in text
-    assert "redis-secret-5678" not in text
+    for name in ("redis_writer", "redis_admin", "redis_reader", "pii_hmac_key"):
+        secret = settings.secret(name).get_secret_value()
+        assert secret not in text, name
+    conf = fastpath.job_config(s)
+    assert conf["pii_key_file"] == str(s.secret_file("pii_hmac_key"))
+    assert (conf["redis"]["user"], conf["redis"]["password_file"], conf["redis"]["ca_file"]) == (
+        "writer",
+        str(s.secret_file("redis_writer")),
+        str(s.ca_file),
+    )
     conf = fastpath.job_config(s)["redis"]
     for prefix, key_of in (
         ("marker_prefix", keys.fraud_alert_marker_key),

@@ -9,7 +9,6 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -516,19 +515,28 @@ class FakeProducer:
         self.closed = True
 
 
-SETTINGS: Any = SimpleNamespace(bootstrap_servers="fake-broker:9092")
+@pytest.fixture(scope="module")
+def fake_settings(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Settings of a private state directory (its own secrets) naming a broker that does not exist."""
+    from lakehouse.settings import Settings
+    from lakehouse.stack import secrets
+
+    s = Settings(_env_file=None, state_dir=tmp_path_factory.mktemp("state"), kafka_bootstrap_servers="fake-broker:9092")  # type: ignore[call-arg]
+    secrets.ensure(s)
+    return s
 
 
 def small_run(**changes: Any) -> GeneratedRun:
     return generate(GeneratorConfig(**{"count": 30, "duplicates": 6, "start_time": START, **changes}))
 
 
-def test_produce_sends_everything_in_order_with_explicit_partitions() -> None:
+def test_produce_sends_everything_in_order_with_explicit_partitions(fake_settings: Any) -> None:
     run = small_run()
     fake = FakeProducer()
     progress: list[tuple[int, int]] = []
-    summary = produce(run, SETTINGS, lambda d, t: progress.append((d, t)), producer_factory=fake)
+    summary = produce(run, fake_settings, lambda d, t: progress.append((d, t)), producer_factory=fake)
     assert fake.config["bootstrap_servers"] == "fake-broker:9092"
+    assert (fake.config["security_protocol"], fake.config["sasl_plain_username"]) == ("SASL_SSL", "producer")
     assert fake.config["acks"] == "all"
     assert fake.config["enable_idempotence"] is True
     assert fake.config["linger_ms"] == 20
@@ -541,10 +549,10 @@ def test_produce_sends_everything_in_order_with_explicit_partitions() -> None:
     assert fake.closed
 
 
-def test_produce_counts_every_failure() -> None:
+def test_produce_counts_every_failure(fake_settings: Any) -> None:
     run = small_run()
     fake = FakeProducer(fail={1, 5}, raise_on={7})
-    summary = produce(run, SETTINGS, producer_factory=fake)
+    summary = produce(run, fake_settings, producer_factory=fake)
     assert summary.failed == 4  # two failed futures, one raising send, one never acknowledged
     assert summary.sent == len(run.records) - 4
     assert any("broker said no" in e for e in summary.errors)
@@ -552,10 +560,10 @@ def test_produce_counts_every_failure() -> None:
     assert any("metadata not available" in e for e in summary.errors)
 
 
-def test_produce_remaps_explicit_partitions_to_the_real_partition_count() -> None:
+def test_produce_remaps_explicit_partitions_to_the_real_partition_count(fake_settings: Any) -> None:
     run = small_run()
     fake = FakeProducer(partitions=3)
-    produce(run, SETTINGS, producer_factory=fake)
+    produce(run, fake_settings, producer_factory=fake)
     explicit = [(key, p) for (_t, key, _v, p) in fake.sent if p is not None]
     assert explicit
     for key, p in explicit:
@@ -563,22 +571,22 @@ def test_produce_remaps_explicit_partitions_to_the_real_partition_count() -> Non
         assert p == (default_partition(key, 3) + 1) % 3
 
 
-def test_produce_throttles_at_the_rate() -> None:
+def test_produce_throttles_at_the_rate(fake_settings: Any) -> None:
     run = generate(GeneratorConfig(count=21, rate=200, throttle=True, start_time=START))
     t0 = time.monotonic()
-    summary = produce(run, SETTINGS, producer_factory=FakeProducer())
+    summary = produce(run, fake_settings, producer_factory=FakeProducer())
     assert time.monotonic() - t0 >= 0.095  # 20 intervals of 5 ms
     assert summary.sent == 21
 
 
-def test_produce_names_the_brokers_when_they_are_unreachable() -> None:
+def test_produce_names_the_brokers_when_they_are_unreachable(fake_settings: Any) -> None:
     from kafka.errors import KafkaTimeoutError
 
     def unreachable(**_: Any) -> Any:
         raise KafkaTimeoutError("Unable to bootstrap from fake-broker:9092")
 
     with pytest.raises(ProduceError, match="fake-broker:9092"):
-        produce(small_run(), SETTINGS, producer_factory=unreachable)
+        produce(small_run(), fake_settings, producer_factory=unreachable)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -30,7 +30,7 @@ from lakehouse.serving import (
     write_page_minutes,
 )
 from lakehouse.settings import Settings
-from tests.unit.conftest import REDIS_PASSWORD, free_port
+from tests.unit.conftest import free_port
 
 T0 = datetime(2026, 11, 26, 10, 15)  # naive UTC, as Row.asDict() hands it out
 T0_EPOCH = int(T0.replace(tzinfo=UTC).timestamp())
@@ -46,7 +46,7 @@ def settings(redis_settings: Settings) -> Settings:
 @pytest.fixture
 def r(settings: Settings) -> Iterator[redis.Redis]:
     """A raw (bytes) client on an empty database."""
-    client = connect(settings, decode_responses=False)
+    client = connect(settings, role="admin", decode_responses=False)
     client.flushall()
     yield client
     client.close()
@@ -456,12 +456,21 @@ def test_flush_removes_only_serving_keys(r: redis.Redis) -> None:
     assert {k for k in r.scan_iter() if k.decode() not in decoys} == serving_keys
 
 
-def test_connect_uses_the_settings(settings: Settings) -> None:
-    r = connect(settings)
-    assert r.ping()  # the server requires the password: connect passed it
-    kwargs = r.connection_pool.connection_kwargs
-    assert (kwargs["host"], kwargs["port"], kwargs["password"]) == ("127.0.0.1", settings.redis_port, REDIS_PASSWORD)
-    r.close()
+def test_connect_logs_in_as_the_role_over_tls(settings: Settings) -> None:
+    for role in ("reader", "writer", "admin"):
+        r = connect(settings, role=role)
+        assert r.ping()  # the server has no default user: connect logged in
+        assert r.acl_whoami() == role
+        kwargs = r.connection_pool.connection_kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["ssl_ca_certs"]) == (
+            "127.0.0.1",
+            settings.redis_port,
+            str(settings.ca_file),
+        )
+        assert kwargs["ssl_check_hostname"] is True
+        r.close()
+    with pytest.raises(ValueError, match="unknown Redis role 'root'"):
+        connect(settings, role="root")
 
 
 # -- applying a change feed batch ------------------------------------------------------------

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 
 from lakehouse.cli.app import main
-from lakehouse.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from lakehouse.settings import ENV_PREFIX, Settings, SettingsError, child_env, load_settings
 
 
 def test_defaults_are_the_conventional_ports_on_loopback() -> None:
@@ -65,12 +66,50 @@ def test_bad_settings_raise_a_message_naming_the_variable(
 
 
 def test_redacted_hides_secrets() -> None:
-    s = Settings(pii_hmac_key="super-secret-key", redis_password="hunter2")  # type: ignore[arg-type]
+    s = Settings(pii_hmac_key="super-secret-key")  # type: ignore[arg-type]
     shown = s.redacted()
     assert shown["pii_hmac_key"] == "********"
-    assert shown["redis_password"] == "********"
     assert "super-secret-key" not in repr(shown)
-    assert "hunter2" not in repr(shown)
+
+
+@pytest.mark.parametrize("environment", ["ci", "prod"])
+@pytest.mark.parametrize("key", ["local-dev-only-change-me", "short-key-31-characters-long-xx"])
+def test_a_development_or_short_pii_key_is_refused_outside_local(
+    monkeypatch: pytest.MonkeyPatch, environment: str, key: str
+) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}ENVIRONMENT", environment)
+    monkeypatch.setenv(f"{ENV_PREFIX}PII_HMAC_KEY", key)
+    with pytest.raises(SettingsError, match="development or short key"):
+        load_settings()
+    monkeypatch.setenv(f"{ENV_PREFIX}PII_HMAC_KEY", "k" * 32)
+    assert load_settings().pii_key() == b"k" * 32
+    monkeypatch.setenv(f"{ENV_PREFIX}ENVIRONMENT", "local")
+    monkeypatch.setenv(f"{ENV_PREFIX}PII_HMAC_KEY", key)
+    assert load_settings().pii_key() == key.encode()  # a developer's own machine may use one
+
+
+def test_secrets_come_from_their_files_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    s = Settings(_env_file=None, state_dir=tmp_path)  # type: ignore[call-arg]
+    with pytest.raises(
+        SettingsError, match=r"secret 'redis_writer' is missing: no .*redis-writer.password; `make setup`"
+    ):
+        s.secret("redis_writer")
+    s.secrets_dir.mkdir()
+    s.secret_file("redis_writer").write_text("pw-from-the-file\n")
+    assert s.secret("redis_writer").get_secret_value() == "pw-from-the-file"
+    s.secret_file("pii_hmac_key").write_text("key-from-the-file")
+    assert s.pii_key() == b"key-from-the-file"
+    assert s.model_copy(update={"pii_hmac_key": SecretStr("injected")}).pii_key() == b"injected"
+    with pytest.raises(KeyError, match="unknown secret 'nope'"):
+        s.secret("nope")
+
+
+def test_no_secret_is_handed_down_to_a_child(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(f"{ENV_PREFIX}PII_HMAC_KEY", "do-not-inherit-me")
+    s = load_settings()
+    assert "do-not-inherit-me" not in s.to_env().values()
+    assert f"{ENV_PREFIX}PII_HMAC_KEY" not in child_env()
+    assert child_env(EXTRA="1")["EXTRA"] == "1"
 
 
 def test_cli_config_prints_settings_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,5 +173,44 @@ def test_to_env_round_trips_through_a_child_process_environment(
     for key, value in original.to_env().items():
         monkeypatch.setenv(key, value)
     loaded = load_settings()
-    assert loaded == original
-    assert loaded.pii_hmac_key.get_secret_value() == "k3y"
+    assert loaded == original.model_copy(update={"pii_hmac_key": None})  # everything but the secret
+    assert loaded.pii_hmac_key is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["java17_home", "pii_hmac_key", "spark_driver_java_options", "state_dir", "redis_port", "host", "environment"],
+)
+def test_a_run_may_not_override_secrets_programs_or_endpoints(name: str) -> None:
+    from lakehouse.settings import check_run_overrides
+
+    check_run_overrides({"max_offsets_per_trigger": "500", "lake_root": "lake-b"})  # tuning and data location
+    with pytest.raises(SettingsError, match=f"a run may not override {name}:") as err:
+        check_run_overrides({name: "evil-value", "max_offsets_per_trigger": "500"})
+    assert "evil-value" not in str(err.value)  # the value may be a secret: never echoed
+
+
+def test_a_run_may_use_local_or_the_configured_master_only() -> None:
+    from lakehouse.settings import check_run_master
+
+    s = Settings(_env_file=None, spark_master="spark://10.0.0.5:7077")  # type: ignore[call-arg]
+    for ok in (None, "local", "local[2]", "local[*]", "local[4,2]", "spark://10.0.0.5:7077"):
+        check_run_master(ok, s)
+    for bad in ("spark://attacker.example:7077", "k8s://https://x", "local[2]; rm", "yarn"):
+        with pytest.raises(SettingsError, match="a run may use local"):
+            check_run_master(bad, s)
+
+
+def test_dagster_runs_and_the_cli_refuse_a_forbidden_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dagster as dg
+
+    from orchestration.lib.config import SettingsRunConfig, SparkRunConfig
+
+    with pytest.raises(dg.Failure, match="a run may not override java17_home"):
+        SettingsRunConfig(settings={"java17_home": "evil-jdk"}).resolve()
+    with pytest.raises(dg.Failure, match="a run may use local"):
+        SparkRunConfig(master="spark://elsewhere:7077").resolve()
+    assert SettingsRunConfig(settings={"max_offsets_per_trigger": "7"}).resolve().max_offsets_per_trigger == 7
+    result = CliRunner().invoke(main, ["stream", "start", "bronze", "--set", "java17_home=/tmp/evil-jdk"])
+    assert result.exit_code == 2
+    assert "a run may not override java17_home" in result.output

@@ -97,7 +97,7 @@ def test_port_taken_by_a_stranger_is_reported(settings: Settings) -> None:
             def healthy(self) -> bool:  # the stranger is not an HTTP server
                 return False
 
-        with pytest.raises(StackError, match=f"port {port} .* taken by another program"):
+        with pytest.raises(StackError, match=f"port {port} .* taken by a program this stack did not start"):
             Picky(settings, port).start(print)
 
 
@@ -122,11 +122,20 @@ def test_render_fills_placeholders_and_rejects_missing_ones(tmp_path: Path) -> N
 
 
 def test_every_infra_template_renders_with_what_the_stack_passes(settings: Settings) -> None:
+    from lakehouse.stack import secrets
+
     settings.lake_dir.mkdir(parents=True)
+    secrets.ensure(settings)
     for comp in (stack.Redis(settings), stack.Prometheus(settings)):
         comp.workdir.mkdir(parents=True)
         comp.prepare()
-    assert "port 6379" in (settings.state_dir / "redis" / "redis.conf").read_text()
+    conf = (settings.state_dir / "redis" / "redis.conf").read_text()
+    assert "tls-port 6379" in conf
+    assert "\nport 0\n" in conf  # no plaintext port
+    acl = (settings.state_dir / "redis" / "users.acl").read_text()
+    assert "user default off" in acl
+    for role in ("admin", "writer", "reader"):
+        assert settings.secret(f"redis_{role}").get_secret_value() not in acl + conf  # hashes only
     assert "127.0.0.1:9091" in (settings.state_dir / "prometheus" / "prometheus.yml").read_text()
 
 

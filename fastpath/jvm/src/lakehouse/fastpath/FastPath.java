@@ -58,8 +58,9 @@ import org.slf4j.LoggerFactory;
  * is appended twice, and gold's later write of an equal verdict is a no-op.
  *
  * <p>Argument: the path of the job's JSON configuration ({@code lakehouse/services/fastpath.py}
- * writes it). Secrets come from the environment only: {@code LAKEHOUSE_PII_HMAC_KEY} (card_token)
- * and {@code LAKEHOUSE_REDIS_PASSWORD}.
+ * writes it). It names the files of the secrets it needs (the card_token key, the Redis writer's
+ * password, the CA), never their values; {@code LAKEHOUSE_PII_HMAC_KEY} in the environment
+ * overrides the key's file (a secret manager's injection).
  */
 public final class FastPath {
   private FastPath() {}
@@ -127,14 +128,16 @@ public final class FastPath {
   static final class Parse extends ProcessFunction<Raw, Msg> {
     private static final long serialVersionUID = 1L;
     private final String program;
+    private final String piiKeyFile;
     private transient RecordValidator validator;
     private transient Mac mac;
     private transient int iId, iTime, iUser, iCard, iMerchant, iAmount, iCountry;
     private transient Counter valid, invalid;
     private transient long lastLog;
 
-    Parse(String program) {
+    Parse(String program, String piiKeyFile) {
       this.program = program;
+      this.piiKeyFile = piiKeyFile;
     }
 
     @Override
@@ -148,8 +151,7 @@ public final class FastPath {
       iMerchant = names.indexOf("merchant_id") + 1;
       iAmount = names.indexOf("amount") + 1;
       iCountry = names.indexOf("country") + 1;
-      String key = System.getenv("LAKEHOUSE_PII_HMAC_KEY");
-      if (key == null || key.isEmpty()) throw new IllegalStateException("LAKEHOUSE_PII_HMAC_KEY is not set");
+      String key = Secure.secret("LAKEHOUSE_PII_HMAC_KEY", piiKeyFile);
       mac = Mac.getInstance("HmacSHA256");
       mac.init(new SecretKeySpec(key.getBytes(StandardCharsets.UTF_8), "HmacSHA256"));
       valid = getRuntimeContext().getMetricGroup().counter("payments_valid");
@@ -425,8 +427,11 @@ public final class FastPath {
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(conf);
     env.setParallelism(job.get("parallelism").asInt());
 
+    var builder = KafkaSource.<Raw>builder();
+    for (Map.Entry<String, JsonNode> e : job.get("kafka").properties()) // SASL_SSL: its password stays in its file
+      builder.setProperty(e.getKey(), e.getValue().asText());
     KafkaSource<Raw> source =
-        KafkaSource.<Raw>builder()
+        builder
             .setBootstrapServers(job.get("bootstrap").asText())
             .setTopics(job.get("topic").asText())
             .setGroupId(job.get("group").asText())
@@ -453,7 +458,7 @@ public final class FastPath {
     DataStream<Msg> payments =
         env.fromSource(source, WatermarkStrategy.noWatermarks(), "kafka: " + job.get("topic").asText())
             .uid("source")
-            .process(new Parse(job.get("validator").asText()))
+            .process(new Parse(job.get("validator").asText(), job.get("pii_key_file").asText()))
             .uid("parse")
             .name("validate")
             .assignTimestampsAndWatermarks(watermarks)

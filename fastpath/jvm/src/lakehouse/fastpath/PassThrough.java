@@ -27,9 +27,9 @@ import redis.clients.jedis.Jedis;
  * what the engine itself adds between Kafka and Redis: the source, one keyed exchange (the fast
  * path has two), the sink.
  *
- * <p>Arguments: {@code key=value} pairs (bootstrap, topic, group, redis_host, redis_port, out,
- * buffer_timeout_ms, parallelism); the Redis password, when set, comes from the environment
- * ({@code LAKEHOUSE_REDIS_PASSWORD}), never from the command line.
+ * <p>Arguments: {@code key=value} pairs (bootstrap, topic, group, redis_host, redis_port, redis_user,
+ * redis_password_file, redis_ca_file, out, buffer_timeout_ms, parallelism, and {@code kafka.<property>}
+ * for the Kafka client); passwords are read from their files, never from the command line.
  */
 public final class PassThrough {
   private PassThrough() {}
@@ -60,21 +60,22 @@ public final class PassThrough {
   /** One XADD per probe, on the writer's own connection. */
   static final class RedisProbeSink implements Sink<Rec> {
     private static final long serialVersionUID = 1L;
-    final String host;
-    final int port;
-    final String stream;
+    final Map<String, String> a;
 
-    RedisProbeSink(String host, int port, String stream) {
-      this.host = host;
-      this.port = port;
-      this.stream = stream;
+    RedisProbeSink(Map<String, String> a) {
+      this.a = new HashMap<>(a);
     }
 
     @Override
-    public SinkWriter<Rec> createWriter(WriterInitContext context) {
-      Jedis jedis = new Jedis(host, port);
-      String password = System.getenv("LAKEHOUSE_REDIS_PASSWORD");
-      if (password != null && !password.isEmpty()) jedis.auth(password);
+    public SinkWriter<Rec> createWriter(WriterInitContext context) throws IOException {
+      Jedis jedis;
+      try {
+        jedis = Secure.redis(a.get("redis_host"), Integer.parseInt(a.get("redis_port")), a.get("redis_user"),
+            a.get("redis_password_file"), a.get("redis_ca_file"), 5000);
+      } catch (java.security.GeneralSecurityException e) {
+        throw new IOException("cannot set up the Redis connection: " + e, e);
+      }
+      String stream = a.get("out");
       return new SinkWriter<>() {
         @Override
         public void write(Rec r, Context ctx) {
@@ -100,8 +101,11 @@ public final class PassThrough {
     conf.setString("execution.buffer-timeout.interval", a.getOrDefault("buffer_timeout_ms", "5") + " ms");
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(conf);
     env.setParallelism(Integer.parseInt(a.getOrDefault("parallelism", "1")));
+    var builder = KafkaSource.<String>builder();
+    for (Map.Entry<String, String> e : a.entrySet()) // kafka.<property>=<value>: the client's security settings
+      if (e.getKey().startsWith("kafka.")) builder.setProperty(e.getKey().substring(6), e.getValue());
     KafkaSource<String> source =
-        KafkaSource.<String>builder()
+        builder
             .setBootstrapServers(a.get("bootstrap"))
             .setTopics(a.get("topic"))
             .setGroupId(a.getOrDefault("group", "bench-flink"))
@@ -130,7 +134,7 @@ public final class PassThrough {
               }
             })
         .returns(Rec.class)
-        .sinkTo(new RedisProbeSink(a.get("redis_host"), Integer.parseInt(a.get("redis_port")), a.get("out")))
+        .sinkTo(new RedisProbeSink(a))
         .name("redis");
     env.execute("fastpath-passthrough");
   }

@@ -56,9 +56,11 @@ final class RedisAlertSink implements Sink<FastPath.Msg> {
       this.c = c;
       this.latency = latency;
       this.written = written;
-      jedis = new Jedis(c.get("host").asText(), c.get("port").asInt(), 5000);
-      String password = System.getenv("LAKEHOUSE_REDIS_PASSWORD");
-      if (password != null && !password.isEmpty()) jedis.auth(password);
+      try {
+        jedis = Secure.redis(c, 5000);
+      } catch (java.io.IOException | java.security.GeneralSecurityException e) {
+        throw new IllegalStateException("cannot set up the Redis connection: " + e, e);
+      }
       upsertLua = c.get("upsert_lua").asText();
       retractLua = c.get("retract_lua").asText();
       upsertSha = jedis.scriptLoad(upsertLua);

@@ -1,0 +1,48 @@
+"""A redis-server configured as the stack configures it refuses strangers and keeps each role to its job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from lakehouse.cli.app import main
+from lakehouse.settings import Settings
+from tests.redis_denial import refuses_strangers, roles_do_their_job_only
+
+
+def test_redis_refuses_strangers(redis_settings: Settings, tmp_path: Path) -> None:
+    refuses_strangers(redis_settings, tmp_path)
+
+
+def test_redis_roles_do_their_job_only(redis_settings: Settings) -> None:
+    roles_do_their_job_only(redis_settings)
+
+
+def test_lakehouse_connect_says_how_each_role_reaches_redis(
+    redis_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lakehouse connect ROLE --json` is enough to connect; without --json no password is printed."""
+    s = redis_settings
+    monkeypatch.setenv("LAKEHOUSE_STATE_DIR", str(s.state_dir))
+    monkeypatch.setenv("LAKEHOUSE_REDIS_PORT", str(s.redis_port))
+    for role, user in (("engineer", "admin"), ("analyst", "reader"), ("service", "reader")):
+        result = CliRunner().invoke(main, ["connect", role, "--json"])
+        assert result.exit_code == 0, result.output
+        conf = json.loads(result.output)
+        client = redis.Redis(**conf["redis"])
+        assert client.acl_whoami() == user
+        client.close()
+        shown = CliRunner().invoke(main, ["connect", role])
+        assert shown.exit_code == 0, shown.output
+        assert s.secret(f"redis_{user}").get_secret_value() not in shown.output
+        assert f"password_file      {s.secret_file(f'redis_{user}')}\n" in shown.output
+    producer = json.loads(CliRunner().invoke(main, ["connect", "producer", "--json"]).output)
+    assert "redis" not in producer
+    assert set(producer) == {"kafka"}
+    assert (producer["kafka"]["security_protocol"], producer["kafka"]["sasl_username"]) == ("SASL_SSL", "producer")
+    assert producer["kafka"]["sasl_password"] == s.secret("kafka_producer").get_secret_value()
+    assert CliRunner().invoke(main, ["connect", "root"]).exit_code == 2
