@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import redis
 from click.testing import CliRunner
 
 from lakehouse.cli.app import main
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, get_settings
 from tests.redis_denial import refuses_strangers, roles_do_their_job_only
 
 
@@ -22,6 +23,15 @@ def test_redis_roles_do_their_job_only(redis_settings: Settings) -> None:
     roles_do_their_job_only(redis_settings)
 
 
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """The CLI's settings are cached per process: read them afresh, and leave no stale copy behind."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_settings")
 def test_lakehouse_connect_says_how_each_role_reaches_redis(
     redis_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
