@@ -292,8 +292,9 @@ class Kafka(Component):
             if not (data / SECURED_MARKER).exists():
                 raise StackError(
                     f"Kafka's storage in {data} was formatted before Kafka was secured: its SCRAM users cannot be "
-                    "added to it. Stop the stack, move that directory away (its events are lost; what bronze "
-                    "ingested stays in the lake) and run `lakehouse up` again"
+                    "added to it. Stop the stack (`lakehouse down`), move that directory away (its events are "
+                    "lost; what bronze ingested stays in the lake) and the bronze checkpoint with it "
+                    f"({self.s.checkpoint_dir / 'bronze'}: its offsets are of the old topics), then `lakehouse up`"
                 )
             return
         self._format(conf, data)
