@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import json
+from secrets import token_bytes
 import os
 import signal
 import socket
@@ -389,8 +390,17 @@ REDIS_ACL_RULES = {
 
 
 def redis_acl(s: Settings) -> str:
-    """Redis's ACL file: `default` off, one user per role with its password's SHA-256 (never the password)."""
-    lines = ["user default off resetkeys resetchannels -@all"]
+    """Redis's ACL file: one user per role with its password's SHA-256 (never the password), and `default`
+    with a password nobody has.
+
+    `default` is not `off`: Redis 7.0 replays the append-only file's transactions (every Lua script's
+    writes: the fraud alerts) as `default` and checks its ACL at EXEC, so with `default` off a restart
+    silently dropped them (the log says "NOPERM ACLs rules changed between the moment the transaction was
+    accumulated and the EXEC call"; tests/unit/test_redis_security.py restarts Redis to check). Its
+    password is 256 random bits, hashed and thrown away here: nobody can log in as it, and a client
+    that does not log in gets NOAUTH for every command, as with `default off`."""
+    unknowable = hashlib.sha256(token_bytes(32)).hexdigest()
+    lines = [f"user default on #{unknowable} ~* &* +@all"]
     for role in REDIS_ROLES:
         digest = hashlib.sha256(s.secret(f"redis_{role}").get_secret_value().encode()).hexdigest()
         lines.append(f"user {role} on #{digest} {REDIS_ACL_RULES[role]}")

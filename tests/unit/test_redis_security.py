@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,3 +57,58 @@ def test_lakehouse_connect_says_how_each_role_reaches_redis(
     assert (producer["kafka"]["security_protocol"], producer["kafka"]["sasl_username"]) == ("SASL_SSL", "producer")
     assert producer["kafka"]["sasl_password"] == s.secret("kafka_producer").get_secret_value()
     assert CliRunner().invoke(main, ["connect", "root"]).exit_code == 2
+
+
+def test_what_the_writer_wrote_survives_a_restart_from_the_append_only_file(tmp_path: Path) -> None:
+    """Lua scripts' writes (every fraud alert) are replayed from the AOF as transactions: with `default`
+    off, Redis 7.0 dropped them at EXEC on every restart."""
+    import datetime as dt
+    import time
+
+    from lakehouse.serving import connect, writer
+    from lakehouse.stack.components import Redis
+    from tests.unit.conftest import free_port, private_redis_settings
+
+    s = private_redis_settings(tmp_path, free_port())
+    component = Redis(s)
+    component.workdir.mkdir(parents=True, exist_ok=True)
+    component.prepare()
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(["redis-server", str(component.workdir / "redis.conf")], stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                if connect(s, role="admin", socket_timeout=1).ping():
+                    return proc
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not answer")
+
+    proc = start()
+    row = {
+        "event_id": "e-aof",
+        "event_time": dt.datetime(2026, 12, 2, 3, 0),
+        "user_id": "u-aof",
+        "card_token": "t",
+        "merchant_id": "m",
+        "amount": 1.0,
+        "rules": ["velocity"],
+        "score": 0.5,
+        "detected_at": dt.datetime(2026, 12, 2, 3, 0, 1),
+    }
+    try:
+        assert writer.write_fraud_alerts(connect(s, role="writer"), [row]) == 1
+        before = connect(s, role="reader").xlen("fraud:alerts")
+        assert before == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    proc = start()  # loads the append-only file
+    try:
+        assert connect(s, role="reader").xlen("fraud:alerts") == before
+        assert connect(s, role="reader").hgetall("fraud:user:u-aof")["alert_count"] == "1"
+        log = (component.workdir / "redis.log").read_text() if (component.workdir / "redis.log").exists() else ""
+        assert "NOPERM" not in log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

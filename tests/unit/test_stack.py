@@ -133,7 +133,9 @@ def test_every_infra_template_renders_with_what_the_stack_passes(settings: Setti
     assert "tls-port 6379" in conf
     assert "\nport 0\n" in conf  # no plaintext port
     acl = (settings.state_dir / "redis" / "users.acl").read_text()
-    assert "user default off" in acl
+    default = next(line for line in acl.splitlines() if line.startswith("user default "))
+    assert " #" in default  # a password hash (of a password nobody has); never nopass
+    assert "nopass" not in acl
     for role in ("admin", "writer", "reader"):
         assert settings.secret(f"redis_{role}").get_secret_value() not in acl + conf  # hashes only
     assert "127.0.0.1:9091" in (settings.state_dir / "prometheus" / "prometheus.yml").read_text()
