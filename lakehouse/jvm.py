@@ -29,10 +29,15 @@ def digest(roots: Iterable[Path], salt: str) -> str:
     """Hash of every source under ROOTS (path and content) and SALT (what they compile against)."""
     h = hashlib.sha256(salt.encode())
     for root in roots:
-        for src in sources(root):
+        for src in [*sources(root), *resources(root)]:
             h.update(str(src.relative_to(root)).encode())
             h.update(src.read_bytes())
     return h.hexdigest()[:12]
+
+
+def resources(root: Path) -> list[Path]:
+    """Files under ROOT/META-INF (service registrations) that go into the jar as they are."""
+    return sorted(f for f in (root / "META-INF").rglob("*") if f.is_file())
 
 
 def javac(java_home: Path, what: str) -> Path:
@@ -70,6 +75,9 @@ def compile_jar(compiler: Path, roots: list[Path], classpath: str, jar: Path, wh
             zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: lakehouse setup\n\n")
             for f in sorted(classes.rglob("*.class")):
                 zf.write(f, str(f.relative_to(classes)))
+            for root in roots:
+                for f in resources(root):
+                    zf.write(f, str(f.relative_to(root)))
         partial.replace(jar)
     prefix = jar.name.rsplit("-", 1)[0] + "-"
     for old in jar.parent.glob(f"{prefix}*.jar"):

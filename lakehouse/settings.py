@@ -41,6 +41,15 @@ SECRETS: dict[str, str] = {
     "kafka_producer": "kafka-producer.password",
     "kafka_spark": "kafka-spark.password",
     "kafka_fastpath": "kafka-fastpath.password",
+    "trino_engineer": "trino-engineer.password",
+    "trino_analyst": "trino-analyst.password",
+    "trino_service": "trino-service.password",
+    "trino_dbt": "trino-dbt.password",
+    "trino_monitoring": "trino-monitoring.password",
+    "trino_shared_secret": "trino-shared-secret",
+    "prometheus_admin": "prometheus-admin.password",
+    "prometheus_pusher": "prometheus-pusher.password",
+    "prometheus_scraper": "prometheus-scraper.password",
 }
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
@@ -54,6 +63,15 @@ DEVELOPMENT_PII_KEYS = frozenset({"local-dev-only-change-me"})
 #: Kafka's SCRAM principals (lakehouse.services.kafka.ACLS says what each may do); ``Settings.secret(f"kafka_{p}")``
 #: is its password. admin is the broker's own and the stack's tools'; the others are least privilege.
 KAFKA_PRINCIPALS = ("admin", "producer", "spark", "fastpath")
+
+#: Trino's users (password file; infra/trino/rules.json says what each may do): engineer (everything),
+#: analyst (read silver without raw PII columns, gold, marts), service (read gold), dbt (owns the marts),
+#: monitoring (Trino's own metrics and system information).
+TRINO_USERS = ("engineer", "analyst", "service", "dbt", "monitoring")
+
+#: Users of Prometheus and the pushgateway (Basic auth over TLS, their web config): admin (people, the CLI,
+#: tests), pusher (Dagster runs and the fast path push metrics), scraper (Prometheus scraping both).
+PROMETHEUS_USERS = ("admin", "pusher", "scraper")
 
 #: Redis users (ACL): role -> what it may do. ``Settings.secret(f"redis_{role}")`` is its password.
 REDIS_ROLES = ("admin", "writer", "reader")
@@ -86,7 +104,7 @@ class Settings(BaseSettings):
     kafka_port: int = Field(9092, ge=1, le=65535, description="Kafka broker (clients).")
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="Kafka's KRaft controller.")
     redis_port: int = Field(6379, ge=1, le=65535, description="Redis (serving).")
-    trino_port: int = Field(8080, ge=1, le=65535, description="Trino's HTTP endpoint.")
+    trino_port: int = Field(8080, ge=1, le=65535, description="Trino's HTTPS endpoint (no plain HTTP).")
     dagster_port: int = Field(3000, ge=1, le=65535, description="Dagster webserver (UI and GraphQL).")
     prometheus_port: int = Field(9090, ge=1, le=65535, description="Prometheus.")
     pushgateway_port: int = Field(9091, ge=1, le=65535, description="Prometheus pushgateway (metrics of batch runs).")
@@ -223,7 +241,6 @@ class Settings(BaseSettings):
     )
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic (contracts §1 local default).")
     trino_catalog: str = Field("lakehouse", description="Trino catalog of the lake (Delta Lake connector).")
-    trino_user: str = Field("lakehouse", description="User name the platform's Trino clients send.")
     pii_hmac_key: SecretStr | None = Field(
         None,
         description="Key of the card_number HMAC (card_token). Unset (the default): the random key `make setup` "
@@ -355,7 +372,7 @@ class Settings(BaseSettings):
 
     @property
     def trino_url(self) -> str:
-        return f"http://{self.host}:{self.trino_port}"
+        return f"https://{self.host}:{self.trino_port}"
 
     @property
     def dagster_url(self) -> str:
@@ -363,11 +380,17 @@ class Settings(BaseSettings):
 
     @property
     def prometheus_url(self) -> str:
-        return f"http://{self.host}:{self.prometheus_port}"
+        return f"https://{self.host}:{self.prometheus_port}"
 
     @property
     def pushgateway_url(self) -> str:
-        return f"http://{self.host}:{self.pushgateway_port}"
+        return f"https://{self.host}:{self.pushgateway_port}"
+
+    def http_auth(self, user: str = "admin") -> tuple[str, str]:
+        """(user, password) of a Prometheus or pushgateway user (PROMETHEUS_USERS), for Basic auth."""
+        if user not in PROMETHEUS_USERS:
+            raise ValueError(f"unknown Prometheus user {user!r}; known: {', '.join(PROMETHEUS_USERS)}")
+        return user, self.secret(f"prometheus_{user}").get_secret_value()
 
     def java17(self) -> Path:
         """JAVA_HOME for Kafka and Spark (Java 17, the system default)."""

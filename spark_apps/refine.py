@@ -70,7 +70,7 @@ def staged(bronze_rows: DataFrame, topic: str, s: Settings) -> DataFrame:
     the raw value of invalid records only), with the event-time watermark defined."""
     table = SILVER[topic]
     parsed = silver.parse(bronze_rows, compile_schema(schema(topic)))
-    cols = silver.silver_columns(table, s.pii_key())
+    cols = silver.silver_columns(table, s.secret_file("pii_hmac_key"))
     rows = parsed.select(
         "topic",
         "partition",

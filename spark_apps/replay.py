@@ -69,7 +69,7 @@ def rebuilt_silver(spark: SparkSession, s: Settings, topic: str, start: date, en
     """Silver rows of the range, recomputed from every bronze record of the topic."""
     bronze = spark.read.format("delta").load(BRONZE[topic].path(s.lake_dir))
     parsed = silver.parse(bronze, compile_schema(schema(topic)))
-    rows = silver.to_silver(parsed, SILVER[topic], s.pii_key())
+    rows = silver.to_silver(parsed, SILVER[topic], s.secret_file("pii_hmac_key"))
     return silver.first_copies(rows.where(in_range("event_date", start, end)))
 
 

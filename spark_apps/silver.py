@@ -15,29 +15,28 @@ Deduplication on ``event_id`` is the refine stream's (state store) or the replay
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakehouse.delta.validator import CompiledSchema
 from lakehouse.tables import TableSpec
 
-_BLOCK = 64  # SHA-256 block size, for HMAC
-
 
 # -- pure transforms -----------------------------------------------------------------
-def hmac_sha256_hex(message: Column, key: bytes) -> Column:
-    """HMAC-SHA256(key, message) as lowercase hex, in native Spark (RFC 2104).
+def card_token(message: Column, key_file: Path | str) -> Column:
+    """HMAC-SHA256 of MESSAGE, keyed by the PII key, as lowercase hex (``lakehouse.spark.CardToken``).
 
-    Spark has SHA-2 but no HMAC; the construction is H((K^opad) || H((K^ipad) || m)).
+    The plan holds KEY_FILE, the key's path, never the key: the function reads it where it runs
+    (``LAKEHOUSE_PII_HMAC_KEY`` in the environment overrides it, as in the settings).
     """
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_BLOCK, b"\0")
-    ipad = bytes(b ^ 0x36 for b in key)
-    opad = bytes(b ^ 0x5C for b in key)
-    inner = F.unhex(F.sha2(F.concat(F.lit(ipad), F.encode(message, "UTF-8")), 256))
-    return F.sha2(F.concat(F.lit(opad), inner), 256)
+    session = SparkSession.getActiveSession()
+    if session is None:
+        raise RuntimeError("card_token needs an active Spark session")
+    name = "lakehouse_card_token_" + hashlib.sha256(str(key_file).encode()).hexdigest()[:16]
+    session._jvm.lakehouse.spark.CardToken.register(session._jsparkSession, name, str(key_file))  # type: ignore[union-attr]
+    return F.call_function(name, message)
 
 
 def parse(bronze_df: DataFrame, compiled: CompiledSchema, now: Column | None = None) -> DataFrame:
@@ -55,7 +54,7 @@ def parse(bronze_df: DataFrame, compiled: CompiledSchema, now: Column | None = N
     return compiled.annotate(raw, "_raw_value", now if now is not None else F.col("ingested_at"))
 
 
-def silver_columns(table: TableSpec, hmac_key: bytes) -> list[Column]:
+def silver_columns(table: TableSpec, key_file: Path | str) -> list[Column]:
     """The silver table's columns computed from parsed rows, in the spec's order (card numbers masked)."""
     derived: dict[str, Column] = {
         "_source_partition": F.col("partition"),
@@ -63,14 +62,14 @@ def silver_columns(table: TableSpec, hmac_key: bytes) -> list[Column]:
         "event_date": F.to_date("event_time"),
     }
     if "card_token" in table.column_names:
-        derived["card_token"] = hmac_sha256_hex(F.col("card_number"), hmac_key)
+        derived["card_token"] = card_token(F.col("card_number"), key_file)
         derived["card_last4"] = F.substring(F.col("card_number"), -4, 4)
     return [derived[c].alias(c) if c in derived else F.col(c) for c in table.column_names]
 
 
-def to_silver(parsed: DataFrame, table: TableSpec, hmac_key: bytes) -> DataFrame:
-    """Valid parsed rows -> the silver table's columns (card numbers masked for payments)."""
-    return parsed.where(F.col("_error").isNull()).select(*silver_columns(table, hmac_key))
+def to_silver(parsed: DataFrame, table: TableSpec, key_file: Path | str) -> DataFrame:
+    """Valid parsed rows -> the silver table's columns (card numbers masked for payments; KEY_FILE: the PII key's)."""
+    return parsed.where(F.col("_error").isNull()).select(*silver_columns(table, key_file))
 
 
 def to_quarantine(parsed: DataFrame) -> DataFrame:

@@ -51,6 +51,14 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         "spark.driver.host": s.host,
         "spark.driver.bindAddress": s.host,
         "spark.sql.session.timeZone": "UTC",
+        # Spark's own connections (driver, executors, block transfers) authenticated and encrypted, and
+        # what it spills or shuffles to disk encrypted (docs/security.md). In local mode Spark makes the
+        # shared secret itself; a cluster master needs one given (issue 15's cluster profile).
+        "spark.authenticate": "true",
+        "spark.network.crypto.enabled": "true",
+        "spark.io.encryption.enabled": "true",
+        # Never print a Kafka login line (its password is a file reference, but the line names the file).
+        "spark.redaction.regex": "(?i)secret|password|token|access[.]?key|jaas",
         # A driver out of memory exits (status 3) instead of limping on: its run fails and the
         # supervisor restarts it, rather than a half-dead stream that never commits again.
         "spark.driver.extraJavaOptions": " ".join(

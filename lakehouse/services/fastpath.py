@@ -42,7 +42,8 @@ MAIN_CLASS = "lakehouse.fastpath.FastPath"
 GROUP = FASTPATH_GROUP  # its Kafka ACLs name it (lakehouse.services.kafka.acls)
 TOPIC = "payments"
 PUSH_JOB = "lakehouse-fastpath"
-PUSH_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusPushGatewayReporterFactory"
+#: Flink's push reporter over TLS with the pushgateway's login (fastpath/jvm: Flink's own has neither).
+PUSH_REPORTER = "org.apache.flink.metrics.prometheus.LakehousePushGatewayReporterFactory"
 
 
 def checkpoint_dir(s: Settings) -> Path:
@@ -119,6 +120,9 @@ def flink_config(s: Settings, restore: Path | None) -> dict[str, str]:
         "rest.address": s.host,
         "metrics.reporter.prom.factory.class": PUSH_REPORTER,
         "metrics.reporter.prom.hostUrl": s.pushgateway_url,
+        "metrics.reporter.prom.user": "pusher",
+        "metrics.reporter.prom.passwordFile": str(s.secret_file("prometheus_pusher")),
+        "metrics.reporter.prom.caFile": str(s.ca_file),
         "metrics.reporter.prom.jobName": PUSH_JOB,
         "metrics.reporter.prom.randomJobNameSuffix": "false",
         "metrics.reporter.prom.deleteOnShutdown": "true",
@@ -201,7 +205,9 @@ def forget_metrics(s: Settings) -> None:
     import requests
 
     with contextlib.suppress(requests.RequestException):  # no pushgateway (stack down): nothing to forget
-        requests.delete(f"{s.pushgateway_url}/metrics/job/{PUSH_JOB}", timeout=5)
+        requests.delete(
+            f"{s.pushgateway_url}/metrics/job/{PUSH_JOB}", timeout=5, auth=s.http_auth("pusher"), verify=str(s.ca_file)
+        )
 
 
 # -- agreement with gold ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.settings import Settings
+from lakehouse.settings import TRINO_USERS, Settings
 
 if TYPE_CHECKING:
     from lakehouse.tables import TableSpec
@@ -23,22 +23,37 @@ if TYPE_CHECKING:
 #: The schemas of the catalog, one per layer, each at <lake>/<layer>.
 
 
-def connect(s: Settings, schema: str | None = None, timeout: float = 60.0) -> Any:
+def connect(s: Settings, schema: str | None = None, timeout: float = 60.0, *, user: str = "engineer") -> Any:
+    """A DB-API connection to Trino over HTTPS (verified against the local CA) as USER (TRINO_USERS),
+    with its password from the secrets. The platform's own work (schemas, table registration, the
+    CLI's `lakehouse sql`) runs as engineer; dbt as dbt."""
+    import requests
     import trino
+    from trino.auth import BasicAuthentication
 
+    if user not in TRINO_USERS:
+        raise ValueError(f"unknown Trino user {user!r}; known: {', '.join(TRINO_USERS)}")
+    session = requests.Session()
+    session.verify = str(s.ca_file)
+    # requests lets REQUESTS_CA_BUNDLE (set on many machines) override a session's CA: not here.
+    session.trust_env = False
     return trino.dbapi.connect(  # type: ignore[no-untyped-call]
         host=s.host,
         port=s.trino_port,
-        user=s.trino_user,
+        user=user,
+        auth=BasicAuthentication(user, s.secret(f"trino_{user}").get_secret_value()),
         catalog=s.trino_catalog,
         schema=schema,
-        http_scheme="http",
+        http_scheme="https",
+        http_session=session,
         request_timeout=timeout,
     )
 
 
-def query(s: Settings, sql: str, params: Iterable[Any] | None = None) -> list[tuple[Any, ...]]:
-    conn = connect(s)
+def query(
+    s: Settings, sql: str, params: Iterable[Any] | None = None, *, user: str = "engineer"
+) -> list[tuple[Any, ...]]:
+    conn = connect(s, user=user)
     try:
         cur = conn.cursor()
         cur.execute(sql, list(params) if params is not None else None)
@@ -57,7 +72,7 @@ def reachable(s: Settings, timeout: float = 2.0) -> bool:
     import requests
 
     try:
-        r = requests.get(f"{s.trino_url}/v1/info", timeout=timeout)
+        r = requests.get(f"{s.trino_url}/v1/info", timeout=timeout, verify=str(s.ca_file))
         return r.ok and not r.json().get("starting", True)
     except (requests.RequestException, ValueError):
         return False

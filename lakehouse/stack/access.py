@@ -9,9 +9,8 @@ Roles (what a person or a program does, not who it is):
 - ``analyst``: reads the lake through Trino (not the raw PII columns), reads Redis.
 - ``service``: an application reading gold's serving copy in Redis (and gold through Trino).
 
-Redis (TLS only, ACL users) and Kafka (SASL_SSL, SCRAM-SHA-512, ACLs) are secured; Trino is
-reached as before until its own security lands (issue 13), and its entry says so (``http_scheme``
-``http``).
+Kafka (SASL_SSL, SCRAM-SHA-512, ACLs), Redis (TLS only, ACL users) and Trino (HTTPS, password
+users, file-based access control: the role's name is its Trino user) are secured.
 """
 
 from __future__ import annotations
@@ -72,9 +71,11 @@ def connection(s: Settings, role: str, *, with_secrets: bool) -> dict[str, dict[
         out["trino"] = {
             "host": s.host,
             "port": s.trino_port,
-            "http_scheme": "http",
-            "user": s.trino_user,
+            "http_scheme": "https",
+            "user": role,
             "catalog": s.trino_catalog,
+            "verify": str(s.ca_file),
+            **_password(s, f"trino_{role}", "password", with_secrets),
         }
     return out
 
@@ -112,8 +113,17 @@ def examples(s: Settings, role: str) -> dict[str, str]:
         t = conn["trino"]
         out["trino (DB-API)"] = (
             "import trino\n"
-            f"conn = trino.dbapi.connect(host={t['host']!r}, port={t['port']}, user={t['user']!r}, "
-            f"catalog={t['catalog']!r}, http_scheme={t['http_scheme']!r})"
+            f"conn = trino.dbapi.connect(host={t['host']!r}, port={t['port']}, user={t['user']!r},\n"
+            f"    auth=trino.auth.BasicAuthentication({t['user']!r}, open({t['password_file']!r}).read().strip()),\n"
+            f"    catalog={t['catalog']!r}, http_scheme='https', verify={t['verify']!r})"
         )
-        out["trino (JDBC)"] = f"jdbc:trino://{t['host']}:{t['port']}/{t['catalog']}?user={t['user']}"
+        out["trino (JDBC)"] = (
+            f"jdbc:trino://{t['host']}:{t['port']}/{t['catalog']}?SSL=true&SSLVerification=FULL"
+            f"&SSLTrustStorePath={t['verify']}&user={t['user']}  (password: the file above)"
+        )
+        out["trino (CLI)"] = (
+            f"TRINO_PASSWORD=$(cat {t['password_file']}) java -jar {s.jvm_dir}/trino-cli-*-executable.jar "
+            f"--server {s.trino_url} --user {t['user']} --password --truststore-path {t['verify']} "
+            f"--catalog {t['catalog']}"
+        )
     return out

@@ -40,6 +40,7 @@ from lakehouse.settings import (
     SERVER_BUNDLE,
     SERVER_CERT,
     SERVER_KEY,
+    TRINO_USERS,
     Settings,
     child_env,
 )
@@ -449,6 +450,18 @@ class Redis(Component):
             return "?"
 
 
+def trino_password_db(s: Settings) -> str:
+    """Trino's password file: one ``user:bcrypt`` line per user (Trino wants the ``$2y$`` prefix; the hash is
+    the same as bcrypt's ``$2b$``), cost 10: a login costs the server about 50 ms once, then it is cached."""
+    import bcrypt
+
+    lines = []
+    for user in TRINO_USERS:
+        hashed = bcrypt.hashpw(s.secret(f"trino_{user}").get_secret_value().encode(), bcrypt.gensalt(rounds=10))
+        lines.append(f"{user}:$2y${hashed.decode()[4:]}")
+    return "\n".join(lines) + "\n"
+
+
 class Trino(Component):
     def __init__(self, s: Settings) -> None:
         super().__init__(s, name="trino", timeout_s=240)
@@ -478,8 +491,23 @@ class Trino(Component):
             trino_heap=self.s.trino_heap,
             lake_dir=self.s.lake_dir,
         )
-        for name in ("config.properties", "jvm.config", "log.properties", "catalog/lakehouse.properties"):
+        values |= dict(
+            server_bundle=self.s.secrets_dir / SERVER_BUNDLE,
+            shared_secret=self.s.secret("trino_shared_secret").get_secret_value(),
+            ca_file=self.s.ca_file,
+            catalog=self.s.trino_catalog,
+        )
+        for name in (
+            "config.properties",
+            "jvm.config",
+            "log.properties",
+            "catalog/lakehouse.properties",
+            "password-authenticator.properties",
+            "access-control.properties",
+            "rules.json",
+        ):
             render(INFRA / "trino" / name, etc / name, **values)
+        write_private(etc / "password.db", trino_password_db(self.s).encode())
         # The catalog file keeps the name of the catalog: settings.trino_catalog.
         if self.s.trino_catalog != "lakehouse":
             (etc / "catalog" / "lakehouse.properties").rename(etc / "catalog" / f"{self.s.trino_catalog}.properties")
@@ -505,7 +533,7 @@ class Trino(Component):
         ]
 
     def healthy(self) -> bool:
-        r = _http_ok(f"{self.s.trino_url}/v1/info")
+        r = _http_ok(f"{self.s.trino_url}/v1/info", verify=str(self.s.ca_file))
         if r is None or r.json().get("starting", True):
             return False
         try:
@@ -522,8 +550,28 @@ class Trino(Component):
         log(f"      catalog {self.s.trino_catalog}: schemas {', '.join(LAYERS)}")
 
     def version(self) -> str:
-        r = _http_ok(f"{self.s.trino_url}/v1/info")
+        r = _http_ok(f"{self.s.trino_url}/v1/info", verify=str(self.s.ca_file))
         return str(r.json()["nodeVersion"]["version"]) if r else "?"
+
+
+def web_config(s: Settings, dest: Path, users: tuple[str, ...]) -> Path:
+    """A Prometheus-style web config (TLS, Basic auth for USERS, bcrypt hashes) at DEST, mode 0600."""
+    import bcrypt
+
+    lines = []
+    for user in users:
+        password = s.secret(f"prometheus_{user}").get_secret_value().encode()
+        lines.append(f"  {user}: {bcrypt.hashpw(password, bcrypt.gensalt(rounds=10)).decode()}")
+    text = Template((INFRA / "prometheus" / "web.yml").read_text()).substitute(
+        cert_file=s.secrets_dir / SERVER_CERT, key_file=s.secrets_dir / SERVER_KEY, users="\n".join(lines)
+    )
+    write_private(dest, text.encode())
+    return dest
+
+
+def _admin_get(s: Settings, url: str) -> requests.Response | None:
+    """GET URL of Prometheus or the pushgateway as admin, over TLS verified against the local CA."""
+    return _http_ok(url, verify=str(s.ca_file), auth=s.http_auth("admin"))
 
 
 class Pushgateway(Component):
@@ -536,19 +584,23 @@ class Pushgateway(Component):
     def url(self) -> str:
         return self.s.pushgateway_url
 
+    def prepare(self) -> None:
+        web_config(self.s, self.workdir / "web.yml", ("admin", "pusher", "scraper"))
+
     def command(self) -> list[str]:
         return [
             "prometheus-pushgateway",
             f"--web.listen-address={self.s.host}:{self.s.pushgateway_port}",
+            f"--web.config.file={self.workdir / 'web.yml'}",
             f"--persistence.file={self.workdir / 'metrics.db'}",
             "--persistence.interval=1m",
         ]
 
     def healthy(self) -> bool:
-        return _http_ok(f"{self.s.pushgateway_url}/-/ready") is not None
+        return _admin_get(self.s, f"{self.s.pushgateway_url}/-/ready") is not None
 
     def version(self) -> str:
-        r = _http_ok(f"{self.s.pushgateway_url}/api/v1/status")
+        r = _admin_get(self.s, f"{self.s.pushgateway_url}/api/v1/status")
         return str(r.json()["data"]["build_information"]["version"]) if r else "?"
 
 
@@ -571,24 +623,28 @@ class Prometheus(Component):
             pushgateway_port=self.s.pushgateway_port,
             trino_port=self.s.trino_port,
             environment=self.s.environment,
-            trino_metrics_user="prometheus",
+            ca_file=self.s.ca_file,
+            trino_monitoring_password_file=self.s.secret_file("trino_monitoring"),
+            scraper_password_file=self.s.secret_file("prometheus_scraper"),
         )
+        web_config(self.s, self.workdir / "web.yml", ("admin", "scraper"))
 
     def command(self) -> list[str]:
+        # No --web.enable-lifecycle: nobody may stop or reload Prometheus over HTTP (`lakehouse down` does).
         return [
             "prometheus",
             f"--config.file={self.workdir / 'prometheus.yml'}",
+            f"--web.config.file={self.workdir / 'web.yml'}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
             "--storage.tsdb.retention.time=7d",
             f"--web.listen-address={self.s.host}:{self.s.prometheus_port}",
-            "--web.enable-lifecycle",
         ]
 
     def healthy(self) -> bool:
-        return _http_ok(f"{self.s.prometheus_url}/-/ready") is not None
+        return _admin_get(self.s, f"{self.s.prometheus_url}/-/ready") is not None
 
     def version(self) -> str:
-        r = _http_ok(f"{self.s.prometheus_url}/api/v1/status/buildinfo")
+        r = _admin_get(self.s, f"{self.s.prometheus_url}/api/v1/status/buildinfo")
         return str(r.json()["data"]["version"]) if r else "?"
 
 

@@ -376,7 +376,7 @@ class Setup:
             )
             shutil.move(os.path.join(tmp, jar.name), jar)
         jar.chmod(0o755)
-        return f"Trino CLI {version}: java -jar {jar} --server {self.s.trino_url} --catalog {self.s.trino_catalog}"
+        return f"Trino CLI {version}: {jar.name} (`lakehouse connect engineer` shows how to log in with it)"
 
     def state_dirs(self) -> str:
         for d in (self.s.state_dir, self.s.logs_dir, self.s.run_dir, self.s.lake_dir, self.s.dagster_home):

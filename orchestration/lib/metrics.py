@@ -10,7 +10,8 @@
 A pushgateway that is down is logged and skipped: metrics never fail a stream or a job.
 """
 
-from collections.abc import Mapping
+import base64
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -34,14 +35,45 @@ def prometheus_resource() -> PrometheusResource:
     return PrometheusResource(gateway=get_settings().pushgateway_url, timeout=5)
 
 
+def _secure_handler() -> Callable[..., Callable[[], None]]:
+    """prometheus_client's push handler over TLS (the local CA) with the pushgateway's `pusher` login."""
+    import ssl
+    import urllib.request
+
+    s = get_settings()
+    context = ssl.create_default_context(cafile=str(s.ca_file))
+    token = base64.b64encode(":".join(s.http_auth("pusher")).encode()).decode()
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+    ) -> Callable[[], None]:
+        def handle() -> None:
+            request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (the settings' https URL)
+            for name, value in headers:
+                request.add_header(name, value)
+            request.add_header("Authorization", f"Basic {token}")
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
+                if response.status >= 400:
+                    raise OSError(f"pushgateway answered {response.status}")
+
+        return handle
+
+    return handler
+
+
 def _push(prometheus: PrometheusResource, registry: CollectorRegistry, job: str, log: Any, **grouping: str) -> None:
     import prometheus_client
 
     try:
         prometheus_client.push_to_gateway(
-            prometheus.gateway, job=job, registry=registry, grouping_key=grouping or None, timeout=prometheus.timeout
+            prometheus.gateway,
+            job=job,
+            registry=registry,
+            grouping_key=grouping or None,
+            timeout=prometheus.timeout,
+            handler=_secure_handler(),
         )
-    except OSError as e:  # URLError, connection refused, timeouts
+    except OSError as e:  # URLError (refused, TLS, 401), timeouts
         log.warning(f"pushgateway {prometheus.gateway} unreachable, metrics for {job} skipped: {e}")
 
 

@@ -68,7 +68,7 @@ def _rows_in(s: Settings, run_id: str) -> dict[str, int]:
 
 def _pushed(s: Settings, metric: str, **labels: str) -> list[float]:
     """Values of METRIC with LABELS that the pushgateway serves now."""
-    text = requests.get(f"{s.pushgateway_url}/metrics", timeout=10).text
+    text = requests.get(f"{s.pushgateway_url}/metrics", timeout=10, auth=s.http_auth(), verify=str(s.ca_file)).text
     values = []
     for line in text.splitlines():
         name, _, rest = line.partition("{")

@@ -189,7 +189,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(fast: FastPat
 
 
 def _pushed(metric: str, s: Settings) -> float | None:
-    text = requests.get(f"{s.pushgateway_url}/metrics", timeout=5).text
+    text = requests.get(f"{s.pushgateway_url}/metrics", timeout=5, auth=s.http_auth(), verify=str(s.ca_file)).text
     values = [
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()

@@ -6,7 +6,9 @@ import random
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from lakehouse.cli.app import main
@@ -114,13 +116,14 @@ def test_a_pushed_metric_is_served_by_the_pushgateway(lakehouse_stack: Settings)
 
     job = f"it_{uuid.uuid4().hex[:8]}"
     url = f"{lakehouse_stack.pushgateway_url}/metrics/job/{job}"
-    r = requests.post(url, data="lakehouse_it_metric 42\n", timeout=10)
+    https: dict[str, Any] = {"auth": lakehouse_stack.http_auth("pusher"), "verify": str(lakehouse_stack.ca_file)}
+    r = requests.post(url, data="lakehouse_it_metric 42\n", timeout=10, **https)
     assert r.ok, r.text
     try:
-        text = requests.get(f"{lakehouse_stack.pushgateway_url}/metrics", timeout=10).text
+        text = requests.get(f"{lakehouse_stack.pushgateway_url}/metrics", timeout=10, **https).text
         assert f'lakehouse_it_metric{{instance="",job="{job}"}} 42' in text
     finally:
-        requests.delete(url, timeout=10)
+        requests.delete(url, timeout=10, **https)
 
 
 def test_prometheus_scrapes_itself_the_pushgateway_and_trino(lakehouse_stack: Settings) -> None:
@@ -128,7 +131,12 @@ def test_prometheus_scrapes_itself_the_pushgateway_and_trino(lakehouse_stack: Se
 
     deadline = time.monotonic() + 60  # the first scrape happens within one 15 s interval
     while True:
-        targets = requests.get(f"{lakehouse_stack.prometheus_url}/api/v1/targets", timeout=10).json()
+        targets = requests.get(
+            f"{lakehouse_stack.prometheus_url}/api/v1/targets",
+            timeout=10,
+            auth=lakehouse_stack.http_auth(),
+            verify=str(lakehouse_stack.ca_file),
+        ).json()
         health = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets["data"]["activeTargets"]}
         if (len(health) == 3 and all(h == "up" for h, _ in health.values())) or time.monotonic() > deadline:
             break
@@ -145,3 +153,30 @@ def test_the_stacks_redis_refuses_strangers_and_keeps_roles_to_their_job(
 
     refuses_strangers(lakehouse_stack, tmp_path)
     roles_do_their_job_only(lakehouse_stack)
+
+
+def test_prometheus_and_the_pushgateway_refuse_strangers(lakehouse_stack: Settings, tmp_path: Path) -> None:
+    """TLS and Basic auth on both; no lifecycle endpoint on Prometheus; each first works with the login."""
+    import requests
+
+    from lakehouse.stack import secrets
+
+    s = lakehouse_stack
+    ca = str(s.ca_file)
+    other = secrets.make_ca("another CA")
+    (tmp_path / "other-ca.pem").write_bytes(other.cert_pem)
+    for url in (f"{s.prometheus_url}/api/v1/status/buildinfo", f"{s.pushgateway_url}/api/v1/status"):
+        assert requests.get(url, auth=s.http_auth("admin"), verify=ca, timeout=10).status_code == 200
+        assert requests.get(url, verify=ca, timeout=10).status_code == 401
+        assert requests.get(url, auth=("admin", "not-the-password"), verify=ca, timeout=10).status_code == 401
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(url, auth=s.http_auth("admin"), verify=str(tmp_path / "other-ca.pem"), timeout=10)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(url.replace("https://", "http://"), timeout=10)  # a TLS port speaks no plain HTTP
+    job = f"it_{uuid.uuid4().hex[:8]}"
+    assert (
+        requests.post(f"{s.pushgateway_url}/metrics/job/{job}", data="x 1\n", verify=ca, timeout=10).status_code == 401
+    )
+    quit_ = requests.post(f"{s.prometheus_url}/-/quit", auth=s.http_auth("admin"), verify=ca, timeout=10)
+    assert quit_.status_code == 403  # no lifecycle endpoint, even for admin
+    assert requests.get(f"{s.prometheus_url}/-/ready", auth=s.http_auth("admin"), verify=ca, timeout=10).ok

@@ -192,7 +192,7 @@ def test_sql_against_a_trino_that_is_down_says_so(monkeypatch: pytest.MonkeyPatc
     _fake_trino(monkeypatch, answer)
     result = CliRunner().invoke(main, ["sql", "SELECT 1", "--format", "csv"])
     assert result.exit_code == 1
-    assert "Trino is not reachable at http://" in result.output
+    assert "Trino is not reachable at https://" in result.output
     assert "lakehouse up trino" in result.output
     assert "Traceback" not in result.output
 
@@ -347,7 +347,7 @@ def test_try_sync_is_one_warning_when_trino_is_down(monkeypatch: pytest.MonkeyPa
     lines: list[str] = []
     assert try_sync_tables(s, log=lines.append) is None
     assert len(lines) == 1
-    assert lines[0].startswith("warning: Trino is not reachable at http://127.0.0.1:1")
+    assert lines[0].startswith("warning: Trino is not reachable at https://127.0.0.1:1")
 
 
 def test_try_sync_turns_an_error_into_a_warning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -273,14 +273,16 @@ def test_dbt_reads_the_platform_trino_settings(defs: Any) -> None:
     from lakehouse.settings import load_settings, temporary_env
     from orchestration.defs.dbt.assets import dbt_env
 
-    s = load_settings(trino_port=8181, trino_user="analyst", trino_catalog="lake2")
+    s = load_settings(trino_port=8181, trino_catalog="lake2")  # the real state dir: its secrets from `make setup`
     env = dbt_env(s)
     assert env["LAKEHOUSE_TRINO_HOST"] == s.host
     assert (env["LAKEHOUSE_TRINO_PORT"], env["LAKEHOUSE_TRINO_USER"], env["LAKEHOUSE_TRINO_CATALOG"]) == (
         "8181",
-        "analyst",
+        "dbt",  # it owns the marts; it may not read bronze
         "lake2",
     )
+    assert env["LAKEHOUSE_TRINO_PASSWORD"] == s.secret("trino_dbt").get_secret_value()
+    assert env["LAKEHOUSE_TRINO_CA"] == str(s.ca_file)
     # every variable the profile reads (bar the LAKEHOUSE_HOST fallback) is one the run sets
     read = set(re.findall(r"env_var\('(\w+)'", (DBT_DIR / "profiles.yml").read_text()))
     assert read - {"LAKEHOUSE_HOST"} <= set(env), read

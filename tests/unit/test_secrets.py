@@ -66,3 +66,54 @@ def test_a_new_ca_gets_a_new_server_certificate_and_wider_modes_are_narrowed(tmp
     )
     assert _mode(s.secrets_dir / "pii-hmac.key") == 0o600
     assert s.secret("redis_admin").get_secret_value() == password  # passwords are never replaced
+
+
+def test_trinos_password_file_holds_bcrypt_hashes_of_each_users_password(tmp_path: Path) -> None:
+    import bcrypt
+
+    from lakehouse.settings import TRINO_USERS
+    from lakehouse.stack.components import trino_password_db
+
+    s = Settings(_env_file=None, state_dir=tmp_path)  # type: ignore[call-arg]
+    secrets.ensure(s)
+    text = trino_password_db(s)
+    lines = dict(line.split(":", 1) for line in text.splitlines())
+    assert list(lines) == list(TRINO_USERS)
+    for user, hashed in lines.items():
+        password = s.secret(f"trino_{user}").get_secret_value()
+        assert password not in text
+        assert hashed.startswith("$2y$10$")  # the prefix Trino reads; cost 10
+        assert bcrypt.checkpw(password.encode(), ("$2b$" + hashed[4:]).encode())
+        assert not bcrypt.checkpw(b"not-the-password", ("$2b$" + hashed[4:]).encode())
+
+
+def test_trinos_access_rules_are_valid_json_for_any_catalog_name() -> None:
+    import json
+    from string import Template
+
+    from lakehouse.stack.components import INFRA
+
+    rules = json.loads(Template((INFRA / "trino" / "rules.json").read_text()).substitute(catalog="lake2"))
+    assert {"catalogs", "schemas", "tables", "procedures", "queries", "system_information"} <= set(rules)
+    quarantine = next(r for r in rules["tables"] if r.get("table") == "quarantine")
+    assert quarantine["columns"] == [{"name": "raw_value", "allow": False}]
+    assert rules["tables"][0] == {"user": "engineer", "privileges": rules["tables"][0]["privileges"]}
+
+
+def test_the_web_config_of_prometheus_and_the_pushgateway_holds_hashes_only(tmp_path: Path) -> None:
+    import bcrypt
+    import yaml
+
+    from lakehouse.stack.components import web_config
+
+    s = Settings(_env_file=None, state_dir=tmp_path)  # type: ignore[call-arg]
+    secrets.ensure(s)
+    path = web_config(s, tmp_path / "web.yml", ("admin", "scraper"))
+    assert _mode(path) == 0o600
+    conf = yaml.safe_load(path.read_text())
+    assert conf["tls_server_config"]["cert_file"] == str(s.secrets_dir / "server.pem")
+    assert set(conf["basic_auth_users"]) == {"admin", "scraper"}
+    for user, hashed in conf["basic_auth_users"].items():
+        password = s.secret(f"prometheus_{user}").get_secret_value()
+        assert password not in path.read_text()
+        assert bcrypt.checkpw(password.encode(), hashed.encode())

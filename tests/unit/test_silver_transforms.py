@@ -7,6 +7,7 @@ import hmac
 import json
 import re
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,7 +17,7 @@ from lakehouse.contracts import schema
 from lakehouse.delta.tables import spark_schema
 from lakehouse.delta.validator import compile_schema
 from lakehouse.tables import BRONZE, QUARANTINE, SILVER
-from spark_apps.silver import first_copies, hmac_sha256_hex, parse, to_quarantine, to_silver
+from spark_apps.silver import card_token, first_copies, parse, to_quarantine, to_silver
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -34,11 +35,10 @@ def reference_hmac(key: bytes, message: str) -> str:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-# --------------------------------------------------------------------------- hmac_sha256_hex
+# --------------------------------------------------------------------------- card_token
 
 KEYS = {
     "short": b"k",
-    "empty": b"",
     "63-bytes": bytes(range(1, 64)),
     "exactly-64-bytes": bytes(range(64)),
     "65-bytes": b"x" * 65,
@@ -60,10 +60,30 @@ MESSAGES = [
 
 
 @pytest.fixture(scope="module")
-def hmacs(spark: SparkSession) -> list[dict[str, Any]]:
+def key_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each key in a file of its own, as the secrets directory holds the PII key (the plan names the file)."""
+    d = tmp_path_factory.mktemp("keys")
+    files = {name: d / f"{name}.key" for name in KEYS}
+    for name, key in KEYS.items():
+        files[name].write_bytes(key)
+    (d / "unit.key").write_bytes(HMAC_KEY + b"\n")  # a trailing newline is not part of the key
+    files["unit"] = d / "unit.key"
+    return files
+
+
+@pytest.fixture(scope="module")
+def hmacs(spark: SparkSession, key_files: dict[str, Path]) -> list[dict[str, Any]]:
     df = spark.createDataFrame([(i, m) for i, m in enumerate(MESSAGES)] + [(len(MESSAGES), None)], "i int, m string")
-    out = df.select("i", "m", *[hmac_sha256_hex(F.col("m"), key).alias(name) for name, key in KEYS.items()])
+    out = df.select("i", "m", *[card_token(F.col("m"), key_files[name]).alias(name) for name in KEYS])
     return sorted((r.asDict() for r in out.collect()), key=lambda r: r["i"])
+
+
+def test_the_plan_names_the_key_file_never_the_key(spark: SparkSession, key_files: dict[str, Path]) -> None:
+    df = spark.createDataFrame([("4000000000000001",)], "m string").select(card_token(F.col("m"), key_files["unit"]))
+    plan = df._jdf.queryExecution().toString()
+    assert HMAC_KEY.decode() not in plan
+    assert bytes(b ^ 0x36 for b in HMAC_KEY.ljust(64, b"\0")).hex() not in plan.lower()  # no HMAC pad either
+    assert df.first()[0] == reference_hmac(HMAC_KEY, "4000000000000001")
 
 
 @pytest.mark.parametrize("key_name", list(KEYS))
@@ -124,9 +144,9 @@ PAYMENT_ROWS: list[tuple[int, int, str | None, str | None]] = [
 
 
 @pytest.fixture(scope="module")
-def payments_out(spark: SparkSession) -> dict[str, Any]:
+def payments_out(spark: SparkSession, key_files: dict[str, Path]) -> dict[str, Any]:
     parsed = parse(bronze(spark, "payments", PAYMENT_ROWS), compile_schema(schema("payments")), now_col()).persist()
-    silver = to_silver(parsed, SILVER["payments"], HMAC_KEY)
+    silver = to_silver(parsed, SILVER["payments"], key_files["unit"])
     quarantine = to_quarantine(parsed)
     result = {
         "silver_schema": silver.schema,
@@ -231,7 +251,7 @@ def test_iot_field_named_value_does_not_clash_with_the_raw_record(spark: SparkSe
     parsed = parse(bronze(spark, "iot", rows), compile_schema(schema("iot")), now_col())
     assert "_raw_value" in parsed.columns
     assert parsed.columns.count("value") == 1
-    silver = to_silver(parsed, SILVER["iot"], HMAC_KEY)
+    silver = to_silver(parsed, SILVER["iot"], "no-key-needed")  # iot has no card numbers
     assert silver.columns == SILVER["iot"].column_names
     assert "card_token" not in silver.columns
     by_id = {r["event_id"]: r.asDict() for r in silver.collect()}
@@ -258,7 +278,7 @@ def test_clickstream_silver_has_no_card_columns(spark: SparkSession) -> None:
         }
     )
     parsed = parse(bronze(spark, "clickstream", [(0, 0, "s-1", click)]), compile_schema(schema("clickstream")))
-    silver = to_silver(parsed, SILVER["clickstream"], HMAC_KEY)
+    silver = to_silver(parsed, SILVER["clickstream"], "no-key-needed")
     assert silver.columns == SILVER["clickstream"].column_names
     (row,) = silver.collect()
     assert (row["user_id"], row["duration_ms"], row["event_date"]) == (None, 12, date(2026, 11, 26))

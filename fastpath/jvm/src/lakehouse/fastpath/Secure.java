@@ -22,11 +22,11 @@ import redis.clients.jedis.Jedis;
  * secrets directory (never from arguments or job.json), and TLS that trusts the local CA only and
  * checks the server's name.
  */
-final class Secure {
+public final class Secure {
   private Secure() {}
 
   /** A secret: the environment variable ENV when set (a secret manager's injection), else the file's text. */
-  static String secret(String env, String file) throws IOException {
+  public static String secret(String env, String file) throws IOException {
     String value = System.getenv(env);
     if (value != null && !value.isEmpty()) return value;
     if (file == null || file.isEmpty()) throw new IllegalStateException(env + " is not set and no secret file is named");
@@ -36,7 +36,7 @@ final class Secure {
   }
 
   /** TLS trusting only the CA certificates in CA_FILE (PEM). */
-  static SSLSocketFactory trusting(String caFile) throws IOException, GeneralSecurityException {
+  public static SSLSocketFactory trusting(String caFile) throws IOException, GeneralSecurityException {
     KeyStore trust = KeyStore.getInstance(KeyStore.getDefaultType());
     trust.load(null, null);
     try (InputStream in = Files.newInputStream(Path.of(caFile))) {
