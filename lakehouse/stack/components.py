@@ -14,7 +14,6 @@ import base64
 import contextlib
 import hashlib
 import json
-from secrets import token_bytes
 import os
 import signal
 import socket
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version as pkg_version
 from pathlib import Path
+from secrets import token_bytes
 from string import Template
 from typing import Any
 
