@@ -204,7 +204,7 @@ def forget_metrics(s: Settings) -> None:
     """
     import requests
 
-    with contextlib.suppress(requests.RequestException):  # no pushgateway (stack down): nothing to forget
+    with contextlib.suppress(requests.RequestException, OSError):  # no pushgateway (stack down): nothing to forget
         requests.delete(
             f"{s.pushgateway_url}/metrics/job/{PUSH_JOB}", timeout=5, auth=s.http_auth("pusher"), verify=str(s.ca_file)
         )

@@ -78,7 +78,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 def _http_ok(url: str, timeout: float = 2.0, **kw: Any) -> requests.Response | None:
     try:
         r = requests.get(url, timeout=timeout, **kw)
-    except requests.RequestException:
+    except (requests.RequestException, OSError):  # OSError: no CA file (no secrets yet)
         return None
     return r if r.ok else None
 
