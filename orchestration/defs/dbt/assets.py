@@ -89,6 +89,9 @@ def dbt_env(s: Settings) -> dict[str, str]:
         "LAKEHOUSE_TRINO_PASSWORD": s.secret("trino_dbt").get_secret_value(),
         "LAKEHOUSE_TRINO_CA": str(s.ca_file),
         "LAKEHOUSE_TRINO_CATALOG": s.trino_catalog,
+        # dbt-trino hands the CA to a requests session, whose CA REQUESTS_CA_BUNDLE (set on many machines)
+        # overrides: point it at the local CA for dbt, which talks to Trino only.
+        "REQUESTS_CA_BUNDLE": str(s.ca_file),
         "DO_NOT_TRACK": "1",
     }
 
