@@ -60,7 +60,7 @@ SERVER_BUNDLE = "server-bundle.pem"  # key and chain in one file: Kafka's PEM ke
 #: Keys that have been public (an early default): refused outside the local environment.
 DEVELOPMENT_PII_KEYS = frozenset({"local-dev-only-change-me"})
 
-#: Kafka's SCRAM principals (lakehouse.services.kafka.ACLS says what each may do); ``Settings.secret(f"kafka_{p}")``
+#: Kafka's SCRAM principals (lakehouse.services.kafka.acls says what each may do); ``Settings.secret(f"kafka_{p}")``
 #: is its password. admin is the broker's own and the stack's tools'; the others are least privilege.
 KAFKA_PRINCIPALS = ("admin", "producer", "spark", "fastpath")
 
@@ -361,10 +361,6 @@ class Settings(BaseSettings):
         if not value:
             raise SettingsError(f"secret {name!r} is empty: {path}")
         return SecretStr(value)
-
-    def pii_key(self) -> bytes:
-        """The card_number HMAC key."""
-        return self.secret("pii_hmac_key").get_secret_value().encode()
 
     @property
     def bootstrap_servers(self) -> str:

@@ -7,18 +7,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from lakehouse.clients import (
-    FASTPATH_GROUP,
-    SPARK_GROUP_PREFIX,
-    java_config,
-    librdkafka_config,
-    python_config,
-    spark_options,
-)
+from lakehouse.clients import FASTPATH_GROUP, SPARK_GROUP_PREFIX, librdkafka_config, python_config
 from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings
-
-__all__ = ["java_config", "librdkafka_config", "python_config", "spark_options"]
 
 
 def admin(s: Settings, timeout_ms: int = 5000) -> Any:
@@ -27,10 +18,9 @@ def admin(s: Settings, timeout_ms: int = 5000) -> Any:
     return KafkaAdminClient(client_id="lakehouse-admin", request_timeout_ms=timeout_ms, **python_config(s, "admin"))
 
 
-def acls(s: Settings) -> list[tuple[str, str, str, str, str]]:
+def acls() -> list[tuple[str, str, str, str, str]]:
     """What each principal may do, beyond which nothing is allowed (the broker denies where no ACL
     matches): (principal, resource type, pattern type, resource name, operation). admin is a super user."""
-    del s
     out: list[tuple[str, str, str, str, str]] = []
     for topic in (t.name for t in TOPICS):
         out += [("producer", "TOPIC", "LITERAL", topic, op) for op in ("WRITE", "DESCRIBE")]
@@ -63,7 +53,7 @@ def ensure_acls(s: Settings) -> int:
             AclOperation[op],
             AclPermissionType.ALLOW,
         )
-        for principal, rtype, pattern, name, op in acls(s)
+        for principal, rtype, pattern, name, op in acls()
     ]
     client = AdminClient(librdkafka_config(s, "admin"))
     for binding, future in client.create_acls(wanted, request_timeout=30).items():

@@ -450,15 +450,18 @@ class Redis(Component):
             return "?"
 
 
-def trino_password_db(s: Settings) -> str:
-    """Trino's password file: one ``user:bcrypt`` line per user (Trino wants the ``$2y$`` prefix; the hash is
-    the same as bcrypt's ``$2b$``), cost 10: a login costs the server about 50 ms once, then it is cached."""
+def bcrypt_hash(s: Settings, secret: str) -> str:
+    """The bcrypt hash (``$2b$``, cost 10: a login costs the server about 50 ms once, then it is cached) of
+    SECRET's value: what the password files of Trino, Prometheus and the pushgateway hold."""
     import bcrypt
 
-    lines = []
-    for user in TRINO_USERS:
-        hashed = bcrypt.hashpw(s.secret(f"trino_{user}").get_secret_value().encode(), bcrypt.gensalt(rounds=10))
-        lines.append(f"{user}:$2y${hashed.decode()[4:]}")
+    return bcrypt.hashpw(s.secret(secret).get_secret_value().encode(), bcrypt.gensalt(rounds=10)).decode()
+
+
+def trino_password_db(s: Settings) -> str:
+    """Trino's password file: one ``user:bcrypt`` line per user (Trino wants the ``$2y$`` prefix; the hash is
+    the same as bcrypt's ``$2b$``)."""
+    lines = [f"{user}:$2y${bcrypt_hash(s, f'trino_{user}')[4:]}" for user in TRINO_USERS]
     return "\n".join(lines) + "\n"
 
 
@@ -556,12 +559,7 @@ class Trino(Component):
 
 def web_config(s: Settings, dest: Path, users: tuple[str, ...]) -> Path:
     """A Prometheus-style web config (TLS, Basic auth for USERS, bcrypt hashes) at DEST, mode 0600."""
-    import bcrypt
-
-    lines = []
-    for user in users:
-        password = s.secret(f"prometheus_{user}").get_secret_value().encode()
-        lines.append(f"  {user}: {bcrypt.hashpw(password, bcrypt.gensalt(rounds=10)).decode()}")
+    lines = [f"  {user}: {bcrypt_hash(s, f'prometheus_{user}')}" for user in users]
     text = Template((INFRA / "prometheus" / "web.yml").read_text()).substitute(
         cert_file=s.secrets_dir / SERVER_CERT, key_file=s.secrets_dir / SERVER_KEY, users="\n".join(lines)
     )

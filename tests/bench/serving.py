@@ -27,10 +27,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from lakehouse import serving
-from tests.unit.conftest import free_port, private_redis_settings, start_private_redis
+from tests.unit.conftest import answers, free_port, private_redis_settings, start_private_redis
 
 T0 = datetime(2026, 11, 26, 10, 0)
 
@@ -108,13 +106,9 @@ def main() -> None:
         s = private_redis_settings(Path(tmp), free_port())  # TLS and ACL users, as the stack's Redis
         proc = start_private_redis(s)
         try:
+            if not answers(s, proc):
+                raise SystemExit(f"redis-server did not answer; see {s.state_dir / 'redis' / 'redis.log'}")
             r = serving.connect(s, role="admin")
-            for _ in range(100):
-                try:
-                    r.ping()
-                    break
-                except redis.ConnectionError:
-                    time.sleep(0.05)
             version = r.info("server")["redis_version"]
 
             def apply(chunk: int) -> Callable[[], None]:

@@ -58,8 +58,9 @@ def private_redis_settings(state_dir: Path, port: int) -> Settings:
     return s
 
 
-def start_private_redis(s: Settings) -> subprocess.Popen[bytes]:
-    """redis-server configured exactly as the stack configures it (TLS only, ACL users), without persistence."""
+def start_private_redis(s: Settings, *, persistent: bool = False) -> subprocess.Popen[bytes]:
+    """redis-server configured exactly as the stack configures it (TLS only, ACL users), logging to
+    ``<workdir>/redis.log``; without persistence unless PERSISTENT (the stack's append-only file then)."""
     from lakehouse.stack.components import Redis
 
     component = Redis(s)
@@ -67,18 +68,31 @@ def start_private_redis(s: Settings) -> subprocess.Popen[bytes]:
     component.prepare()
     binary = shutil.which("redis-server")
     assert binary is not None
+    ephemeral = [] if persistent else ["--save", "", "--appendonly", "no"]
     return subprocess.Popen(
-        [
-            binary, str(component.workdir / "redis.conf"),
-            "--save", "", "--appendonly", "no",
-            "--logfile", str(component.workdir / "redis.log"),
-        ],
+        [binary, str(component.workdir / "redis.conf"), *ephemeral, "--logfile", str(component.workdir / "redis.log")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def answers(s: Settings, proc: subprocess.Popen[bytes], timeout_s: float = 15) -> bool:
+    """Whether the private redis-server PROC answers PING (as admin) within TIMEOUT_S."""
+    client = connect(s, role="admin", socket_timeout=1)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return True
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        return False
+    finally:
+        client.close()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -98,21 +112,12 @@ def redis_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         port = free_port()
         s = private_redis_settings(workdir, port)
         proc = start_private_redis(s)
-        client = connect(s, role="admin", socket_timeout=1)
-        deadline = time.monotonic() + 15
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            _stop(proc)
+        if not answers(s, proc):
+            stop(proc)
             continue
-        client.close()
         try:
             yield s
         finally:
-            _stop(proc)
+            stop(proc)
         return
     pytest.fail(f"redis-server did not answer PING; see {workdir}")

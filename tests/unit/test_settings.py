@@ -82,10 +82,10 @@ def test_a_development_or_short_pii_key_is_refused_outside_local(
     with pytest.raises(SettingsError, match="development or short key"):
         load_settings()
     monkeypatch.setenv(f"{ENV_PREFIX}PII_HMAC_KEY", "k" * 32)
-    assert load_settings().pii_key() == b"k" * 32
+    assert load_settings().secret("pii_hmac_key").get_secret_value() == "k" * 32
     monkeypatch.setenv(f"{ENV_PREFIX}ENVIRONMENT", "local")
     monkeypatch.setenv(f"{ENV_PREFIX}PII_HMAC_KEY", key)
-    assert load_settings().pii_key() == key.encode()  # a developer's own machine may use one
+    assert load_settings().secret("pii_hmac_key").get_secret_value() == key  # a developer's own machine may use one
 
 
 def test_secrets_come_from_their_files_and_a_missing_one_is_named(tmp_path: Path) -> None:
@@ -98,8 +98,10 @@ def test_secrets_come_from_their_files_and_a_missing_one_is_named(tmp_path: Path
     s.secret_file("redis_writer").write_text("pw-from-the-file\n")
     assert s.secret("redis_writer").get_secret_value() == "pw-from-the-file"
     s.secret_file("pii_hmac_key").write_text("key-from-the-file")
-    assert s.pii_key() == b"key-from-the-file"
-    assert s.model_copy(update={"pii_hmac_key": SecretStr("injected")}).pii_key() == b"injected"
+    assert s.secret("pii_hmac_key").get_secret_value() == "key-from-the-file"
+    assert s.model_copy(update={"pii_hmac_key": SecretStr("injected")}).secret("pii_hmac_key").get_secret_value() == (
+        "injected"
+    )
     with pytest.raises(KeyError, match="unknown secret 'nope'"):
         s.secret("nope")
 
