@@ -50,6 +50,8 @@ SECRETS: dict[str, str] = {
     "prometheus_admin": "prometheus-admin.password",
     "prometheus_pusher": "prometheus-pusher.password",
     "prometheus_scraper": "prometheus-scraper.password",
+    "dagster_engineer": "dagster-engineer.password",
+    "dagster_viewer": "dagster-viewer.password",
 }
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
@@ -72,6 +74,9 @@ TRINO_USERS = ("engineer", "analyst", "service", "dbt", "monitoring")
 #: Users of Prometheus and the pushgateway (Basic auth over TLS, their web config): admin (people, the CLI,
 #: tests), pusher (Dagster runs and the fast path push metrics), scraper (Prometheus scraping both).
 PROMETHEUS_USERS = ("admin", "pusher", "scraper")
+
+#: Users of the Dagster UI and GraphQL (lakehouse.services.dagster_guard): engineer (everything), viewer (no mutation).
+DAGSTER_USERS = ("engineer", "viewer")
 
 #: Redis users (ACL): role -> what it may do. ``Settings.secret(f"redis_{role}")`` is its password.
 REDIS_ROLES = ("admin", "writer", "reader")
@@ -105,7 +110,7 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(9093, ge=1, le=65535, description="Kafka's KRaft controller.")
     redis_port: int = Field(6379, ge=1, le=65535, description="Redis (serving).")
     trino_port: int = Field(8080, ge=1, le=65535, description="Trino's HTTPS endpoint (no plain HTTP).")
-    dagster_port: int = Field(3000, ge=1, le=65535, description="Dagster webserver (UI and GraphQL).")
+    dagster_port: int = Field(3000, ge=1, le=65535, description="Dagster UI and GraphQL (HTTPS, login required).")
     prometheus_port: int = Field(9090, ge=1, le=65535, description="Prometheus.")
     pushgateway_port: int = Field(9091, ge=1, le=65535, description="Prometheus pushgateway (metrics of batch runs).")
 
@@ -372,7 +377,7 @@ class Settings(BaseSettings):
 
     @property
     def dagster_url(self) -> str:
-        return f"http://{self.host}:{self.dagster_port}"
+        return f"https://{self.host}:{self.dagster_port}"
 
     @property
     def prometheus_url(self) -> str:
@@ -387,6 +392,12 @@ class Settings(BaseSettings):
         if user not in PROMETHEUS_USERS:
             raise ValueError(f"unknown Prometheus user {user!r}; known: {', '.join(PROMETHEUS_USERS)}")
         return user, self.secret(f"prometheus_{user}").get_secret_value()
+
+    def dagster_auth(self, user: str = "engineer") -> tuple[str, str]:
+        """(user, password) of a Dagster user (DAGSTER_USERS), for Basic auth."""
+        if user not in DAGSTER_USERS:
+            raise ValueError(f"unknown Dagster user {user!r}; known: {', '.join(DAGSTER_USERS)}")
+        return user, self.secret(f"dagster_{user}").get_secret_value()
 
     def java17(self) -> Path:
         """JAVA_HOME for Kafka and Spark (Java 17, the system default)."""

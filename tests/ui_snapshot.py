@@ -8,6 +8,10 @@ serialised, in the same run. A SPA page can still be caught half-loaded, so call
 ``ready``, a test on the DOM, and a page that fails it is rendered again.
 
 No Dagster import: the webserver is asked over HTTP (GraphQL) which assets it shows.
+
+The UI is HTTPS with a login (``lakehouse.services.dagster_guard``): each render opens a fresh one-time
+login link that redirects to the page, and Chromium trusts exactly the stack's server key
+(``--ignore-certificate-errors-spki-list`` with its SPKI hash), not any certificate.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from lakehouse.services import dagster_guard as dagster_web
 from lakehouse.services.dagster_api import graphql
-from lakehouse.settings import Settings, child_env
+from lakehouse.settings import SERVER_CERT, Settings, child_env, get_settings
 
 #: Names the Debian (``chromium``) and Ubuntu (``chromium-browser``) packages put on PATH.
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
@@ -95,8 +100,29 @@ def chromium_version(binary: Path | None = None) -> str:
     return proc.stdout.strip() or proc.stderr.strip()
 
 
+def server_spki_hash(s: Settings) -> str:
+    """Base64 SHA-256 of the stack's server public key: what Chromium's SPKI allowlist takes."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate((s.secrets_dir / SERVER_CERT).read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def _login_url(s: Settings, url: str) -> str:
+    """URL of the Dagster UI behind a one-time login link (other URLs unchanged)."""
+    if not url.startswith(s.dagster_url + "/"):
+        return url
+    return dagster_web.login_link(s, "engineer", url[len(s.dagster_url) :])
+
+
 def _render_once(url: str, *, wait_ms: int, width: int, height: int, out_png: Path | None) -> str:
     binary = find_chromium()
+    s = get_settings()
     timeout_s = 60 + 2 * wait_ms / 1000
     with tempfile.TemporaryDirectory(prefix="lakehouse-chromium-", ignore_cleanup_errors=True) as profile:
         cmd = [
@@ -105,13 +131,14 @@ def _render_once(url: str, *, wait_ms: int, width: int, height: int, out_png: Pa
             f"--user-data-dir={profile}",
             f"--window-size={width},{height}",
             f"--virtual-time-budget={wait_ms}",
+            f"--ignore-certificate-errors-spki-list={server_spki_hash(s)}",
             "--dump-dom",
         ]
         if out_png is not None:
             out_png.parent.mkdir(parents=True, exist_ok=True)
             out_png.unlink(missing_ok=True)
             cmd.append(f"--screenshot={out_png}")
-        cmd.append(url)
+        cmd.append(_login_url(s, url))
         # Its own process group: on a timeout the browser's helpers (zygote, renderer, GPU) go too.
         proc = subprocess.Popen(
             cmd,

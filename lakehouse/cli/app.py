@@ -30,6 +30,7 @@ def main() -> None:
       lakehouse up         start Kafka, Redis, Trino, Prometheus, pushgateway, Dagster
       lakehouse status     one line per component; exit 1 if anything is down
       lakehouse connect R  how role R (producer, engineer, analyst, service) reaches each service
+      lakehouse ui         a one-time link that logs a browser into the Dagster UI
       lakehouse smoke      Spark writes a Delta table, Trino reads it back
       lakehouse demo       generated events through the whole pipeline, results shown
       lakehouse stream …   run streams (foreground) or start/stop them as Dagster runs
@@ -52,6 +53,7 @@ for command in (
     stack.logs,
     stack.config,
     stack.connect,
+    stack.ui,
     stack.smoke,
     stack.tables,
     stack.demo,

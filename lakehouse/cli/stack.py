@@ -1,4 +1,4 @@
-"""`lakehouse setup|up|down|status|logs|config|smoke|tables|demo`: the local stack and its state."""
+"""`lakehouse setup|up|down|status|logs|config|connect|ui|smoke|tables|demo`: the local stack and its state."""
 
 from __future__ import annotations
 
@@ -274,12 +274,38 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     ctx.invoke(serving.get_alerts, count=3, as_json=False)
     ctx.invoke(serving.get_pages, minute=None, top=5, as_json=False)
     console.print("\n[bold]Where to look next[/]")
-    console.print(f"  Dagster UI        {s.dagster_url}")
+    console.print(f"  Dagster UI        {s.dagster_url}   (log in: lakehouse ui)")
     console.print(f'  Trino             {s.trino_url}   lakehouse sql "SHOW TABLES FROM {cat}.gold"')
     console.print(f"  Prometheus        {s.prometheus_url}")
     console.print("  tables            lakehouse tables")
     console.print(f"  state and logs    {s.state_dir}  (lakehouse logs NAME)")
     console.print("  stop everything   lakehouse down")
+
+
+@click.command("ui")
+@click.option(
+    "--user",
+    type=click.Choice(["engineer", "viewer"]),
+    default="engineer",
+    show_default=True,
+    help="engineer operates (runs, sensors, reloads); viewer only looks.",
+)
+@click.option("--path", "next_path", default="/", show_default=True, help="The page to open, e.g. /runs or /assets.")
+@friendly_errors
+def ui(user: str, next_path: str) -> None:
+    """Print a one-time link that logs a browser into the Dagster UI.
+
+    \b
+    The UI is HTTPS with a login (Dagster itself has none). The link is good for one use within
+    two minutes and sets a 12-hour session cookie; the token never leaves this machine's state
+    directory except in the link. Or log in with user and password (`lakehouse connect engineer`).
+    The browser must trust the stack's CA (its path: `lakehouse connect engineer`).
+    """
+    from lakehouse.services import dagster_guard as dagster_web
+
+    s = load_settings()
+    click.echo(dagster_web.login_link(s, user, next_path))
+    err_console.print(f"one use, within {dagster_web.LOGIN_TTL_S:.0f}s; CA to trust: {s.ca_file}", highlight=False)
 
 
 @click.command("connect")

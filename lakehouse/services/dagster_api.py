@@ -17,8 +17,21 @@ _LOCATIONS = """
 _DAEMONS = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required lastHeartbeatTime } } } }"
 
 
-def graphql(s: Settings, query: str, variables: dict[str, Any] | None = None, timeout: float = 10) -> dict[str, Any]:
-    r = requests.post(f"{s.dagster_url}/graphql", json={"query": query, "variables": variables or {}}, timeout=timeout)
+def session(s: Settings, user: str = "engineer") -> requests.Session:
+    """A session to the webserver as USER: HTTPS verified against the local CA, Basic auth. It ignores the
+    environment's proxies and CA bundle (REQUESTS_CA_BUNDLE would override ``verify``)."""
+    sess = requests.Session()
+    sess.trust_env = False
+    sess.verify = str(s.ca_file)
+    sess.auth = s.dagster_auth(user)
+    return sess
+
+
+def graphql(
+    s: Settings, query: str, variables: dict[str, Any] | None = None, timeout: float = 10, user: str = "engineer"
+) -> dict[str, Any]:
+    with session(s, user) as sess:
+        r = sess.post(f"{s.dagster_url}/graphql", json={"query": query, "variables": variables or {}}, timeout=timeout)
     try:
         body: dict[str, Any] = r.json()
     except ValueError:

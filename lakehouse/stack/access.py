@@ -9,8 +9,9 @@ Roles (what a person or a program does, not who it is):
 - ``analyst``: reads the lake through Trino (not the raw PII columns), reads Redis.
 - ``service``: an application reading gold's serving copy in Redis (and gold through Trino).
 
-Kafka (SASL_SSL, SCRAM-SHA-512, ACLs), Redis (TLS only, ACL users) and Trino (HTTPS, password
-users, file-based access control: the role's name is its Trino user) are secured.
+Kafka (SASL_SSL, SCRAM-SHA-512, ACLs), Redis (TLS only, ACL users), Trino (HTTPS, password
+users, file-based access control: the role's name is its Trino user) and Dagster (HTTPS, Basic auth
+or a one-time login link, ``lakehouse.services.dagster_guard``) are secured.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ KAFKA_PRINCIPAL: dict[str, str | None] = {"producer": "producer", "engineer": "a
 
 #: The Redis ACL user of each role (None: the role has no business in Redis).
 REDIS_USER: dict[str, str | None] = {"producer": None, "engineer": "admin", "analyst": "reader", "service": "reader"}
+
+#: The Dagster user of each role: engineers operate the pipeline, analysts may look at it.
+DAGSTER_USER: dict[str, str | None] = {"producer": None, "engineer": "engineer", "analyst": "viewer", "service": None}
 
 
 def _password(s: Settings, secret: str, key: str, with_secrets: bool) -> dict[str, str]:
@@ -76,6 +80,15 @@ def connection(s: Settings, role: str, *, with_secrets: bool) -> dict[str, dict[
             "catalog": s.trino_catalog,
             "verify": str(s.ca_file),
             **_password(s, f"trino_{role}", "password", with_secrets),
+        }
+    dagster_user = DAGSTER_USER[role]
+    if dagster_user is not None:
+        out["dagster"] = {
+            "url": s.dagster_url,
+            "user": dagster_user,
+            "verify": str(s.ca_file),
+            "login_link": f"lakehouse ui --user {dagster_user}",
+            **_password(s, f"dagster_{dagster_user}", "password", with_secrets),
         }
     return out
 
@@ -125,5 +138,12 @@ def examples(s: Settings, role: str) -> dict[str, str]:
             f"TRINO_PASSWORD=$(cat {t['password_file']}) java -jar {s.jvm_dir}/trino-cli-*-executable.jar "
             f"--server {s.trino_url} --user {t['user']} --password --truststore-path {t['verify']} "
             f"--catalog {t['catalog']}"
+        )
+    if "dagster" in conn:
+        d = conn["dagster"]
+        out["dagster (GraphQL over HTTPS)"] = (
+            # The password goes to curl on stdin (-K-), not in its argument list; printf is a shell builtin.
+            f'printf \'user = "{d["user"]}:%s"\\n\' "$(cat {d["password_file"]})" | curl -K- --cacert {d["verify"]} '
+            f"-H 'Content-Type: application/json' -d '{{\"query\": \"{{ version }}\"}}' {d['url']}/graphql"
         )
     return out

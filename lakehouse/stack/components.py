@@ -674,22 +674,16 @@ class DagsterWebserver(_Dagster):
         return self.s.dagster_url
 
     def command(self) -> list[str]:
-        return [
-            _bin("dagster-webserver"),
-            "-h",
-            self.s.host,
-            "-p",
-            str(self.s.dagster_port),
-            "-w",
-            str(PROJECT_ROOT / "workspace.yaml"),
-        ]
+        # Not `dagster-webserver`: the same app, served on HTTPS behind a login (orchestration/webserver.py).
+        return [sys.executable, "-m", "orchestration.webserver", "-w", str(PROJECT_ROOT / "workspace.yaml")]
 
     def healthy(self) -> bool:
-        if _http_ok(f"{self.s.dagster_url}/server_info") is None:
-            return False
         from lakehouse.services.dagster_api import code_locations
 
         try:
+            url = f"{self.s.dagster_url}/server_info"
+            if _http_ok(url, verify=str(self.s.ca_file), auth=self.s.dagster_auth()) is None:
+                return False
             return any(loc["status"] == "LOADED" for loc in code_locations(self.s))
         except Exception:
             return False
