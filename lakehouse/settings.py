@@ -57,6 +57,7 @@ CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 SERVER_CERT = "server.pem"
 SERVER_KEY = "server.key"
+PARQUET_KEYS = "parquet-keys"  # a directory: one file per master key version, and `current` naming the newest
 SERVER_BUNDLE = "server-bundle.pem"  # key and chain in one file: Kafka's PEM key store, Trino
 
 #: Keys that have been public (an early default): refused outside the local environment.
@@ -340,6 +341,11 @@ class Settings(BaseSettings):
     def secrets_dir(self) -> Path:
         """Certificates, passwords and keys (0700; each file 0600), made by `make setup`."""
         return self.state_dir / "secrets"
+
+    @property
+    def parquet_keys_dir(self) -> Path:
+        """The master keys of the Parquet encryption of card numbers at rest (``<id>.key``, and ``current``)."""
+        return self.secrets_dir / PARQUET_KEYS
 
     @property
     def ca_file(self) -> Path:

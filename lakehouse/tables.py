@@ -86,6 +86,9 @@ class TableSpec:
     properties: dict[str, TableProperty] = field(default_factory=dict)
     #: Gold only: the topics whose silver tables it is computed from (its lineage in Dagster).
     inputs: tuple[str, ...] = ()
+    #: Columns that may hold a card number in clear: Parquet-encrypted at rest (AES-GCM, 256-bit keys;
+    #: ``lakehouse.spark.PiiCryptoFactory``) and never in Delta's statistics.
+    encrypted: tuple[str, ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -134,8 +137,9 @@ def _bronze(topic: str) -> TableSpec:
         ),
         keys=("topic", "partition", "offset"),
         partition_by=("ingest_date",),
-        description=f"Raw `{topic}` records from Kafka with their coordinates, exactly once. Never rewritten.",
+        description=f"Raw `{topic}` records from Kafka with their coordinates, exactly once. Rows never change.",
         properties=BRONZE_PROPERTIES,
+        encrypted=("value",),
     )
 
 
@@ -198,7 +202,15 @@ QUARANTINE = TableSpec(
     ),
     keys=("topic", "partition", "offset"),
     description="Invalid records (contracts §1), exactly once each, with a reason that names the field.",
-    properties=SILVER_PROPERTIES,
+    properties={
+        **SILVER_PROPERTIES,
+        "delta.dataSkippingStatsColumns": TableProperty(
+            "topic,partition,offset,quarantined_at",
+            "the raw value may hold a card number in clear: no min/max of it in the Delta log (its Parquet column "
+            "is encrypted)",
+        ),
+    },
+    encrypted=("raw_value",),
 )
 
 # -- gold -----------------------------------------------------------------------------
@@ -307,6 +319,11 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     QUARANTINE,
     *GOLD.values(),
 )
+
+
+def encrypted_columns() -> str:
+    """``lakehouse.parquet.encrypted.columns`` for ``PiiCryptoFactory``: ``<table directory>:<column>`` pairs."""
+    return ",".join(f"{t.relative_path}:{c}" for t in ALL_TABLES for c in t.encrypted)
 
 
 def spec(full_name: str) -> TableSpec:

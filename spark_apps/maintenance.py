@@ -1,11 +1,12 @@
-"""maintenance: OPTIMIZE (+ Z-order on gold keys), VACUUM and checkpoints.
+"""maintenance: OPTIMIZE (+ Z-order on gold keys), VACUUM and checkpoints; re-encryption after a key rotation.
 
-    spark-submit spark_apps/maintenance.py [--optimize] [--vacuum] [--checkpoint]
+    spark-submit spark_apps/maintenance.py [--optimize] [--vacuum] [--checkpoint] [--rekey]
         [--tables gold/merchant_minute,silver/payments,...] [--retention-hours H] [--force]
         [--no-zorder] [--master URL]
 
-No operation flag means all three. ``--tables`` takes layer/name (or layer.name) and defaults
-to every table. Per table the order is optimize, vacuum, checkpoint. (The streams keep no
+No operation flag means the first three. ``--tables`` takes layer/name (or layer.name) and defaults
+to every table. Per table the order is rekey, optimize, vacuum, checkpoint. ``--rekey`` rewrites the
+live files of tables with encrypted columns that an older Parquet master key protects. (The streams keep no
 bookkeeping tables: their state is in Spark's state store, pruned by its own timers.)
 Safe while the streams run: Delta concurrency conflicts are retried with backoff
 (``lakehouse.delta.maintenance``). A table that does not exist yet is skipped.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.delta import maintenance as m
+from lakehouse.delta.encryption import current_key
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, TableSpec
 from spark_apps._pipes import Reporter, reporter
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 APP = "maintenance"
-OPERATIONS = ("optimize", "vacuum", "checkpoint")  # the order they run in, per table
+OPERATIONS = ("rekey", "optimize", "vacuum", "checkpoint")  # the order they run in, per table
+DEFAULT_OPERATIONS = ("optimize", "vacuum", "checkpoint")  # rekey only when asked (after a key rotation)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
         ("optimize", "bin-packing compaction; gold tables also Z-ordered by their keys"),
         ("vacuum", "delete files unreferenced for longer than the retention"),
         ("checkpoint", "write a Delta checkpoint of the current version"),
+        ("rekey", "rewrite encrypted files an older master key protects under the current one (after a rotation)"),
     ):
         ap.add_argument(f"--{op}", action="store_true", help=what)
     ap.add_argument("--tables", help="comma-separated layer/name list (default: every table)")
@@ -83,7 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     if a.retention_hours is not None and a.retention_hours < 0:
         ap.error("--retention-hours must be >= 0")
     return Args(
-        operations=chosen or OPERATIONS,
+        operations=chosen or DEFAULT_OPERATIONS,
         tables=tables,
         retention_hours=a.retention_hours,
         force=bool(a.force),
@@ -106,6 +110,7 @@ def _run_one(spark: SparkSession, s: Settings, args: Args, spec: TableSpec, op: 
         "optimize": lambda: m.optimize(spark, spec, s.lake_dir, zorder=args.zorder),
         "vacuum": lambda: m.vacuum(spark, spec, s.lake_dir, retention_hours=args.retention_hours, force=args.force),
         "checkpoint": lambda: m.checkpoint(spark, spec, s.lake_dir),
+        "rekey": lambda: m.rekey(spark, spec, s.lake_dir, current_key(s)),
     }
     return runs[op]()
 
@@ -160,6 +165,11 @@ def _detail(o: Outcome) -> str:
     if o.operation == "vacuum":
         forced = ", FORCED" if x.get("forced") else ""
         return f"deleted {x.get('files_deleted')} files, retention {x.get('retention_hours')} h{forced}"
+    if o.operation == "rekey":
+        return (
+            f"{x.get('files_rewritten')} file(s) in {x.get('partitions_rewritten')} partition(s) re-encrypted with "
+            f"{x.get('current_key')}; {x.get('files_not_on_current_key')} left on other keys"
+        )
     if o.operation == "checkpoint":
         return f"version {x.get('checkpoint_version')}: {x.get('checkpoint_files')}"
     extra = f", cutoff {x['cutoff']}" if x.get("cutoff") else ""

@@ -16,7 +16,7 @@ import os
 import click
 
 from lakehouse import __version__
-from lakehouse.cli import bench, generate, serving, stack, streams, trino
+from lakehouse.cli import bench, generate, keys, serving, stack, streams, trino
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,6 +36,7 @@ def main() -> None:
       lakehouse stream …   run streams (foreground) or start/stop them as Dagster runs
       lakehouse sql "…"    query the lake through Trino
       lakehouse serve get  read what services read from Redis
+      lakehouse keys …     the master keys of the encryption at rest: list, rotate, retire
       lakehouse down       stop what `up` started
 
     Settings come from LAKEHOUSE_* variables and .env; `lakehouse config` shows them.
@@ -67,6 +68,7 @@ for command in (
     serving.redis,
     serving.serve,
     bench.bench,
+    keys.keys,
 ):
     main.add_command(command)
 

@@ -297,13 +297,20 @@ def _launch_job(s: Settings, job: str, op: str, op_config: dict[str, Any]) -> No
 @click.option("--optimize", "ops", flag_value="optimize", multiple=True, help="Compact; Z-order gold by its keys.")
 @click.option("--vacuum", "ops", flag_value="vacuum", multiple=True, help="Delete unreferenced files past retention.")
 @click.option("--checkpoint", "ops", flag_value="checkpoint", multiple=True, help="Write a Delta checkpoint.")
+@click.option(
+    "--rekey",
+    "ops",
+    flag_value="rekey",
+    multiple=True,
+    help="After `lakehouse keys rotate`: rewrite encrypted files still under an older master key.",
+)
 @click.option("--tables", default="", metavar="LAYER/NAME,...", help="Only these tables (default: all).")
 @click.option("--retention-hours", type=float, help="VACUUM retention (default: each table's own, 7 days).")
 @click.option("--force", is_flag=True, help="Allow a VACUUM retention shorter than the table's (unsafe).")
 @click.option("--dagster", "via_dagster", is_flag=True, help="Launch the Dagster job `maintenance` instead.")
 @friendly_errors
 def maintain(ops: tuple[str, ...], tables: str, retention_hours: float | None, force: bool, via_dagster: bool) -> None:
-    """Table maintenance: OPTIMIZE, VACUUM, checkpoints (all three when none is named).
+    """Table maintenance: OPTIMIZE, VACUUM, checkpoints (all three when none is named), re-encryption.
 
     Safe while streams write: Delta conflicts are retried. Each table's result (files and
     bytes before and after) is printed, or, with --dagster, recorded on its asset.

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
@@ -49,6 +50,7 @@ __all__ = [
     "checkpoint",
     "optimize",
     "parse_interval_hours",
+    "rekey",
     "table_exists",
     "table_files",
     "table_retention_hours",
@@ -344,6 +346,82 @@ def optimize(
             "numBatches": _int(m.get("numBatches")),
             "totalConsideredFiles": _int(m.get("totalConsideredFiles")),
             "totalFilesSkipped": _int(m.get("totalFilesSkipped")),
+        },
+    )
+
+
+# -- re-encryption under the current master key --------------------------------------------
+def rekey(
+    spark: SparkSession,
+    spec: TableSpec,
+    lake_dir: Path,
+    current_key: str,
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> OpResult:
+    """Rewrite the live files of an encrypted table that an older master key protects, or none.
+
+    After a key rotation new files use the new key; this rewrites the older ones (and plain files
+    written before the table's columns were encrypted), per partition holding any, with OPTIMIZE
+    Z-ordered by the table's last key column: the same rows (``dataChange=false``), so readers and
+    streams see nothing new, and allowed on bronze, which is append-only.
+    Once VACUUM has removed the replaced files, nothing needs the old key. A table without encrypted
+    columns, or whose live files all use ``current_key``, is left alone.
+    """
+    from lakehouse.delta.encryption import master_keys
+
+    started = time.monotonic()
+    path = spec.path(lake_dir)
+    _require(spark, spec, path)
+    version_before = _version(spark, path)
+    before = table_files(spark, path)
+    root = Path(path)
+
+    def stale_groups() -> dict[str, int]:
+        """Partition predicate ("" for the whole table) -> live files needing another key than the current one."""
+        groups: dict[str, int] = {}
+        for uri in spark.read.format("delta").load(path).inputFiles():
+            file = Path(unquote(urlparse(uri).path))
+            if master_keys(file) != {current_key}:  # an older key, or plain (written before encryption)
+                directories = file.relative_to(root).parts[:-1]  # partition directories: col=value
+                predicate = " AND ".join(
+                    f"`{col}` = '{value}'" for col, value in (d.split("=", 1) for d in directories)
+                )
+                groups[predicate] = groups.get(predicate, 0) + 1
+        return groups
+
+    groups = stale_groups() if spec.encrypted else {}
+    attempts = Attempts()
+    rewritten = 0
+    for predicate, count in sorted(groups.items()):
+
+        def run(predicate: str = predicate) -> dict[str, Any]:
+            # OPTIMIZE ... ZORDER rewrites every file it selects, even a lone one (plain compaction skips
+            # those), as dataChange=false, which Delta allows on an append-only table (an overwrite it refuses).
+            builder = DeltaTable.forPath(spark, path).optimize()
+            out = (builder.where(predicate) if predicate else builder).executeZOrderBy(spec.keys[-1])
+            row = out.first()
+            return dict(row.asDict(recursive=True).get("metrics") or {}) if row is not None else {}
+
+        what = f"re-encrypt {spec.full_name} {predicate or '(whole table)'}"
+        retry_on_conflict(run, what=what, policy=retry, attempts=attempts)
+        rewritten += count
+    left = sum(stale_groups().values()) if spec.encrypted else 0
+    commits = _commits_after(spark, path, version_before, {"OPTIMIZE"})
+    return _result(
+        spec,
+        "rekey",
+        started,
+        attempts,
+        {
+            **_file_metrics(before, table_files(spark, path)),
+            "current_key": current_key,
+            "encrypted_columns": ",".join(spec.encrypted),
+            "files_rewritten": rewritten,
+            "partitions_rewritten": len(groups),
+            "files_not_on_current_key": left,
+            "version_before": version_before,
+            "commit_version": commits[-1]["version"] if commits else None,
         },
     )
 

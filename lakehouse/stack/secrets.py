@@ -10,6 +10,7 @@ rotate one, see docs/security.md). Nothing here prints a secret: the summary nam
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import secrets
@@ -160,6 +161,52 @@ def _server_needs_issue(d: Path, ca: Issued) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- Parquet master keys
+PARQUET_KEY_PREFIX = "pii-"
+
+
+def parquet_keys(s: Settings) -> list[str]:
+    """The ids of the Parquet master keys present, oldest first (``pii-1``, ``pii-2``, ...)."""
+    d = s.parquet_keys_dir
+    ids = [p.stem for p in d.glob(f"{PARQUET_KEY_PREFIX}*.key")] if d.is_dir() else []
+    return sorted(ids, key=lambda i: int(i.removeprefix(PARQUET_KEY_PREFIX)))
+
+
+def current_parquet_key(s: Settings) -> str:
+    """The id of the master key new Parquet files are encrypted with."""
+    from lakehouse.delta.encryption import current_key
+
+    return current_key(s)
+
+
+def new_parquet_key(s: Settings) -> str:
+    """Make the next master key version (256 random bits) and make it current; return its id.
+
+    Files already written keep naming the key they were encrypted with, so the older keys stay
+    until every such file is rewritten (``lakehouse maintain --rekey``) and then may be retired.
+    """
+    d = s.parquet_keys_dir
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    known = parquet_keys(s)
+    key_id = f"{PARQUET_KEY_PREFIX}{int(known[-1].removeprefix(PARQUET_KEY_PREFIX)) + 1 if known else 1}"
+    write_private(d / f"{key_id}.key", base64.b64encode(secrets.token_bytes(32)))
+    tmp = d / "current.tmp"
+    write_private(tmp, key_id.encode())
+    os.replace(tmp, d / "current")  # readers see the old id or the new one, never half a file
+    return key_id
+
+
+def retire_parquet_key(s: Settings, key_id: str) -> None:
+    """Delete master key KEY_ID (never the current one): files still encrypted with it become unreadable."""
+    if key_id == current_parquet_key(s):
+        raise ValueError(f"{key_id} is the current Parquet master key; rotate first (`lakehouse keys rotate`)")
+    path = s.parquet_keys_dir / f"{key_id}.key"
+    if key_id not in parquet_keys(s):
+        raise ValueError(f"no Parquet master key {key_id} in {s.parquet_keys_dir}; present: {parquet_keys(s)}")
+    path.unlink()
+
+
 def ensure(s: Settings) -> str:
     """Create whatever secret is missing in ``s.secrets_dir``; return a one-line summary (no values)."""
     d = s.secrets_dir
@@ -188,6 +235,8 @@ def ensure(s: Settings) -> str:
         made.append(f"server certificate ({why})")
     elif not (d / SERVER_BUNDLE).exists():
         write_private(d / SERVER_BUNDLE, (d / SERVER_KEY).read_bytes() + (d / SERVER_CERT).read_bytes())
+    if not (s.parquet_keys_dir / "current").exists():
+        made.append(f"Parquet master key {new_parquet_key(s)}")
     for path in d.iterdir():  # whatever an older version or a hand left wider
         if path.is_file() and path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)

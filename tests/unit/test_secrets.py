@@ -21,15 +21,18 @@ def test_ensure_makes_every_secret_private_once(tmp_path: Path) -> None:
     summary = secrets.ensure(s)
     assert "created" in summary
     assert _mode(s.secrets_dir) == 0o700
-    files = sorted(s.secrets_dir.iterdir())
+    files = sorted(p for p in s.secrets_dir.rglob("*") if p.is_file())
     assert {p.name for p in files} >= set(SECRETS.values()) | {
         "ca.pem",
         "ca.key",
         "server.pem",
         "server.key",
         "server-bundle.pem",
+        "pii-1.key",  # the first Parquet master key, current
+        "current",
     }
     assert all(_mode(p) == 0o600 for p in files), [(p.name, oct(_mode(p))) for p in files]
+    assert _mode(s.parquet_keys_dir) == 0o700
     values = {name: s.secret(name).get_secret_value() for name in SECRETS}
     assert len(set(values.values())) == len(SECRETS)  # one random value each
     assert all(len(v) >= 43 for v in values.values())  # 256 bits, URL-safe base64
@@ -37,7 +40,7 @@ def test_ensure_makes_every_secret_private_once(tmp_path: Path) -> None:
         assert value not in summary
     before = {p.name: p.read_bytes() for p in files}
     assert secrets.ensure(s).startswith("all present")
-    assert {p.name: p.read_bytes() for p in sorted(s.secrets_dir.iterdir())} == before  # nothing replaced
+    assert {p.name: p.read_bytes() for p in sorted(s.secrets_dir.rglob("*")) if p.is_file()} == before  # kept
 
 
 def test_the_server_certificate_names_the_loopback_hosts_and_chains_to_the_ca(tmp_path: Path) -> None:
@@ -95,9 +98,15 @@ def test_trinos_access_rules_are_valid_json_for_any_catalog_name() -> None:
 
     rules = json.loads(Template((INFRA / "trino" / "rules.json").read_text()).substitute(catalog="lake2"))
     assert {"catalogs", "schemas", "tables", "procedures", "queries", "system_information"} <= set(rules)
-    quarantine = next(r for r in rules["tables"] if r.get("table") == "quarantine")
-    assert quarantine["columns"] == [{"name": "raw_value", "allow": False}]
-    assert rules["tables"][0] == {"user": "engineer", "privileges": rules["tables"][0]["privileges"]}
+    # The raw columns: masked for the engineer (encrypted at rest, Trino holds no key), refused to the others.
+    engineer = [r for r in rules["tables"] if r.get("user") == "engineer"]
+    masked = {
+        (r.get("schema"), r.get("table"), c["name"]) for r in engineer for c in r.get("columns", []) if "mask" in c
+    }
+    assert masked == {("bronze", None, "value"), ("silver", "quarantine", "raw_value")}
+    assert engineer[-1] == {"user": "engineer", "privileges": engineer[-1]["privileges"]}  # then everything else
+    others = next(r for r in rules["tables"] if r.get("table") == "quarantine" and r.get("user") != "engineer")
+    assert others["columns"] == [{"name": "raw_value", "allow": False}]
 
 
 def test_the_web_config_of_prometheus_and_the_pushgateway_holds_hashes_only(tmp_path: Path) -> None:

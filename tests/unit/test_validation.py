@@ -520,6 +520,9 @@ def test_reason_texts(edge_errors: dict[str, str | None]) -> None:
     assert edge_errors["event_id-65-four-byte"] == "event_id: longer than 64 characters (65)"
     assert edge_errors["enum-unknown"] == "channel: 'fax' is not one of [web, pos, mobile]"
     assert edge_errors["country-lowercase"] == "country: 'de' does not match ^[A-Z]{2}$"
+    # A near-miss card number is not copied into the reason (stored in clear, unlike the raw value).
+    assert edge_errors["card-with-spaces"] == "card_number: the value (withheld) does not match ^[0-9]{12,19}$"
+    assert edge_errors["card-20-digits"] == "card_number: the value (withheld) does not match ^[0-9]{12,19}$"
     assert edge_errors["future-25h"] == "event_time: more than 1 day in the future"
     assert edge_errors["datetime-no-zone"] == (
         "event_time: '2026-11-26T10:00:00' is not an ISO-8601 date-time with a zone"

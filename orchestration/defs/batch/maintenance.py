@@ -25,7 +25,8 @@ PUBLIC = {spec.key for spec in table_specs}
 class MaintenanceConfig(SparkRunConfig):
     operations: list[str] = Field(
         default_factory=lambda: ["optimize", "checkpoint"],
-        description="Any of optimize, vacuum, checkpoint (run in that order per table).",
+        description="Any of rekey, optimize, vacuum, checkpoint (run in that order per table); rekey re-encrypts "
+        "files under an older Parquet master key after `lakehouse keys rotate`.",
     )
     tables: list[str] = Field(
         default_factory=list, description='layer/name of the tables (e.g. ["gold/merchant_minute"]); empty: all.'
@@ -36,7 +37,7 @@ class MaintenanceConfig(SparkRunConfig):
 
 
 def _args(config: MaintenanceConfig) -> list[str]:
-    unknown = set(config.operations) - {"optimize", "vacuum", "checkpoint"}
+    unknown = set(config.operations) - {"rekey", "optimize", "vacuum", "checkpoint"}
     if unknown:
         raise dg.Failure(description=f"unknown maintenance operations {sorted(unknown)}")
     args = [f"--{op}" for op in config.operations]

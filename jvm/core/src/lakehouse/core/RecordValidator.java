@@ -75,6 +75,7 @@ public final class RecordValidator implements Serializable {
     int maxLength = -1;
     Pattern pattern;
     String patternWords;
+    boolean withhold; // a value that may be a card number is never copied into a reason
     List<Bound> bounds = new ArrayList<>();
     boolean dateTime;
   }
@@ -134,6 +135,7 @@ public final class RecordValidator implements Serializable {
         x.pattern = Pattern.compile(f.get("pattern").asText());
         x.patternWords = f.get("pattern_words").asText();
       }
+      x.withhold = f.path("withhold_value").asBoolean(false);
       for (JsonNode b : f.get("bounds")) {
         Bound y = new Bound();
         y.kind = b.get("kind").asText();
@@ -228,7 +230,7 @@ public final class RecordValidator implements Serializable {
         return f.name + ": longer than " + f.maxLength + " characters (" + n + ")";
     }
     if (f.pattern != null && !f.pattern.matcher(text).find())
-      return f.name + ": '" + firstCodePoints(text, 80) + "' " + f.patternWords;
+      return f.name + (f.withhold ? ": the value (withheld)" : ": '" + firstCodePoints(text, 80) + "'") + " " + f.patternWords;
     if (number != null) {
       for (Bound b : f.bounds) if (b.broken(number)) return f.name + ": " + text + " " + b.words;
     }
