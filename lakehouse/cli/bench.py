@@ -15,7 +15,8 @@ DEFAULT_OUT = Path("docs") / "bench"
 def bench() -> None:
     """Benchmarks: throughput (catch-up), latency (produce -> Redis), growth (batch cost as tables grow),
     jvm (a short run's wall time under several driver JVM option sets),
-    engines (the fast path's stream engine: Flink vs Spark real-time mode vs a minimal consumer).
+    engines (the fast path's stream engine: Flink vs Spark real-time mode vs a minimal consumer),
+    security (what TLS, authentication and encryption at rest cost against their plain twins).
 
     Each needs the stack's Kafka (`lakehouse up kafka redis`), works in its own lakes under
     <state_dir>/bench, prints a table, and writes JSON and a PNG chart to --out. Numbers are
@@ -208,3 +209,45 @@ def bench_engines(
     s = load_settings()
     engines.main(s, list(rates), list(candidates), warmup, duration, probe_every, out, log=console.print)
     console.print(f"\nwrote {out / 'engines.json'} and {out / 'engines.png'}")
+
+
+@bench.command("security")
+@click.option("--rounds", default=3, show_default=True, help="Rounds per part; each runs plain and secured.")
+@click.option("--kafka-records", default=500_000, show_default=True, help="Records of 300 bytes per Kafka round.")
+@click.option("--redis-writes", default=50_000, show_default=True, help="Writes per Redis round (a tenth as reads).")
+@click.option("--parquet-rows", default=1_000_000, show_default=True, help="Bronze rows written per Parquet round.")
+@click.option(
+    "--part",
+    "parts",
+    multiple=True,
+    type=click.Choice(["parquet", "redis", "kafka"]),
+    default=("parquet", "redis", "kafka"),
+    show_default=True,
+    help="Which parts to measure. Repeat for several.",
+)
+@out_option
+@friendly_errors
+def bench_security(
+    rounds: int, kafka_records: int, redis_writes: int, parquet_rows: int, parts: tuple[str, ...], out: Path
+) -> None:
+    """What security costs: Kafka (SASL_SSL + SCRAM + ACLs vs PLAINTEXT, Kafka's own perf tools), Redis
+    (TLS + ACL user vs plaintext, redis-py as the serving stream uses it) and Parquet encryption of the raw
+    columns (encrypted vs plain Delta writes and reads), each against its plain twin in the same run.
+
+    Starts its own private brokers and Redis servers on free loopback ports (the stack's are not touched
+    and need not run) and stops them at the end."""
+    from lakehouse.bench import security
+
+    s = load_settings()
+    measures = security.main(
+        s,
+        rounds=rounds,
+        kafka_records=kafka_records,
+        redis_writes=redis_writes,
+        parquet_rows=parquet_rows,
+        parts=parts,
+        out=out,
+        log=console.print,
+    )
+    console.print(security.table(measures), highlight=False)
+    console.print(f"\nwrote {out / 'security.json'} and {out / 'security.png'}")

@@ -116,6 +116,7 @@ class Setup:
             ("java 25 (trino)", self.check_java25),
             ("debian packages", self.apt_packages),
             ("kafka broker jars", self.kafka_jars),
+            ("kafka tools jars", self.kafka_tools_jars),
             ("spark connector jars", self.spark_jars),
             ("spark operators (java)", self.spark_ops),
             ("flink jars (fast path engine)", self.flink_jars),
@@ -254,6 +255,11 @@ class Setup:
     def kafka_jars(self) -> str:
         return self._pom_jars(
             "kafka.pom.xml", "kafka", ("Kafka", "kafka.version"), "resolving the Kafka broker from Maven Central"
+        )
+
+    def kafka_tools_jars(self) -> str:
+        return self._pom_jars(
+            "kafka-tools.pom.xml", "kafka-tools", ("Kafka tools", "kafka.version"), "resolving Kafka's tools"
         )
 
     def spark_jars(self) -> str:
