@@ -52,6 +52,7 @@ SECRETS: dict[str, str] = {
     "prometheus_scraper": "prometheus-scraper.password",
     "dagster_engineer": "dagster-engineer.password",
     "dagster_viewer": "dagster-viewer.password",
+    "flink_keystore": "flink-keystore.password",
 }
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
@@ -59,6 +60,9 @@ SERVER_CERT = "server.pem"
 SERVER_KEY = "server.key"
 PARQUET_KEYS = "parquet-keys"  # a directory: one file per master key version, and `current` naming the newest
 SERVER_BUNDLE = "server-bundle.pem"  # key and chain in one file: Kafka's PEM key store, Trino
+#: Flink's SSL takes Java key stores only: the server key and chain, and the CA as a trusted entry (PKCS#12).
+FLINK_KEYSTORE = "flink-keystore.p12"
+FLINK_TRUSTSTORE = "flink-truststore.p12"
 
 #: Keys that have been public (an early default): refused outside the local environment.
 DEVELOPMENT_PII_KEYS = frozenset({"local-dev-only-change-me"})

@@ -33,7 +33,7 @@ from typing import Any
 from lakehouse.clients import FASTPATH_GROUP, java_config
 from lakehouse.contracts import WATERMARK_MINUTES, schema
 from lakehouse.services import flink, streams
-from lakehouse.settings import Settings
+from lakehouse.settings import FLINK_KEYSTORE, FLINK_TRUSTSTORE, Settings
 from lakehouse.validation import fields, program
 
 #: The stream's name (``lakehouse stream run fastpath``, its lock, its checkpoints, its Dagster asset).
@@ -118,6 +118,26 @@ def flink_config(s: Settings, restore: Path | None) -> dict[str, str]:
         "taskmanager.host": s.host,
         "rest.bind-address": s.host,
         "rest.address": s.host,
+        # The MiniCluster's REST endpoint (it can cancel the job) and its internal endpoints (the blob
+        # server) take only clients with a certificate of the stack's CA: mutual TLS. The stores' password
+        # is read from its file by FastPath.java (flink_secret_files), never written into job.json.
+        "security.ssl.rest.enabled": "true",
+        "security.ssl.rest.authentication-enabled": "true",
+        "security.ssl.internal.enabled": "true",
+        # The stack's key is EC P-256: ECDSA suites (Flink's default list is RSA only), TLS 1.3 first.
+        "security.ssl.protocol": "TLSv1.3,TLSv1.2",
+        "security.ssl.algorithms": "TLS_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256,"
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        **{
+            f"security.ssl.{scope}.{key}": str(s.secrets_dir / store)
+            for scope in ("rest", "internal")
+            for key, store in (("keystore", FLINK_KEYSTORE), ("truststore", FLINK_TRUSTSTORE))
+        },
+        **{
+            f"security.ssl.{scope}.{kind}-type": "PKCS12"
+            for scope in ("rest", "internal")
+            for kind in ("keystore", "truststore")
+        },
         "metrics.reporter.prom.factory.class": PUSH_REPORTER,
         "metrics.reporter.prom.hostUrl": s.pushgateway_url,
         "metrics.reporter.prom.user": "pusher",
@@ -155,6 +175,12 @@ def job_config(s: Settings, restore: Path | None = None) -> dict[str, Any]:
         "max_clock_skew_ms": int(s.max_clock_skew_s * 1000),
         "redis": redis_config(s),
         "flink": flink_config(s, restore),
+        # Flink settings whose values are secrets: FastPath.java reads each from its file.
+        "flink_secret_files": {
+            f"security.ssl.{scope}.{key}": str(s.secret_file("flink_keystore"))
+            for scope in ("rest", "internal")
+            for key in ("keystore-password", "key-password", "truststore-password")
+        },
     }
 
 

@@ -24,7 +24,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lakehouse.settings import CA_CERT, CA_KEY, SECRETS, SERVER_BUNDLE, SERVER_CERT, SERVER_KEY, Settings
+from lakehouse.settings import (
+    CA_CERT,
+    CA_KEY,
+    FLINK_KEYSTORE,
+    FLINK_TRUSTSTORE,
+    SECRETS,
+    SERVER_BUNDLE,
+    SERVER_CERT,
+    SERVER_KEY,
+    Settings,
+)
 
 #: The names the server certificate is valid for: the loopback host names every local service binds.
 LOOPBACK_DNS = ("localhost",)
@@ -207,6 +217,23 @@ def retire_parquet_key(s: Settings, key_id: str) -> None:
     path.unlink()
 
 
+def _java_stores(s: Settings) -> None:
+    """The server key and chain, and the CA, as PKCS#12 stores for Flink's SSL (it takes Java key stores
+    only), both locked with the ``flink_keystore`` password."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    d = s.secrets_dir
+    password = s.secret("flink_keystore").get_secret_value().encode()
+    key = serialization.load_pem_private_key((d / SERVER_KEY).read_bytes(), password=None)
+    chain = x509.load_pem_x509_certificates((d / SERVER_CERT).read_bytes())
+    ca = x509.load_pem_x509_certificate((d / CA_CERT).read_bytes())
+    locked = serialization.BestAvailableEncryption(password)
+    keystore = pkcs12.serialize_key_and_certificates(b"server", key, chain[0], chain[1:], locked)  # type: ignore[arg-type]
+    truststore = pkcs12.serialize_java_truststore([pkcs12.PKCS12Certificate(ca, b"lakehouse-ca")], locked)
+    write_private(d / FLINK_KEYSTORE, keystore)
+    write_private(d / FLINK_TRUSTSTORE, truststore)
+
+
 def ensure(s: Settings) -> str:
     """Create whatever secret is missing in ``s.secrets_dir``; return a one-line summary (no values)."""
     d = s.secrets_dir
@@ -235,6 +262,8 @@ def ensure(s: Settings) -> str:
         made.append(f"server certificate ({why})")
     elif not (d / SERVER_BUNDLE).exists():
         write_private(d / SERVER_BUNDLE, (d / SERVER_KEY).read_bytes() + (d / SERVER_CERT).read_bytes())
+    if why is not None or not (d / FLINK_KEYSTORE).exists() or not (d / FLINK_TRUSTSTORE).exists():
+        _java_stores(s)
     if not (s.parquet_keys_dir / "current").exists():
         made.append(f"Parquet master key {new_parquet_key(s)}")
     for path in d.iterdir():  # whatever an older version or a hand left wider

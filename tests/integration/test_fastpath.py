@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -186,6 +187,45 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(fast: FastPat
     assert doubled == {}
     assert set(entries) == set(expected)
     assert f"restoring {restored}" in fast.log.read_text()
+
+
+def _answers(port: int, context: ssl.SSLContext | None) -> str:
+    """What a client gets from 127.0.0.1:PORT asking GET /jobs: "HTTP <status>" or why it got nothing."""
+    import http.client
+
+    conn = (
+        http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+        if context is not None
+        else http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    )
+    try:
+        conn.request("GET", "/jobs")
+        return f"HTTP {conn.getresponse().status}"
+    except (OSError, http.client.HTTPException) as exc:
+        return type(exc).__name__
+    finally:
+        conn.close()
+
+
+def test_flinks_endpoints_take_only_clients_with_a_certificate_of_the_stacks_ca(fast: FastPathRun) -> None:
+    """The MiniCluster's REST endpoint can cancel the job and its blob server takes uploads: both on
+    loopback ports anyone on the machine can reach, so both demand a client certificate (mutual TLS)."""
+    s = fast.s
+    fast.jvm()
+    deadline = time.monotonic() + WAIT_S
+    ports: list[int] = []
+    while time.monotonic() < deadline and len(ports) < 2:
+        ports = sorted(c.laddr.port for c in fast.jvm().net_connections("tcp") if c.status == psutil.CONN_LISTEN)
+        time.sleep(0.5)
+    assert len(ports) >= 2, f"expected Flink's REST endpoint and blob server to listen, found {ports}"
+    no_cert = ssl.create_default_context(cafile=str(s.ca_file))
+    with_cert = ssl.create_default_context(cafile=str(s.ca_file))
+    with_cert.load_cert_chain(s.secrets_dir / "server.pem", s.secrets_dir / "server.key")
+    got = {port: (_answers(port, None), _answers(port, no_cert), _answers(port, with_cert)) for port in ports}
+    for port, (plain, anonymous, _) in got.items():
+        assert not plain.startswith("HTTP 2"), f"port {port} answered plain HTTP: {got}"
+        assert not anonymous.startswith("HTTP"), f"port {port} answered TLS without a client certificate: {got}"
+    assert [p for p, (_, _, certified) in got.items() if certified == "HTTP 200"], f"no REST endpoint found: {got}"
 
 
 def _pushed(metric: str, s: Settings) -> float | None:

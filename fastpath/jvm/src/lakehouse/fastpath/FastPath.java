@@ -424,6 +424,9 @@ public final class FastPath {
     JsonNode job = new ObjectMapper().readTree(new File(argv[0]));
     Configuration conf = new Configuration();
     for (Map.Entry<String, JsonNode> e : job.get("flink").properties()) conf.setString(e.getKey(), e.getValue().asText());
+    if (job.has("flink_secret_files")) // secrets (the SSL stores' password) from their files, not from job.json
+      for (Map.Entry<String, JsonNode> e : job.get("flink_secret_files").properties())
+        conf.setString(e.getKey(), java.nio.file.Files.readString(java.nio.file.Path.of(e.getValue().asText())).strip());
     StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(conf);
     env.setParallelism(job.get("parallelism").asInt());
 
