@@ -84,13 +84,29 @@ def _http_ok(url: str, timeout: float = 2.0, **kw: Any) -> requests.Response | N
 
 
 # --------------------------------------------------------------------------- pid files
+def start_ticks(pid: int) -> int | None:
+    """When PID started, in clock ticks since boot (``/proc/<pid>/stat``, field 22), or None off Linux.
+
+    Unlike ``psutil.Process.create_time()`` (boot time + these ticks, both in wall-clock seconds) it does
+    not move when the wall clock is stepped or slewed: this machine's clock is corrected while the stack
+    runs, and a create time compared to the second made live services look like reused pids.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: count fields after its ')'.
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
 @dataclass
 class PidFile:
     path: Path
 
     def write(self, proc: psutil.Process) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"pid": proc.pid, "create_time": proc.create_time()}))
+        data = {"pid": proc.pid, "create_time": proc.create_time(), "start_ticks": start_ticks(proc.pid)}
+        self.path.write_text(json.dumps(data))
 
     def process(self) -> psutil.Process | None:
         """The live process this file names, or None (and the file is removed) when it is stale."""
@@ -98,10 +114,16 @@ class PidFile:
             return None
         try:
             data = json.loads(self.path.read_text())
-            proc = psutil.Process(int(data["pid"]))
-            # Same pid but another start time: the pid was reused by an unrelated process.
-            if abs(proc.create_time() - float(data["create_time"])) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
-                raise psutil.NoSuchProcess(int(data["pid"]))
+            pid = int(data["pid"])
+            proc = psutil.Process(pid)
+            # Same pid but another start: the pid was reused by an unrelated process.
+            ticks = start_ticks(pid)
+            if data.get("start_ticks") is not None and ticks is not None:
+                reused = ticks != int(data["start_ticks"])
+            else:  # an older pid file, or no /proc: wall-clock start times, to the second
+                reused = abs(proc.create_time() - float(data["create_time"])) > 1.0
+            if reused or proc.status() == psutil.STATUS_ZOMBIE:
+                raise psutil.NoSuchProcess(pid)
             return proc
         except (ValueError, KeyError, json.JSONDecodeError, psutil.NoSuchProcess, psutil.AccessDenied):
             self.path.unlink(missing_ok=True)

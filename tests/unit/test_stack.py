@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from lakehouse.settings import Settings
 from lakehouse.stack import components as stack
-from lakehouse.stack.components import Component, PidFile, StackError, port_open, render
+from lakehouse.stack.components import Component, PidFile, StackError, port_open, render, start_ticks
 
 
 def _free_port() -> int:
@@ -77,6 +78,22 @@ def test_pid_reused_by_another_program_is_not_ours(settings: Settings) -> None:
     pf.write(me)
     assert pf.process() is not None
     assert pf.process().pid == me.pid
+
+
+def test_a_pid_file_survives_a_wall_clock_step(settings: Settings) -> None:
+    """The wall clock is stepped or slewed under a running stack (create times move with it): the pid's start
+    in ticks since boot decides, so a live service is not taken for a reused pid and its file kept."""
+    me = psutil.Process(os.getpid())
+    pf = PidFile(settings.run_dir / "x.pid")
+    pf.write(me)
+    data = json.loads(pf.path.read_text())
+    assert data["start_ticks"] == start_ticks(me.pid)
+    pf.path.write_text(json.dumps({**data, "create_time": data["create_time"] - 7.5}))  # the clock moved 7.5 s
+    assert pf.process() is not None
+    assert pf.path.exists()
+    pf.path.write_text(json.dumps({**data, "start_ticks": data["start_ticks"] - 1}))  # another start: a reused pid
+    assert pf.process() is None
+    assert not pf.path.exists()
 
 
 def test_garbage_pid_file_is_stale(settings: Settings) -> None:
