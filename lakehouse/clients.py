@@ -29,9 +29,16 @@ def _check(principal: str) -> None:
         raise ValueError(f"unknown Kafka principal {principal!r}; known: {', '.join(KAFKA_PRINCIPALS)}")
 
 
+def _plaintext(s: Settings) -> bool:
+    """``kafka_security=plaintext``: a benchmark's plain twin broker (local only, see the setting)."""
+    return s.kafka_security == "plaintext"
+
+
 def python_config(s: Settings, principal: str) -> dict[str, Any]:
     """kafka-python keyword arguments for PRINCIPAL (KafkaProducer, KafkaConsumer, KafkaAdminClient)."""
     _check(principal)
+    if _plaintext(s):
+        return {"bootstrap_servers": s.bootstrap_servers, "security_protocol": "PLAINTEXT"}
     return {
         "bootstrap_servers": s.bootstrap_servers,
         "security_protocol": SECURITY_PROTOCOL,
@@ -46,6 +53,8 @@ def python_config(s: Settings, principal: str) -> dict[str, Any]:
 def librdkafka_config(s: Settings, principal: str) -> dict[str, Any]:
     """confluent-kafka (librdkafka) configuration for PRINCIPAL."""
     _check(principal)
+    if _plaintext(s):
+        return {"bootstrap.servers": s.bootstrap_servers, "security.protocol": "plaintext"}
     return {
         "bootstrap.servers": s.bootstrap_servers,
         "security.protocol": SECURITY_PROTOCOL.lower(),
@@ -60,6 +69,8 @@ def librdkafka_config(s: Settings, principal: str) -> dict[str, Any]:
 def java_config(s: Settings, principal: str) -> dict[str, str]:
     """Java client properties for PRINCIPAL: the password stays in its file (see the module's doc)."""
     _check(principal)
+    if _plaintext(s):
+        return {"bootstrap.servers": s.bootstrap_servers, "security.protocol": "PLAINTEXT"}
     secret_file = s.secret_file(f"kafka_{principal}")
     password = f"${{dir:{secret_file.parent}:{secret_file.name}}}"  # resolved by the client from the file
     return {

@@ -249,6 +249,12 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(
         None, description="Default: the local broker, <host>:<kafka_port>. Set for an external cluster."
     )
+    kafka_security: Literal["sasl_ssl", "plaintext"] = Field(
+        "sasl_ssl",
+        description="How clients reach Kafka. plaintext (no TLS, no login) exists only for the plain twin broker of "
+        "`lakehouse bench security` and is refused outside the local environment; the stack's broker speaks "
+        "SASL_SSL only.",
+    )
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic (contracts §1 local default).")
     trino_catalog: str = Field("lakehouse", description="Trino catalog of the lake (Delta Lake connector).")
     pii_hmac_key: SecretStr | None = Field(
@@ -295,6 +301,15 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}PII_HMAC_KEY: a development or short key (under 32 characters) is refused in "
                 f"the {self.environment!r} environment: card tokens made with a known key can be reversed "
                 "by trying every card number; unset it to use the random key in the secrets directory"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _plaintext_kafka_local_only(self) -> Settings:
+        if self.kafka_security == "plaintext" and self.environment != "local":
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_SECURITY=plaintext is refused in the {self.environment!r} environment: it exists "
+                "only for a benchmark's plain twin broker on this machine"
             )
         return self
 

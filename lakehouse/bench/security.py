@@ -9,6 +9,9 @@ work without them, measured in the same run.
   included), one as the stack's (TLS only, ACL users; the client logs in as ``writer``) and one
   plaintext without a password. redis-py, as the serving stream uses it: pipelined writes of the
   serving layout (HSET + EXPIRE, 100 per pipeline) and single reads (HGETALL) one after another.
+- **The pipeline**: `lakehouse bench throughput`'s catch-up (bronze then refine) over the same backlog,
+  read from each of the two brokers (``kafka_security=plaintext`` for the plain one): the throughput
+  benchmark before and after Kafka's security, in the same run.
 - **Parquet encryption at rest**: one Spark session writes the same bronze-like rows to a Delta table
   whose ``value`` column is encrypted (a ``bronze/payments`` directory) and to one that is plain, then
   reads every value back.
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.clients import java_config
+from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings, child_env
 from lakehouse.stack.components import Kafka, Redis, StackError, port_open, render
 
@@ -182,7 +186,8 @@ def _tool(s: Settings, main: str, args: list[str], timeout_s: float = 600) -> st
 
 @contextmanager
 def _brokers(s: Settings, log: Log) -> Iterator[dict[str, tuple[Settings, Path]]]:
-    """Both private brokers, running; yields mode -> (their settings, the client properties file)."""
+    """Both private brokers, running, with the contract topics and ``bench``; yields mode -> (settings
+    whose clients reach that broker, its Java client properties file)."""
     started: list[_BenchKafka] = []
     out: dict[str, tuple[Settings, Path]] = {}
     try:
@@ -192,35 +197,29 @@ def _brokers(s: Settings, log: Log) -> Iterator[dict[str, tuple[Settings, Path]]
                     "kafka_port": free_port(),
                     "kafka_controller_port": free_port(),
                     "kafka_bootstrap_servers": None,
+                    "kafka_security": "plaintext" if mode == "plain" else "sasl_ssl",
                 }
             )
             broker = cls(p, f"bench-kafka-{mode}")
             shutil.rmtree(broker.workdir, ignore_errors=True)
             t0 = time.monotonic()
-            broker.start(log=lambda m: None)
+            broker.start(log=lambda m: None)  # the secured one creates the contract topics and their ACLs
             started.append(broker)
             props = broker.workdir / "client.properties"
-            config = {"bootstrap.servers": p.bootstrap_servers}
-            if mode == "secured":
-                config |= java_config(p, "admin")
-            props.write_text("".join(f"{k}={v}\n" for k, v in config.items()))  # password: a file reference
-            _tool(
-                p,
-                "org.apache.kafka.tools.TopicCommand",
-                [
-                    "--bootstrap-server",
-                    p.bootstrap_servers,
-                    "--command-config",
-                    str(props),
-                    "--create",
-                    "--topic",
-                    "bench",
-                    "--partitions",
-                    str(p.kafka_partitions),
-                    "--replication-factor",
-                    "1",
-                ],
-            )
+            # As admin; the secured broker's password stays a file reference (DirectoryConfigProvider).
+            props.write_text("".join(f"{k}={v}\n" for k, v in java_config(p, "admin").items()))
+            topics = [("bench", p.kafka_partitions)]
+            if mode == "plain":
+                topics += [(t.name, p.kafka_partitions) for t in TOPICS]
+            for topic, partitions in topics:
+                _tool(
+                    p,
+                    "org.apache.kafka.tools.TopicCommand",
+                    [
+                        "--bootstrap-server", p.bootstrap_servers, "--command-config", str(props), "--create",
+                        "--topic", topic, "--partitions", str(partitions), "--replication-factor", "1",
+                    ],
+                )  # fmt: skip
             log(f"  kafka {mode}: broker on {p.bootstrap_servers} in {time.monotonic() - t0:.1f}s")
             out[mode] = (p, props)
         yield out
@@ -287,6 +286,56 @@ def kafka(s: Settings, records: int, record_size: int, rounds: int, log: Log) ->
                     f"consume {rate:>9,.0f}/s"
                 )
     return [produce, p99, consume]
+
+
+def pipeline(s: Settings, events: int, rounds: int, log: Log) -> list[Measure]:
+    """`lakehouse bench throughput`'s catch-up (bronze then refine, ``--available-now``, the same limits)
+    over the same backlog, from the plain twin broker and from the secured one: Kafka's security is the
+    pipeline's only difference (bronze reads Kafka; refine reads bronze)."""
+    from lakehouse.bench.apps import run_app
+    from lakehouse.bench.load import rates, send_run
+    from lakehouse.bench.throughput import backlog
+    from lakehouse.generator import generate
+
+    bronze = Measure("pipeline", "bronze catch-up (Kafka -> Delta), steady", "records/s", True)
+    refine = Measure("pipeline", "refine catch-up (bronze -> silver + gold), steady", "records/s", True)
+    wall = Measure("pipeline", "catch-up wall time, bronze then refine (JVM start included)", "s", False)
+    work = s.state_dir / "bench" / "security-pipeline"
+    shutil.rmtree(work, ignore_errors=True)
+    per_trigger = max(2_000, events // 25)
+    try:
+        with _brokers(s, log) as brokers:
+            run = generate(backlog(events, seed=5))
+            for mode, (p, _) in brokers.items():
+                sent = send_run(p, run)
+                log(f"  sent {sent.records:,} records to the {mode} broker ({sent.rate:,.0f}/s)")
+            del run
+            for i in range(rounds):
+                for mode in ("plain", "secured") if i % 2 == 0 else ("secured", "plain"):
+                    p, _ = brokers[mode]
+                    lake = work / f"{i}-{mode}"
+                    r = p.model_copy(
+                        update={
+                            "lake_root": lake / "lake",
+                            "kafka_starting_offsets": "earliest",
+                            "max_offsets_per_trigger": per_trigger,
+                            "max_files_per_trigger": 6,
+                        }
+                    )
+                    app = run_app(r, "all", ["--available-now"], lake / "pipeline.log")
+                    br = rates(app.batches, lambda x: x.query.startswith("bronze_")).steady_rate
+                    re = rates(app.batches, lambda x: x.query.startswith("refine_")).steady_rate
+                    getattr(bronze, mode).append(br)
+                    getattr(refine, mode).append(re)
+                    getattr(wall, mode).append(app.seconds)
+                    log(
+                        f"  round {i + 1} pipeline {mode:<7}: bronze {br:>7,.0f}/s, refine {re:>6,.0f}/s, "
+                        f"wall {app.seconds:5.1f}s"
+                    )
+                    shutil.rmtree(lake, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [bronze, refine, wall]
 
 
 def _consumed_rate(out: str) -> float:
@@ -462,6 +511,7 @@ def main(
     kafka_records: int,
     redis_writes: int,
     parquet_rows: int,
+    pipeline_events: int,
     parts: tuple[str, ...],
     out: Path,
     log: Log = print,
@@ -476,12 +526,16 @@ def main(
     if "kafka" in parts:
         log(f"kafka: {kafka_records:,} records of 300 bytes per round, SASL_SSL+ACLs vs PLAINTEXT")
         measures += kafka(s, kafka_records, 300, rounds, log)
+    if "pipeline" in parts:
+        log(f"pipeline: catch-up of {pipeline_events:,} events from a PLAINTEXT vs a SASL_SSL broker")
+        measures += pipeline(s, pipeline_events, rounds, log)
     out.mkdir(parents=True, exist_ok=True)
     (out / "security.json").write_text(
         json.dumps(
             {
                 "command": f"lakehouse bench security --rounds {rounds} --kafka-records {kafka_records} "
-                f"--redis-writes {redis_writes} --parquet-rows {parquet_rows}",
+                f"--redis-writes {redis_writes} --parquet-rows {parquet_rows} --pipeline-events {pipeline_events} "
+                + " ".join(f"--part {p}" for p in parts),
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "measures": [m.to_json() for m in measures],
             },

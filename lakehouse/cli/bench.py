@@ -217,22 +217,32 @@ def bench_engines(
 @click.option("--redis-writes", default=50_000, show_default=True, help="Writes per Redis round (a tenth as reads).")
 @click.option("--parquet-rows", default=1_000_000, show_default=True, help="Bronze rows written per Parquet round.")
 @click.option(
+    "--pipeline-events", default=100_000, show_default=True, help="Backlog per pipeline round (the throughput mix)."
+)
+@click.option(
     "--part",
     "parts",
     multiple=True,
-    type=click.Choice(["parquet", "redis", "kafka"]),
-    default=("parquet", "redis", "kafka"),
+    type=click.Choice(["parquet", "redis", "kafka", "pipeline"]),
+    default=("parquet", "redis", "kafka", "pipeline"),
     show_default=True,
     help="Which parts to measure. Repeat for several.",
 )
 @out_option
 @friendly_errors
 def bench_security(
-    rounds: int, kafka_records: int, redis_writes: int, parquet_rows: int, parts: tuple[str, ...], out: Path
+    rounds: int,
+    kafka_records: int,
+    redis_writes: int,
+    parquet_rows: int,
+    pipeline_events: int,
+    parts: tuple[str, ...],
+    out: Path,
 ) -> None:
     """What security costs: Kafka (SASL_SSL + SCRAM + ACLs vs PLAINTEXT, Kafka's own perf tools), Redis
     (TLS + ACL user vs plaintext, redis-py as the serving stream uses it) and Parquet encryption of the raw
-    columns (encrypted vs plain Delta writes and reads), each against its plain twin in the same run.
+    columns (encrypted vs plain Delta writes and reads), and the pipeline's catch-up (the throughput benchmark)
+    from a plaintext vs a secured broker, each against its plain twin in the same run.
 
     Starts its own private brokers and Redis servers on free loopback ports (the stack's are not touched
     and need not run) and stops them at the end."""
@@ -245,6 +255,7 @@ def bench_security(
         kafka_records=kafka_records,
         redis_writes=redis_writes,
         parquet_rows=parquet_rows,
+        pipeline_events=pipeline_events,
         parts=parts,
         out=out,
         log=console.print,

@@ -42,3 +42,19 @@ def test_reads_kafkas_performance_tools() -> None:
     assert _consumed_rate(consumed) == 294117.6  # fetch rate: the group's join is not the broker's speed
     with pytest.raises(StackError, match="no result"):
         _consumed_rate("WARN something\n")
+
+
+def test_plaintext_kafka_is_for_the_local_benchmark_twin_only(tmp_path: object) -> None:
+    from lakehouse.clients import java_config, librdkafka_config, python_config, spark_options
+    from lakehouse.settings import Settings
+
+    s = Settings(_env_file=None, kafka_security="plaintext")  # type: ignore[call-arg]
+    assert python_config(s, "producer") == {"bootstrap_servers": s.bootstrap_servers, "security_protocol": "PLAINTEXT"}
+    assert librdkafka_config(s, "spark")["security.protocol"] == "plaintext"
+    assert "sasl.jaas.config" not in java_config(s, "admin")
+    assert spark_options(s)["kafka.security.protocol"] == "PLAINTEXT"
+    with pytest.raises(ValueError, match="KAFKA_SECURITY=plaintext is refused in the 'ci' environment"):
+        Settings(_env_file=None, kafka_security="plaintext", environment="ci")  # type: ignore[call-arg]
+    secured = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert secured.kafka_security == "sasl_ssl"
+    assert spark_options(secured)["kafka.security.protocol"] == "SASL_SSL"
