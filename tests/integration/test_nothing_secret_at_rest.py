@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets as pysecrets
 import tempfile
 from collections.abc import Iterator
@@ -32,11 +33,15 @@ ALLOWED = {
 
 
 def _files(root: Path, skip: tuple[Path, ...] = ()) -> Iterator[Path]:
-    for path in root.rglob("*"):
-        if any(path == p or p in path.parents for p in skip):
-            continue
-        if path.is_file() and not path.is_symlink():
-            yield path
+    """Every regular file under ROOT but SKIP; directories that vanish meanwhile (Kafka deletes a topic's
+    directory after its deletion, a log rolls) are passed over."""
+    for directory, subdirs, names in os.walk(root, onerror=lambda _: None):
+        here = Path(directory)
+        subdirs[:] = [d for d in subdirs if here / d not in skip]
+        for name in names:
+            path = here / name
+            if path not in skip and path.is_file() and not path.is_symlink():
+                yield path
 
 
 def _holding(needle: bytes, files: Iterator[Path]) -> list[Path]:

@@ -125,6 +125,8 @@ def _same_version(spark: SparkSession, s: Settings, spec: TableSpec) -> tuple[li
     path = spec.path(s.lake_dir)
     version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["version"]  # type: ignore[index]
     df = spark.read.format("delta").option("versionAsOf", version).load(path)
+    # The columns encrypted at rest (quarantine's raw_value) Trino cannot decrypt: it shows every user the mask.
+    df = df.select(*(F.lit(TRINO_MASK).alias(c) if c in spec.encrypted else F.col(c) for c in df.columns))
     spark_rows = sorted((_norm(tuple(r)) for r in df.collect()), key=_key)
     conn = connect(s)
     try:
@@ -139,6 +141,7 @@ def _same_version(spark: SparkSession, s: Settings, spec: TableSpec) -> tuple[li
 
 
 COMPARED = [*GOLD.values(), SILVER["payments"], QUARANTINE]
+TRINO_MASK = "(encrypted at rest: read it with Spark)"  # infra/trino/rules.json
 
 
 @pytest.mark.parametrize("spec", COMPARED, ids=[t.full_name for t in COMPARED])
