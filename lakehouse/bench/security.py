@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import time
@@ -39,7 +38,7 @@ from typing import Any
 from lakehouse.clients import java_config
 from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings, child_env
-from lakehouse.stack.components import Kafka, Redis, StackError, port_open, render
+from lakehouse.stack.components import Kafka, Redis, StackError, free_port, port_open
 
 Log = Callable[[str], None]
 
@@ -84,12 +83,6 @@ class Measure:
         }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --------------------------------------------------------------------------- Kafka
 _PRODUCED = re.compile(
     r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, ([\d.]+) ms max latency, "
@@ -113,34 +106,16 @@ class _PlainKafka(_BenchKafka):
     )
 
     def prepare(self) -> None:
-        super_conf = self.workdir / "secured.properties"
-        render(
-            Path(__file__).resolve().parents[2] / "infra" / "kafka" / "server.properties",
-            super_conf,
-            host=self.s.host,
-            kafka_port=self.s.kafka_port,
-            kafka_controller_port=self.s.kafka_controller_port,
-            data_dir=self.workdir / "data",
-            kafka_partitions=self.s.kafka_partitions,
-            secrets_dir=self.s.secrets_dir,
-            server_bundle="-",
-            ca_file="-",
-            controller_principal="-",
-        )
+        conf = self.render_config()  # the stack's own, then every security line taken out
         lines = []
-        for line in super_conf.read_text().splitlines():
+        for line in conf.read_text().splitlines():
             if self._SECURITY.match(line):
                 continue
             line = line.replace("SASL_SSL", "PLAINTEXT")
             if line.startswith("listener.security.protocol.map="):
                 line = "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
             lines.append(line)
-        super_conf.unlink()
-        (self.workdir / "server.properties").write_text("\n".join(lines) + "\n")
-        render(
-            Path(__file__).resolve().parents[2] / "infra" / "kafka" / "log4j2.properties",
-            self.workdir / "log4j2.properties",
-        )
+        conf.write_text("\n".join(lines) + "\n")
         if (self.workdir / "data" / "meta.properties").exists():
             return
         proc = subprocess.run(
@@ -152,7 +127,7 @@ class _PlainKafka(_BenchKafka):
                 "format",
                 "--cluster-id=benchPlainClusterId00A",
                 "-c",
-                str(self.workdir / "server.properties"),
+                str(conf),
                 "--ignore-formatted",
             ],
             capture_output=True,

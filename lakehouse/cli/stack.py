@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lakehouse.cli import serving, trino
 from lakehouse.cli._common import console, err_console, friendly_errors, human_bytes, load_settings
+from lakehouse.settings import DAGSTER_USERS
 
 
 @click.command()
@@ -285,7 +286,7 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
 @click.command("ui")
 @click.option(
     "--user",
-    type=click.Choice(["engineer", "viewer"]),
+    type=click.Choice(DAGSTER_USERS),
     default="engineer",
     show_default=True,
     help="engineer operates (runs, sensors, reloads); viewer only looks.",

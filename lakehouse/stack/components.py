@@ -75,6 +75,13 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (another process may take it before it is bound)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def _http_ok(url: str, timeout: float = 2.0, **kw: Any) -> requests.Response | None:
     try:
         r = requests.get(url, timeout=timeout, **kw)
@@ -296,22 +303,26 @@ class Kafka(Component):
             raise StackError(f"Kafka jars missing in {jars}: run `make setup`")
         return str(jars / "*")
 
-    def prepare(self) -> None:
-        data = self.workdir / "data"
-        conf = render(
+    def render_config(self) -> Path:
+        """The broker's ``server.properties`` (and its log4j2 configuration) in the workdir, from infra/kafka."""
+        render(INFRA / "kafka" / "log4j2.properties", self.workdir / "log4j2.properties")
+        return render(
             INFRA / "kafka" / "server.properties",
             self.workdir / "server.properties",
             host=self.s.host,
             kafka_port=self.s.kafka_port,
             kafka_controller_port=self.s.kafka_controller_port,
-            data_dir=data,
+            data_dir=self.workdir / "data",
             kafka_partitions=self.s.kafka_partitions,
             secrets_dir=self.s.secrets_dir,
             server_bundle=self.s.secrets_dir / SERVER_BUNDLE,
             ca_file=self.s.ca_file,
             controller_principal=f"CN={SERVER_COMMON_NAME}",
         )
-        render(INFRA / "kafka" / "log4j2.properties", self.workdir / "log4j2.properties")
+
+    def prepare(self) -> None:
+        data = self.workdir / "data"
+        conf = self.render_config()
         if (data / "meta.properties").exists():
             if not (data / SECURED_MARKER).exists():
                 raise StackError(

@@ -4,7 +4,6 @@ asks for one (never the stack's Kafka, Redis or Trino)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import redis
 
 from lakehouse.serving import connect
 from lakehouse.settings import Settings
+from lakehouse.stack import components
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -42,9 +42,7 @@ def spark() -> Iterator[SparkSession]:
 
 # -- a private redis-server ---------------------------------------------------------------
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = components.free_port()
     assert port != 6379
     return port
 

@@ -8,6 +8,7 @@ pointed at it for the test, and Parquet's key caches are emptied around it.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -192,6 +193,6 @@ def test_key_files_are_private_and_ids_increase(tmp_path: Path) -> None:
     for key_id in ids:
         f = s.parquet_keys_dir / f"{key_id}.key"
         assert oct(f.stat().st_mode & 0o777) == "0o600"
-        assert len(__import__("base64").b64decode(f.read_bytes())) == 32  # AES-256
+        assert len(base64.b64decode(f.read_bytes())) == 32  # AES-256
     with pytest.raises(ValueError, match="no Parquet master key pii-9"):
         secrets.retire_parquet_key(s, "pii-9")

@@ -15,13 +15,15 @@ import pytest
 
 from lakehouse.settings import Settings
 from lakehouse.stack import components as stack
-from lakehouse.stack.components import Component, PidFile, StackError, port_open, render, start_ticks
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from lakehouse.stack.components import (
+    Component,
+    PidFile,
+    StackError,
+    free_port,
+    port_open,
+    render,
+    start_ticks,
+)
 
 
 class HttpServer(Component):
@@ -44,7 +46,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_start_status_stop_leaves_no_process(settings: Settings) -> None:
-    svc = HttpServer(settings, _free_port())
+    svc = HttpServer(settings, free_port())
     assert svc.start(print) == "started"
     proc = svc.process()
     assert proc is not None
@@ -125,7 +127,7 @@ def test_a_service_that_dies_at_start_reports_its_log(settings: Settings) -> Non
 
     t0 = time.monotonic()
     with pytest.raises(StackError, match="bad config: foo"):
-        Crashes(settings, _free_port()).start(print)
+        Crashes(settings, free_port()).start(print)
     assert time.monotonic() - t0 < 15, "a dead process must be noticed without waiting out the timeout"
 
 
@@ -168,7 +170,7 @@ def test_components_start_in_dependency_order(settings: Settings) -> None:
 
 
 def test_a_process_that_ignores_sigterm_is_killed(settings: Settings) -> None:
-    port = _free_port()
+    port = free_port()
 
     class Stubborn(HttpServer):
         def command(self) -> list[str]:
