@@ -53,6 +53,8 @@ SECRETS: dict[str, str] = {
     "dagster_engineer": "dagster-engineer.password",
     "dagster_viewer": "dagster-viewer.password",
     "flink_keystore": "flink-keystore.password",
+    # PagerDuty's Events v2 integration key; setup writes a random placeholder: put your service's key here.
+    "pagerduty_routing_key": "pagerduty-routing-key",
 }
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
@@ -118,6 +120,24 @@ class Settings(BaseSettings):
     dagster_port: int = Field(3000, ge=1, le=65535, description="Dagster UI and GraphQL (HTTPS, login required).")
     prometheus_port: int = Field(9090, ge=1, le=65535, description="Prometheus.")
     pushgateway_port: int = Field(9091, ge=1, le=65535, description="Prometheus pushgateway (metrics of batch runs).")
+    alertmanager_port: int = Field(9095, ge=1, le=65535, description="Alertmanager (HTTPS; its cluster port is off).")
+    node_exporter_port: int = Field(9100, ge=1, le=65535, description="Node exporter (disk space of the machine).")
+    dashboard_port: int = Field(
+        3001,
+        ge=1,
+        le=65535,
+        description="The dashboards page (HTTPS, the Dagster UI's login; `lakehouse ui --dashboard`).",
+    )
+
+    # --- alerting -------------------------------------------------------------
+    pagerduty_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue",
+        description="PagerDuty Events API v2 endpoint Alertmanager sends pages to (the routing key is the secret "
+        "`pagerduty-routing-key`); the tests point it at a local stand-in.",
+    )
+    alert_webhook_url: str | None = Field(
+        None, description="A webhook every alert (page or ticket) is also posted to (Alertmanager's format); none: off."
+    )
 
     # --- heaps and sizes (2-core, modest machine by default) -------------
     kafka_heap: str = Field("512m", pattern=r"^[0-9]+[kmgKMG]$", description="Kafka broker JVM heap.")
@@ -324,6 +344,9 @@ class Settings(BaseSettings):
             "dagster_port",
             "prometheus_port",
             "pushgateway_port",
+            "alertmanager_port",
+            "node_exporter_port",
+            "dashboard_port",
         ):
             port = getattr(self, name)
             if port in ports:
@@ -407,6 +430,14 @@ class Settings(BaseSettings):
     @property
     def prometheus_url(self) -> str:
         return f"https://{self.host}:{self.prometheus_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"https://{self.host}:{self.dashboard_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"https://{self.host}:{self.alertmanager_port}"
 
     @property
     def pushgateway_url(self) -> str:

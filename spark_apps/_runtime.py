@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from lakehouse.services import streams
 from lakehouse.services.streams import AlreadyRunningError, exclusive
 from lakehouse.settings import Settings, get_settings
+from spark_apps._metrics import StreamMetrics, exported, observed_latency, take_latency
 from spark_apps._pipes import Reporter, reporter
 
 if TYPE_CHECKING:
@@ -249,8 +250,8 @@ class ProgressReporter:
 
     HEARTBEAT_S = 60.0
 
-    def __init__(self, app: str, r: Reporter) -> None:
-        self.app, self.r = app, r
+    def __init__(self, app: str, r: Reporter, metrics: StreamMetrics | None = None) -> None:
+        self.app, self.r, self.metrics = app, r, metrics
         self._last_ts: dict[str, str] = {}
         self._last_sent: dict[str, float] = {}
 
@@ -258,11 +259,20 @@ class ProgressReporter:
         self, name: str, progress: dict[str, object], rows_out: int | None, facts: dict[str, object] | None = None
     ) -> None:
         summary = {"app": self.app, **progress_summary(progress, rows_out), **(facts or {})}
+        if self.metrics is not None:
+            batch = progress.get("batchId")
+            latency = take_latency(name, int(batch)) if isinstance(batch, int) and not progress.get("idle") else {}
+            latency.update(observed_latency(progress))
+            self.metrics.batch(summary, latency)
+            if not progress.get("idle"):
+                self.metrics.kafka_progress(progress)
         self.r.message(summary)
         self._last_sent[name] = time.monotonic()
         print("progress " + json.dumps(summary, default=str), flush=True)
 
     def poll(self, queries: list[StreamingQuery]) -> None:
+        if self.metrics is not None:
+            self.metrics.alive()
         for q in queries:
             recent = getattr(q, "recentProgress", None)
             updates = [_as_dict(p) for p in recent] if recent is not None else []
@@ -355,7 +365,8 @@ def main_for(app: str, starters: dict[str, StartQuery], argv: Sequence[str] | No
                     mode = "available-now" if opts.available_now else "continuous"
                     r.log(f"{app}: {len(queries)} queries started ({mode})")
                     register_in_trino(s, r.log)
-                    run_queries(queries, stop, progress=ProgressReporter(app, r))
+                    with exported(app, s, r.log) as metrics:
+                        run_queries(queries, stop, progress=ProgressReporter(app, r, metrics))
                 finally:
                     for q in spark.streams.active:
                         q.stop()

@@ -24,6 +24,7 @@ from lakehouse.contracts import TOPICS
 from lakehouse.delta.tables import ensure_table
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE
+from spark_apps._metrics import KAFKA_OBSERVATION, age_bucket_aggs
 from spark_apps._runtime import checkpoint, main_for, with_trigger
 
 if TYPE_CHECKING:
@@ -46,6 +47,12 @@ def to_bronze(kafka_df: DataFrame) -> DataFrame:
         ingested.alias("ingested_at"),
         F.to_date(ingested).alias("ingest_date"),
     )
+
+
+def with_latency_observed(bronze_df: DataFrame) -> DataFrame:
+    """Count each batch's rows by age since their Kafka append (``_metrics``), in the write itself."""
+    aggs = age_bucket_aggs(F.col("kafka_timestamp"), F.unix_micros(F.col("ingested_at")), "k")
+    return bronze_df.observe(KAFKA_OBSERVATION, *aggs)
 
 
 def starting_offsets(setting: str, topic: str) -> str:
@@ -72,7 +79,7 @@ def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> 
         .load()
     )
     writer = (
-        to_bronze(source)
+        with_latency_observed(to_bronze(source))
         .writeStream.format("delta")
         .queryName(f"bronze_{topic}")
         .outputMode("append")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from lakehouse.settings import Settings, get_settings
 from spark_apps import bronze, refine
+from spark_apps._metrics import exported
 from spark_apps._pipes import Reporter, reporter
 from spark_apps._runtime import (
     ALREADY_RUNNING,
@@ -50,21 +51,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(opts: RunOptions, s: Settings, stop: GracefulStop, r: Reporter) -> None:
     spark, s = session("pipeline", opts, s)
-    progress = ProgressReporter("pipeline", r)
     try:
-        if opts.available_now:
-            for layer, starters in LAYERS.items():
-                if stop.requested.is_set():
-                    break
-                r.log(f"pipeline: {layer} catching up")
-                queries = [start(spark, s, True) for start in starters.values()]
+        with exported("pipeline", s, r.log) as metrics:
+            progress = ProgressReporter("pipeline", r, metrics)
+            if opts.available_now:
+                for layer, starters in LAYERS.items():
+                    if stop.requested.is_set():
+                        break
+                    r.log(f"pipeline: {layer} catching up")
+                    queries = [start(spark, s, True) for start in starters.values()]
+                    register_in_trino(s, r.log)
+                    run_queries(queries, stop, progress=progress)
+            else:
+                queries = [start(spark, s, False) for starters in LAYERS.values() for start in starters.values()]
+                r.log(f"pipeline: {len(queries)} queries started (continuous)")
                 register_in_trino(s, r.log)
                 run_queries(queries, stop, progress=progress)
-        else:
-            queries = [start(spark, s, False) for starters in LAYERS.values() for start in starters.values()]
-            r.log(f"pipeline: {len(queries)} queries started (continuous)")
-            register_in_trino(s, r.log)
-            run_queries(queries, stop, progress=progress)
     finally:
         for q in spark.streams.active:
             q.stop()

@@ -49,6 +49,7 @@ from lakehouse.delta.validator import compile_schema
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, QUARANTINE, SILVER
 from spark_apps import gold, silver
+from spark_apps._metrics import AgeSample, age_bucket_aggs, record_latency
 from spark_apps._runtime import checkpoint, checkpoint_epoch, main_for, record_batch, retrying, with_trigger
 
 if TYPE_CHECKING:
@@ -129,6 +130,8 @@ class Facts:
     changes: int
     change_us: tuple[int, int] | None
     flag_window_us: tuple[int, int] | None
+    event_ages: AgeSample | None = None  # new valid rows by age at ``ages_at`` (epoch s)
+    ages_at: float = 0.0
 
 
 def _range(row: Any, lo: str, hi: str) -> tuple[int, int] | None:
@@ -148,7 +151,9 @@ def facts(rows: DataFrame, s: Settings, payments: bool) -> Facts:
     skew = F.expr(f"INTERVAL {int(s.max_clock_skew_s * 1_000_000)} MICROSECONDS")
     us = F.unix_micros(F.col("event_time"))
     win = F.unix_micros(F.col("window_start"))
+    ages_at = time.time()
     aggs = [
+        *age_bucket_aggs(F.col("event_time"), int(ages_at * 1e6), "e", where=new),
         F.count(F.lit(1)).alias("rows"),
         F.count_if(~valid).alias("invalid"),
         F.count_if(new).alias("new"),
@@ -186,6 +191,8 @@ def facts(rows: DataFrame, s: Settings, payments: bool) -> Facts:
         changes=int(row["changes"]) if payments else 0,
         change_us=_range(row, "change_lo", "change_hi") if payments else None,
         flag_window_us=_range(row, "flag_lo", "flag_hi") if payments else None,
+        event_ages=AgeSample.from_row(row.asDict(), "e"),
+        ages_at=ages_at,
     )
 
 
@@ -285,6 +292,8 @@ def write_batch(
             watermark_ms=f.watermark_ms,
             sink_ms=clock.laps,
         )
+        if f.event_ages is not None:  # everything committed: event -> commit
+            record_latency(f"{APP}_{topic}", batch_id, "event_time", f.event_ages, f.ages_at)
     finally:
         if known is not None:
             known.unpersist()

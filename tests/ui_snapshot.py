@@ -114,10 +114,11 @@ def server_spki_hash(s: Settings) -> str:
 
 
 def _login_url(s: Settings, url: str) -> str:
-    """URL of the Dagster UI behind a one-time login link (other URLs unchanged)."""
-    if not url.startswith(s.dagster_url + "/"):
-        return url
-    return dagster_web.login_link(s, "engineer", url[len(s.dagster_url) :])
+    """URL of the Dagster UI or the dashboards behind a one-time login link (other URLs unchanged)."""
+    for base in (s.dagster_url, s.dashboard_url):
+        if url.startswith(base + "/"):
+            return dagster_web.login_link(s, "engineer", url[len(base) :], base_url=base)
+    return url
 
 
 def _render_once(url: str, *, wait_ms: int, width: int, height: int, out_png: Path | None) -> str:

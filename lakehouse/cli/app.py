@@ -16,7 +16,7 @@ import os
 import click
 
 from lakehouse import __version__
-from lakehouse.cli import bench, generate, keys, serving, stack, streams, trino
+from lakehouse.cli import bench, dashboards, generate, kafka, keys, serving, stack, streams, trino
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,13 +27,14 @@ def main() -> None:
     \b
     Typical session:
       lakehouse setup      install what the stack needs (idempotent; `make setup` runs it)
-      lakehouse up         start Kafka, Redis, Trino, Prometheus, pushgateway, Dagster
+      lakehouse up         start Kafka, Redis, Trino, Prometheus (+ pushgateway, Alertmanager), Dagster
       lakehouse status     one line per component; exit 1 if anything is down
       lakehouse connect R  how role R (producer, engineer, analyst, service) reaches each service
-      lakehouse ui         a one-time link that logs a browser into the Dagster UI
+      lakehouse ui         a one-time link that logs a browser into the Dagster UI (--dashboard: the dashboards)
       lakehouse smoke      Spark writes a Delta table, Trino reads it back
       lakehouse demo       generated events through the whole pipeline, results shown
       lakehouse stream …   run streams (foreground) or start/stop them as Dagster runs
+      lakehouse kafka …    topics, a topic's partitions, the newest records, lag
       lakehouse sql "…"    query the lake through Trino
       lakehouse serve get  read what services read from Redis
       lakehouse keys …     the master keys of the encryption at rest: list, rotate, retire
@@ -65,6 +66,8 @@ for command in (
     streams.maintain,
     streams.check,
     generate.generate,
+    kafka.kafka,
+    dashboards.dashboards,
     serving.redis,
     serving.serve,
     bench.bench,

@@ -93,6 +93,11 @@ def status(as_json: bool) -> None:
         console.print(table)
         if bad:
             console.print(f"[red]not healthy:[/] {', '.join(bad)}  (see `lakehouse logs NAME`)")
+        console.print(
+            f"dashboards: {s.dashboard_url}  ·  Dagster: {s.dagster_url}  ·  alerts: {s.alertmanager_url}"
+            "  (`lakehouse ui` or `lakehouse ui --dashboard` prints a login link)",
+            highlight=False,
+        )
     sys.exit(1 if bad else 0)
 
 
@@ -292,9 +297,10 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     help="engineer operates (runs, sensors, reloads); viewer only looks.",
 )
 @click.option("--path", "next_path", default="/", show_default=True, help="The page to open, e.g. /runs or /assets.")
+@click.option("--dashboard", is_flag=True, help="Log into the dashboards page (live charts of every stream) instead.")
 @friendly_errors
-def ui(user: str, next_path: str) -> None:
-    """Print a one-time link that logs a browser into the Dagster UI.
+def ui(user: str, next_path: str, dashboard: bool) -> None:
+    """Print a one-time link that logs a browser into the Dagster UI (or, with --dashboard, the dashboards).
 
     \b
     The UI is HTTPS with a login (Dagster itself has none). The link is good for one use within
@@ -305,7 +311,7 @@ def ui(user: str, next_path: str) -> None:
     from lakehouse.services import dagster_guard as dagster_web
 
     s = load_settings()
-    click.echo(dagster_web.login_link(s, user, next_path))
+    click.echo(dagster_web.login_link(s, user, next_path, base_url=s.dashboard_url if dashboard else None))
     err_console.print(f"one use, within {dagster_web.LOGIN_TTL_S:.0f}s; CA to trust: {s.ca_file}", highlight=False)
 
 

@@ -75,8 +75,9 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def login_link(s: Settings, user: str = "engineer", next_path: str = "/") -> str:
-    """A link that logs a browser in as USER once (within LOGIN_TTL_S) and opens NEXT_PATH.
+def login_link(s: Settings, user: str = "engineer", next_path: str = "/", base_url: str | None = None) -> str:
+    """A link that logs a browser in as USER once (within LOGIN_TTL_S) and opens NEXT_PATH on the
+    Dagster UI, or on BASE_URL: another server behind a Guard on the same logins (the dashboards).
 
     The token is random; its SHA-256 names a file holding the user and the page, so the file alone
     cannot be replayed, and the page comes from the file (the link cannot redirect anywhere else).
@@ -92,7 +93,7 @@ def login_link(s: Settings, user: str = "engineer", next_path: str = "/") -> str
     fd = os.open(d / _digest(token), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"user": user, "next": next_path}, f)
-    return f"{s.dagster_url}{LOGIN_PATH}?token={token}"
+    return f"{base_url or s.dagster_url}{LOGIN_PATH}?token={token}"
 
 
 def is_mutation(body: bytes) -> bool:

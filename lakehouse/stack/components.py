@@ -15,6 +15,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -637,7 +639,7 @@ class Pushgateway(Component):
 
 class Prometheus(Component):
     def __init__(self, s: Settings) -> None:
-        super().__init__(s, name="prometheus", timeout_s=60, depends_on=("pushgateway",))
+        super().__init__(s, name="prometheus", timeout_s=60, depends_on=("pushgateway", "alertmanager"))
 
     def port(self) -> int:
         return self.s.prometheus_port
@@ -652,6 +654,9 @@ class Prometheus(Component):
             host=self.s.host,
             prometheus_port=self.s.prometheus_port,
             pushgateway_port=self.s.pushgateway_port,
+            alertmanager_port=self.s.alertmanager_port,
+            node_exporter_port=self.s.node_exporter_port,
+            rules_dir=self.workdir / "rules",
             trino_port=self.s.trino_port,
             environment=self.s.environment,
             ca_file=self.s.ca_file,
@@ -659,6 +664,9 @@ class Prometheus(Component):
             scraper_password_file=self.s.secret_file("prometheus_scraper"),
         )
         web_config(self.s, self.workdir / "web.yml", ("admin", "scraper"))
+        rules = self.workdir / "rules"
+        shutil.rmtree(rules, ignore_errors=True)
+        shutil.copytree(INFRA / "prometheus" / "rules", rules)
 
     def command(self) -> list[str]:
         # No --web.enable-lifecycle: nobody may stop or reload Prometheus over HTTP (`lakehouse down` does).
@@ -677,6 +685,129 @@ class Prometheus(Component):
     def version(self) -> str:
         r = _admin_get(self.s, f"{self.s.prometheus_url}/api/v1/status/buildinfo")
         return str(r.json()["data"]["version"]) if r else "?"
+
+
+def alertmanager_config(s: Settings) -> str:
+    """Alertmanager's configuration for S: routes, PagerDuty, and the webhook when one is set."""
+    webhook = ""
+    if s.alert_webhook_url:
+        webhook = f"    webhook_configs:\n      - url: {json.dumps(s.alert_webhook_url)}\n        send_resolved: true"
+    return Template((INFRA / "alertmanager" / "alertmanager.yml").read_text()).substitute(
+        pagerduty_url=json.dumps(s.pagerduty_url),
+        routing_key_file=s.secret_file("pagerduty_routing_key"),
+        alertmanager_url=s.alertmanager_url,
+        environment=s.environment,
+        pager_webhooks=webhook,
+        ticket_webhooks=webhook,
+    )
+
+
+class Alertmanager(Component):
+    """Routes Prometheus' alerts: pages to PagerDuty, all of them to the webhook (when set)."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="alertmanager", timeout_s=30)
+
+    def port(self) -> int:
+        return self.s.alertmanager_port
+
+    def url(self) -> str:
+        return self.s.alertmanager_url
+
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / "alertmanager.yml"
+
+    def prepare(self) -> None:
+        write_private(self.config_file, alertmanager_config(self.s).encode())
+        web_config(self.s, self.workdir / "web.yml", ("admin", "scraper"))
+
+    def start(self, log: Log) -> str:
+        """Start, or apply changed alerting settings to the running Alertmanager (it reloads on SIGHUP)."""
+        state = super().start(log)
+        proc = self.process()
+        wanted = alertmanager_config(self.s)
+        if state == "running" and proc is not None and self.config_file.read_text() != wanted:
+            write_private(self.config_file, wanted.encode())
+            proc.send_signal(signal.SIGHUP)
+            log(f"      alertmanager: configuration changed, reloaded ({self.config_file})")
+        return state
+
+    def command(self) -> list[str]:
+        return [
+            "prometheus-alertmanager",
+            f"--config.file={self.config_file}",
+            f"--web.config.file={self.workdir / 'web.yml'}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address={self.s.host}:{self.s.alertmanager_port}",
+            f"--web.external-url={self.s.alertmanager_url}",
+            "--cluster.listen-address=",  # one instance: no gossip port (it would bind 0.0.0.0:9094)
+        ]
+
+    def healthy(self) -> bool:
+        return _admin_get(self.s, f"{self.s.alertmanager_url}/-/ready") is not None
+
+    def version(self) -> str:
+        r = _admin_get(self.s, f"{self.s.alertmanager_url}/api/v2/status")
+        return str(r.json()["versionInfo"]["version"]) if r else "?"
+
+
+class NodeExporter(Component):
+    """The machine's filesystems (free space) for the disk alert; no other collector."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="node-exporter", timeout_s=30)
+
+    def port(self) -> int:
+        return self.s.node_exporter_port
+
+    def url(self) -> str:
+        return f"https://{self.s.host}:{self.s.node_exporter_port}/metrics"
+
+    def prepare(self) -> None:
+        web_config(self.s, self.workdir / "web.yml", ("admin", "scraper"))
+
+    def command(self) -> list[str]:
+        return [
+            "prometheus-node-exporter",
+            "--collector.disable-defaults",
+            "--collector.filesystem",
+            f"--web.listen-address={self.s.host}:{self.s.node_exporter_port}",
+            f"--web.config.file={self.workdir / 'web.yml'}",
+        ]
+
+    def healthy(self) -> bool:
+        return _admin_get(self.s, self.url()) is not None
+
+    def version(self) -> str:
+        r = _admin_get(self.s, self.url())
+        m = re.search(r'node_exporter_build_info\{[^}]*version="([^"]+)"', r.text) if r else None
+        return m.group(1) if m else "?"
+
+
+class DashboardServer(Component):
+    """The dashboards page (lakehouse.services.dashboard) behind the Dagster UI's login."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="dashboard", timeout_s=30, depends_on=("prometheus",))
+
+    def port(self) -> int:
+        return self.s.dashboard_port
+
+    def url(self) -> str:
+        return self.s.dashboard_url
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "lakehouse.services.dashboard"]
+
+    def healthy(self) -> bool:
+        r = _http_ok(f"{self.s.dashboard_url}/healthz", verify=str(self.s.ca_file), auth=self.s.dagster_auth("viewer"))
+        return r is not None
+
+    def version(self) -> str:
+        from lakehouse import __version__
+
+        return __version__
 
 
 def _bin(name: str) -> str:
@@ -746,7 +877,18 @@ class DagsterDaemon(_Dagster):
 
 def components(s: Settings) -> list[Component]:
     """Every component, in start order (each after what it depends on)."""
-    return [Kafka(s), Redis(s), Trino(s), Pushgateway(s), Prometheus(s), DagsterWebserver(s), DagsterDaemon(s)]
+    return [
+        Kafka(s),
+        Redis(s),
+        Trino(s),
+        Pushgateway(s),
+        Alertmanager(s),
+        NodeExporter(s),
+        Prometheus(s),
+        DashboardServer(s),
+        DagsterWebserver(s),
+        DagsterDaemon(s),
+    ]
 
 
 def select(s: Settings, names: list[str] | None) -> list[Component]:

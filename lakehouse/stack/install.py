@@ -31,6 +31,8 @@ APT_PACKAGES = {  # binary on PATH -> Debian package that provides it
     "redis-server": "redis-server",
     "prometheus": "prometheus",
     "prometheus-pushgateway": "prometheus-pushgateway",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "prometheus-node-exporter": "prometheus-node-exporter",
     "mvn": "maven",
     "chromium": "chromium",  # headless browser for the Dagster UI test and the README screenshot
 }

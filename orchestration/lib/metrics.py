@@ -1,17 +1,17 @@
 """Metrics to the stack's Prometheus pushgateway, through dagster-prometheus.
 
-- streams: every micro-batch of a Dagster-launched stream sets ``lakehouse_stream_*``
-  gauges (rows in/out, batch duration, rates, Kafka lag), grouped by app;
+- streams push their own ``lakehouse_stream_*`` metrics, whoever launched them (``spark_apps/_metrics.py``);
 - runs: each job's last status, duration and end time (pushed by the run status sensors of
   ``orchestration/defs/metrics.py`` through :func:`push_run`);
-- supervisor restarts: ``lakehouse_stream_supervisor_restart`` (the restart count);
+- supervisors: ``lakehouse_stream_supervisor_restart`` (the restart count) and
+  ``lakehouse_stream_supervisor_gave_up`` (1 once it stopped restarting a failing stream);
 - quality: ``lakehouse_quality_check_passed`` and failing-row counts per check.
 
 A pushgateway that is down is logged and skipped: metrics never fail a stream or a job.
 """
 
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -19,16 +19,6 @@ from dagster_prometheus import PrometheusResource
 from prometheus_client import CollectorRegistry, Gauge
 
 from lakehouse.settings import get_settings
-
-STREAM_FIELDS = {
-    "rows_in": "Rows the last micro-batch read",
-    "rows_out": "Rows the last micro-batch wrote",
-    "batch_duration_ms": "Duration of the last micro-batch, ms",
-    "input_rows_per_second": "Input rate of the last micro-batch",
-    "processed_rows_per_second": "Processing rate of the last micro-batch",
-    "kafka_lag": "Records behind the Kafka end offsets after the last micro-batch",
-    "batch_id": "Id of the last micro-batch",
-}
 
 
 def prometheus_resource() -> PrometheusResource:
@@ -77,35 +67,6 @@ def _push(prometheus: PrometheusResource, registry: CollectorRegistry, job: str,
         log.warning(f"pushgateway {prometheus.gateway} unreachable, metrics for {job} skipped: {e}")
 
 
-class StreamMetrics:
-    """Gauges per query, pushed after each micro-batch message of one stream run."""
-
-    def __init__(self, prometheus: PrometheusResource, app: str, log: Any) -> None:
-        self.prometheus, self.app, self.log = prometheus, app, log
-        self.registry = CollectorRegistry()
-        self.gauges = {
-            name: Gauge(f"lakehouse_stream_{name}", doc, ["app", "query"], registry=self.registry)
-            for name, doc in STREAM_FIELDS.items()
-        }
-        self.last = Gauge(
-            "lakehouse_stream_last_progress_timestamp_seconds",
-            "When the stream last reported progress",
-            ["app", "query"],
-            registry=self.registry,
-        )
-
-    def __call__(self, message: Mapping[str, Any]) -> None:
-        query = str(message.get("query") or "")
-        if not query:
-            return
-        for name, gauge in self.gauges.items():
-            value = message.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                gauge.labels(self.app, query).set(value)
-        self.last.labels(self.app, query).set_to_current_time()
-        _push(self.prometheus, self.registry, "lakehouse_streams", self.log, app=self.app)
-
-
 def push_check_results(
     prometheus: PrometheusResource, results: list[dg.AssetCheckResult], layer: str, log: Any
 ) -> None:
@@ -136,6 +97,34 @@ def push_restart(prometheus: PrometheusResource, stream: str, restart: int, log:
         registry=registry,
     ).labels(stream).set(restart)
     _push(prometheus, registry, "lakehouse_supervisor", log, stream=stream)
+
+
+def push_gave_up(prometheus: PrometheusResource, stream: str, failures: int | None, log: Any) -> None:
+    """``lakehouse_stream_supervisor_gave_up`` for STREAM after FAILURES, or (None) no longer: the
+    stream runs or was launched again, however (the group is deleted)."""
+    job, grouping = "lakehouse_supervisor_gave_up", {"stream": stream}
+    if failures is None:
+        import prometheus_client
+
+        try:
+            prometheus_client.delete_from_gateway(
+                prometheus.gateway,
+                job=job,
+                grouping_key=grouping,
+                timeout=prometheus.timeout,
+                handler=_secure_handler(),
+            )
+        except OSError as e:
+            log.warning(f"pushgateway {prometheus.gateway} unreachable, {job} of {stream} not cleared: {e}")
+        return
+    registry = CollectorRegistry()
+    Gauge(
+        "lakehouse_stream_supervisor_gave_up",
+        "Consecutive failures after which the supervisor stopped restarting the stream (present only then)",
+        ["stream"],
+        registry=registry,
+    ).labels(stream).set(failures)
+    _push(prometheus, registry, job, log, **grouping)
 
 
 def push_run(context: dg.RunStatusSensorContext, prometheus: PrometheusResource) -> None:

@@ -8,9 +8,14 @@ still alive: `up` -> tests -> `down` leaves no process behind.
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import psutil
 import pytest
@@ -20,8 +25,63 @@ from lakehouse.settings import Settings, get_settings
 from lakehouse.stack import components as stack
 
 
+class StandInPagerDuty:
+    """PagerDuty's Events API v2 on loopback: records every event Alertmanager posts (202, as PagerDuty)."""
+
+    def __init__(self) -> None:
+        events = self.events = []  # type: list[tuple[float, dict[str, Any]]]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                events.append((time.time(), json.loads(body)))
+                reply = b'{"status": "success", "message": "Event processed"}'
+                self.send_response(202)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v2/enqueue"
+        threading.Thread(target=self.server.serve_forever, name="stand-in-pagerduty", daemon=True).start()
+
+    def received(self, action: str, since: float, **match: str) -> list[dict[str, Any]]:
+        """Events of ACTION (trigger, resolve) received after SINCE whose summary contains each MATCH value."""
+        return [
+            e
+            for at, e in self.events
+            if at >= since
+            and e.get("event_action") == action
+            and all(v in str(e.get("payload", {}).get("summary", "")) for v in match.values())
+        ]
+
+
 @pytest.fixture(scope="session")
-def lakehouse_stack() -> Iterator[Settings]:
+def pager() -> Iterator[StandInPagerDuty]:
+    """The stand-in PagerDuty the stack's Alertmanager pages during the session (LAKEHOUSE_PAGERDUTY_URL)."""
+    stand_in = StandInPagerDuty()
+    before = os.environ.get("LAKEHOUSE_PAGERDUTY_URL")
+    os.environ["LAKEHOUSE_PAGERDUTY_URL"] = stand_in.url
+    get_settings.cache_clear()
+    yield stand_in
+    if before is None:
+        os.environ.pop("LAKEHOUSE_PAGERDUTY_URL", None)
+    else:
+        os.environ["LAKEHOUSE_PAGERDUTY_URL"] = before
+    get_settings.cache_clear()
+    s = get_settings()
+    if stack.Alertmanager(s).process() is not None:  # one the session reused: give it its own URL back
+        with contextlib.suppress(stack.StackError):
+            stack.Alertmanager(s).start(print)
+    stand_in.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def lakehouse_stack(pager: StandInPagerDuty) -> Iterator[Settings]:
     s = get_settings()
     states = stack.up(s, log=print)
     started = [name for name, state in states.items() if state == "started"]

@@ -24,6 +24,7 @@ from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE
+from tests.integration.conftest import StandInPagerDuty
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -112,11 +113,12 @@ def _bronze_count(spark: SparkSession, lake: Path) -> tuple[int, int]:
     return total, distinct
 
 
-def test_a_dagster_stream_reports_each_batch_survives_a_killed_driver_and_stops_at_a_batch_boundary(
-    lakehouse_stack: Settings, bronze_clean: None, tmp_path: Path, spark: SparkSession
+def test_a_dagster_stream_reports_each_batch_pages_when_killed_survives_and_stops_at_a_batch_boundary(
+    lakehouse_stack: Settings, bronze_clean: None, tmp_path: Path, spark: SparkSession, pager: StandInPagerDuty
 ) -> None:
-    """One stream through its life: started over GraphQL, observed live, its driver SIGKILLed and
-    restarted by the supervisor with nothing lost, then stopped gracefully."""
+    """One stream through its life: started over GraphQL, observed live, its driver SIGKILLed (a page
+    reaches the stand-in PagerDuty), restarted by the supervisor with nothing lost (the page resolves),
+    then stopped gracefully (its metrics leave the pushgateway)."""
     s = lakehouse_stack
     lake = tmp_path / "lake"
     first = _launch(s, "bronze", _overrides(s, lake))
@@ -134,19 +136,36 @@ def test_a_dagster_stream_reports_each_batch_survives_a_killed_driver_and_stops_
     materialized = {e["asset"] for e in events if e["type"] == "MaterializationEvent"}
     assert materialized == set(sent_a)  # each table materialized by its first batch, while the stream runs
 
-    # Each batch also went to Prometheus through the pushgateway (dagster-prometheus).
-    _wait("stream metrics in the pushgateway", lambda: _pushed(s, "lakehouse_stream_rows_in", query="bronze_payments"))
+    # The driver itself pushed each batch to the pushgateway: counters of rows, a heartbeat.
+    _wait(
+        "stream metrics in the pushgateway",
+        lambda: sum(_pushed(s, "lakehouse_stream_input_rows_total", app="bronze")) == sum(sent_a.values()),
+    )
+    assert _pushed(s, "lakehouse_stream_heartbeat_timestamp_seconds", app="bronze")
 
-    # 2. SIGKILL the Spark driver JVM (what an out-of-memory kill does): the run fails, the supervisor restarts it.
-    assert api.set_sensor(s, "supervise_bronze", True) == "RUNNING"
+    # 2. SIGKILL the Spark driver JVM (what an out-of-memory kill does): the run fails and, with nobody
+    # restarting it, LakehouseStreamDown pages (the stand-in PagerDuty) within its 30 s + 30 s window.
     holder = streams.lock_holder(s.model_copy(update={"lake_root": lake}), "bronze")
     assert holder is not None, "the running stream should hold its checkpoint lock"
     python_driver = psutil.Process(holder)
     jvm = python_driver.parent()
     assert jvm is not None
     assert "java" in jvm.name()
+    killed_at = time.time()
     jvm.send_signal(signal.SIGKILL)
     assert _wait("the killed run to fail", lambda: _status(s, first) in TERMINAL and _status(s, first)) == "FAILURE"
+    (page,) = _wait(
+        "a page for the dead stream",
+        lambda: pager.received("trigger", killed_at, alert="LakehouseStreamDown", app="Stream bronze is down"),
+        timeout=240,
+        every=5,
+    )
+    paged_after = time.time() - killed_at
+    assert page["payload"]["severity"] == "critical"
+    assert page["payload"]["custom_details"]["runbook"] == "docs/runbook.md#lakehousestreamdown"
+
+    # 3. The supervisor restarts it from the checkpoint; the new driver's heartbeat resolves the page.
+    assert api.set_sensor(s, "supervise_bronze", True) == "RUNNING"
 
     def restarted() -> dict[str, Any] | None:
         for r in api.runs(s, job="stream_bronze", limit=5):
@@ -155,12 +174,19 @@ def test_a_dagster_stream_reports_each_batch_survives_a_killed_driver_and_stops_
         return None
 
     second = _wait("the supervisor to restart the stream", restarted, timeout=240)
-    assert second["tags"]["lakehouse/restart"] == "1"
+    assert int(second["tags"]["lakehouse/restart"]) >= 1  # a recovery (earlier failed runs on a reused stack count too)
+    _wait(
+        "the page to resolve",
+        lambda: [e for e in pager.received("resolve", killed_at) if e["dedup_key"] == page["dedup_key"]],
+        timeout=240,
+        every=5,
+    )
+    print(f"paged {paged_after:.0f}s after the kill")
     sent_b = _sent_per_topic(42, 200, s)
     expected = sum(sent_a.values()) + sum(sent_b.values())
     _wait("every record in bronze", lambda: _bronze_count(spark, lake)[0] >= expected or None, every=5)
 
-    # 3. Stop as `lakehouse stream stop bronze` does: supervisor off, then terminate the run.
+    # 4. Stop as `lakehouse stream stop bronze` does: supervisor off, then terminate the run.
     assert api.set_sensor(s, "supervise_bronze", False) == "STOPPED"
     api.terminate_run(s, second["runId"])
     ended = _wait("the run to end", lambda: _status(s, second["runId"]) in TERMINAL and _status(s, second["runId"]))
@@ -170,3 +196,6 @@ def test_a_dagster_stream_reports_each_batch_survives_a_killed_driver_and_stops_
     assert "bronze: stopped on request" in log  # the driver stopped its queries itself: not killed
     total, distinct = _bronze_count(spark, lake)
     assert total == distinct == expected  # nothing lost, nothing twice
+    assert (
+        _pushed(s, "lakehouse_stream_heartbeat_timestamp_seconds", app="bronze") == []
+    )  # a clean end: no stale metrics

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
-from dagster_prometheus import PrometheusResource
 from pydantic import Field
 
 from lakehouse.contracts import TOPICS
@@ -22,7 +21,6 @@ from lakehouse.tables import GOLD
 from orchestration.defs.streaming.tables import LAYER_SPECS, REDIS_KEY
 from orchestration.lib.config import SparkRunConfig
 from orchestration.lib.jobs import asset_job, schedule
-from orchestration.lib.metrics import StreamMetrics
 from orchestration.lib.spark import SparkApp, SparkPipes
 
 if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
@@ -78,9 +76,7 @@ def _stream_asset(layer: str) -> dg.AssetsDefinition:
         ),
         op_tags={STREAM_TAG: layer},
     )
-    def _stream(
-        context: dg.AssetExecutionContext, config: StreamConfig, prometheus: PrometheusResource, spark: SparkPipes
-    ) -> Iterator[Any]:
+    def _stream(context: dg.AssetExecutionContext, config: StreamConfig, spark: SparkPipes) -> Iterator[Any]:
         continuous = config.mode == "continuous"
         app = SparkApp(
             layer,
@@ -90,7 +86,6 @@ def _stream_asset(layer: str) -> dg.AssetsDefinition:
             materialize=[spec.key for spec in specs],
             # Redis's freshness is the time of its last materialization: keep it current while the stream runs.
             rematerialize_s=60.0 if layer == "serving" else None,
-            on_message=StreamMetrics(prometheus, layer, context.log),
         )
         yield from spark.run(context, config.resolve(), app, config.master)
 

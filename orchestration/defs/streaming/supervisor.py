@@ -30,7 +30,7 @@ from lakehouse.services import fastpath
 from lakehouse.settings import Settings, get_settings
 from orchestration.defs.streaming.fastpath import stream_fastpath
 from orchestration.defs.streaming.streams import LAYERS, STREAM_TAG, stream_jobs
-from orchestration.lib.metrics import push_restart
+from orchestration.lib.metrics import push_gave_up, push_restart
 
 if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -57,6 +57,7 @@ class Decision:
     launch: bool
     reason: str
     restart: int = 0  # consecutive failures this launch follows (0: not a recovery)
+    gave_up: bool = False
 
 
 def decide(layer: str, runs: Sequence[PastRun], busy: Sequence[PastRun], now: float, s: Settings) -> Decision:
@@ -80,6 +81,8 @@ def decide(layer: str, runs: Sequence[PastRun], busy: Sequence[PastRun], now: fl
             False,
             f"gave up on {layer} after {failures} consecutive failures (last: run {last.run_id[:8]}); "
             f"fix the cause, then start it once (`lakehouse stream start {layer}`)",
+            restart=failures,
+            gave_up=True,
         )
     backoff = min(s.supervisor_max_backoff_s, s.supervisor_backoff_s * 2 ** (failures - 1))
     waited = now - (last.end_time or now)
@@ -113,6 +116,10 @@ def _supervisor(layer: str, job: dg.JobDefinition | UnresolvedAssetJobDefinition
         recent = instance.get_run_records(filters=dg.RunsFilter(job_name=job.name), limit=s.supervisor_max_restarts + 2)
         runs = _past(recent)
         d = decide(layer, runs, busy, time.time(), s)
+        if d.gave_up:  # the page: LakehouseSupervisorGaveUp (once per tick: the pushgateway keeps it)
+            push_gave_up(prometheus, layer, d.restart, context.log)
+        elif busy or d.launch:  # running again, whoever started it
+            push_gave_up(prometheus, layer, None, context.log)
         if not d.launch:
             return dg.SkipReason(d.reason)
         context.log.info(d.reason)
