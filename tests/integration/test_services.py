@@ -126,9 +126,10 @@ def test_a_pushed_metric_is_served_by_the_pushgateway(lakehouse_stack: Settings)
         requests.delete(url, timeout=10, **https)
 
 
-def test_prometheus_scrapes_itself_the_pushgateway_and_trino(lakehouse_stack: Settings) -> None:
+def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_stack: Settings) -> None:
     import requests
 
+    expected = ("prometheus", "pushgateway", "trino", "alertmanager", "node")
     deadline = time.monotonic() + 60  # the first scrape happens within one 15 s interval
     while True:
         targets = requests.get(
@@ -138,12 +139,19 @@ def test_prometheus_scrapes_itself_the_pushgateway_and_trino(lakehouse_stack: Se
             verify=str(lakehouse_stack.ca_file),
         ).json()
         health = {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets["data"]["activeTargets"]}
-        if (len(health) == 3 and all(h == "up" for h, _ in health.values())) or time.monotonic() > deadline:
+        if (len(health) == len(expected) and all(h == "up" for h, _ in health.values())) or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert {job: h for job, (h, _) in health.items()} == {"prometheus": "up", "pushgateway": "up", "trino": "up"}, (
-        health
-    )
+    assert {job: h for job, (h, _) in health.items()} == dict.fromkeys(expected, "up"), health
+    rules = requests.get(
+        f"{lakehouse_stack.prometheus_url}/api/v1/rules",
+        timeout=10,
+        auth=lakehouse_stack.http_auth(),
+        verify=str(lakehouse_stack.ca_file),
+    ).json()["data"]["groups"]
+    loaded = {r["name"] for g in rules for r in g["rules"]}
+    assert {"LakehouseStreamDown", "LakehouseSupervisorGaveUp", "LakehouseDiskFilling"} <= loaded
+    assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
 
 
 def test_the_stacks_redis_refuses_strangers_and_keeps_roles_to_their_job(
