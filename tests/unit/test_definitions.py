@@ -161,3 +161,32 @@ def test_metrics_sensors_are_on_by_default() -> None:
     sensors = {s.name: s for s in defs.get_repository_def().sensor_defs}
     for status in ("success", "failure", "canceled"):
         assert sensors[f"run_metrics_{status}"].default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_a_catchup_tick_behind_a_running_stream_is_skipped_with_the_reason() -> None:
+    """The run queue admits one run per stream: a catch-up queued behind a continuous stream would wait
+    forever, and one more would queue on every tick."""
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from orchestration.defs.streaming.streams import catchup_schedules
+
+    schedule = next(s for s in catchup_schedules if s.name == "catchup_bronze_schedule")
+    with dg.instance_for_test() as instance:
+        first = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert [r.job_name or schedule.job_name for r in first.run_requests or []] == ["catchup_bronze"]
+        instance.add_run(
+            DagsterRun(
+                job_name="stream_bronze",
+                run_id="0123456789abcdef",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={"lakehouse/stream": "bronze", "lakehouse/mode": "continuous"},
+            )
+        )
+        second = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert not second.run_requests
+        assert second.skip_message == (
+            "bronze is already running (continuous, run 01234567, STARTED): "
+            "nothing to catch up that it does not read itself"
+        )
+        other = next(s for s in catchup_schedules if s.name == "catchup_refine_schedule")
+        assert other.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests  # another stream's slot

@@ -20,7 +20,7 @@ from lakehouse.services.streams import STREAMS
 from lakehouse.tables import GOLD
 from orchestration.defs.streaming.tables import LAYER_SPECS, REDIS_KEY
 from orchestration.lib.config import SparkRunConfig
-from orchestration.lib.jobs import asset_job, schedule
+from orchestration.lib.jobs import asset_job
 from orchestration.lib.spark import SparkApp, SparkPipes
 
 if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
@@ -121,14 +121,52 @@ CATCHUP_CRON = {
     "refine": "5,20,35,50 * * * *",
     "serving": "10,25,40,55 * * * *",
 }
-catchup_schedules = [
-    schedule(
-        catchup_jobs[layer],
-        CATCHUP_CRON[layer],
-        f"Every 15 minutes, staggered after the layer it reads: {layer} catches up and ends.",
-    )
-    for layer in LAYERS
+#: Run statuses that hold a stream's slot in the run queue (one run per ``lakehouse/stream`` tag).
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
+
+
+def catchup_decision(layer: str, busy: list[dg.RunRecord]) -> dg.RunRequest | dg.SkipReason:
+    """A catch-up of LAYER, unless a run of the stream holds its slot: the queue admits one run per stream,
+    so a tick behind a continuous stream would wait forever, and the queue would grow by one each tick."""
+    if busy:
+        run = busy[0].dagster_run
+        how = "continuous" if run.tags.get("lakehouse/mode") == "continuous" else run.job_name
+        return dg.SkipReason(
+            f"{layer} is already running ({how}, run {run.run_id[:8]}, {run.status.value}): "
+            "nothing to catch up that it does not read itself"
+        )
+    return dg.RunRequest()
+
+
+def _catchup_schedule(layer: str) -> dg.ScheduleDefinition:
+    job = catchup_jobs[layer]
+
+    @dg.schedule(
+        name=f"{job.name}_schedule",
+        job=job,
+        cron_schedule=CATCHUP_CRON[layer],
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=(
+            f"Every 15 minutes, staggered after the layer it reads: {layer} catches up and ends. "
+            f"A tick while a {layer} run is in progress (the continuous stream) is skipped, with the reason."
+        ),
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        busy = context.instance.get_run_records(
+            filters=dg.RunsFilter(tags={STREAM_TAG: layer}, statuses=IN_PROGRESS), limit=1
+        )
+        return catchup_decision(layer, list(busy))
+
+    return _schedule
+
+
+catchup_schedules = [_catchup_schedule(layer) for layer in LAYERS]
 
 # Lists, so the package loader collects them (it does not look inside dicts).
 stream_asset_defs = list(stream_assets.values())

@@ -29,19 +29,11 @@ from dagster_prometheus import PrometheusResource
 from lakehouse.services import fastpath
 from lakehouse.settings import Settings, get_settings
 from orchestration.defs.streaming.fastpath import stream_fastpath
-from orchestration.defs.streaming.streams import LAYERS, STREAM_TAG, stream_jobs
+from orchestration.defs.streaming.streams import IN_PROGRESS, LAYERS, STREAM_TAG, stream_jobs
 from orchestration.lib.metrics import push_gave_up, push_restart
 
 if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-
-IN_PROGRESS = {
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-}
 
 
 @dataclass(frozen=True)
