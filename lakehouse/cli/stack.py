@@ -178,21 +178,36 @@ def smoke() -> None:
 
 
 @click.command()
+@click.option("--exact", is_flag=True, help="Count every table with Spark (a scan) instead of reading the Delta logs.")
 @friendly_errors
-def tables() -> None:
-    """Print every table: row count, files, size, latest version and its time."""
-    from lakehouse.delta.session import build_spark_session
-    from lakehouse.delta.stats import all_stats
+def tables(exact: bool) -> None:
+    """Print every table: row count, files, size, latest version and its time.
+
+    Read from each table's Delta log (the row counts Delta records per file, the checksum of the
+    latest commit): no Spark job, well under a second. A table whose log cannot say (a Parquet
+    checkpoint and no file list in the checksum) is counted with Spark, as is every table with --exact.
+    """
+    from lakehouse.delta.stats import fast_table_stats
+    from lakehouse.tables import ALL_TABLES
 
     s = load_settings()
-    spark = build_spark_session("lakehouse-tables", s)
-    try:
-        stats = all_stats(spark, s)
-    finally:
-        spark.stop()
+    found = {spec.full_name: (None if exact else fast_table_stats(s, spec)) for spec in ALL_TABLES}
+    missing = [spec for spec in ALL_TABLES if found[spec.full_name] is None]
+    if missing:
+        from lakehouse.delta.session import build_spark_session
+        from lakehouse.delta.stats import table_stats
+
+        err_console.print(f"counting {len(missing)} table(s) with Spark ...", highlight=False)
+        spark = build_spark_session("lakehouse-tables", s)
+        try:
+            for spec in missing:
+                found[spec.full_name] = table_stats(spark, s, spec)
+        finally:
+            spark.stop()
+    stats = [st for st in found.values() if st is not None]
     table = Table(title=f"tables under {s.lake_dir}", title_justify="left")
-    for col in ("table", "rows", "files", "size", "version", "last commit (UTC)"):
-        table.add_column(col, justify="left" if col in ("table", "last commit (UTC)") else "right")
+    for col in ("table", "rows", "files", "size", "version", "last commit (UTC)", "counted by"):
+        table.add_column(col, justify="left" if col in ("table", "last commit (UTC)", "counted by") else "right")
     for st in stats:
         if not st.exists:
             table.add_row(st.name, "[dim]not created yet[/]", "", "", "", "")
@@ -204,6 +219,7 @@ def tables() -> None:
             human_bytes(st.size_bytes),
             str(st.version),
             st.modified.strftime("%Y-%m-%d %H:%M:%S") if st.modified else "",
+            st.counted_by,
         )
     console.print(table)
 
