@@ -37,6 +37,7 @@ SECRETS: dict[str, str] = {
     "redis_admin": "redis-admin.password",
     "redis_writer": "redis-writer.password",
     "redis_reader": "redis-reader.password",
+    "redis_monitor": "redis-monitor.password",
     "kafka_admin": "kafka-admin.password",
     "kafka_producer": "kafka-producer.password",
     "kafka_spark": "kafka-spark.password",
@@ -85,8 +86,9 @@ PROMETHEUS_USERS = ("admin", "pusher", "scraper")
 #: Users of the Dagster UI and GraphQL (lakehouse.services.dagster_guard): engineer (everything), viewer (no mutation).
 DAGSTER_USERS = ("engineer", "viewer")
 
-#: Redis users (ACL): role -> what it may do. ``Settings.secret(f"redis_{role}")`` is its password.
-REDIS_ROLES = ("admin", "writer", "reader")
+#: Redis users (ACL): role -> what it may do (monitor: the metrics exporter: INFO, no key).
+#: ``Settings.secret(f"redis_{role}")`` is its password.
+REDIS_ROLES = ("admin", "writer", "reader", "monitor")
 
 
 class SettingsError(RuntimeError):
@@ -122,6 +124,7 @@ class Settings(BaseSettings):
     pushgateway_port: int = Field(9091, ge=1, le=65535, description="Prometheus pushgateway (metrics of batch runs).")
     alertmanager_port: int = Field(9095, ge=1, le=65535, description="Alertmanager (HTTPS; its cluster port is off).")
     node_exporter_port: int = Field(9100, ge=1, le=65535, description="Node exporter (disk space of the machine).")
+    redis_exporter_port: int = Field(9121, ge=1, le=65535, description="Redis exporter (Redis memory, errors).")
     dashboard_port: int = Field(
         3001,
         ge=1,
@@ -141,6 +144,12 @@ class Settings(BaseSettings):
 
     # --- heaps and sizes (2-core, modest machine by default) -------------
     kafka_heap: str = Field("512m", pattern=r"^[0-9]+[kmgKMG]$", description="Kafka broker JVM heap.")
+    redis_maxmemory: str = Field(
+        "512mb",
+        pattern=r"^[0-9]+(kb|mb|gb)$",
+        description="Redis' memory limit. Nothing is evicted (noeviction): full means writes fail, the serving "
+        "stream retries then stops, and an alert warns at 80 %. Sizing: docs/querying-and-serving.md.",
+    )
     trino_heap: str = Field("1536m", pattern=r"^[0-9]+[kmgKMG]$", description="Trino JVM heap.")
     trino_query_max_memory_per_node: str = Field(
         "384MB", pattern=r"^[0-9]+(MB|GB)$", description="Trino: memory one query may use on the node."
@@ -346,6 +355,7 @@ class Settings(BaseSettings):
             "pushgateway_port",
             "alertmanager_port",
             "node_exporter_port",
+            "redis_exporter_port",
             "dashboard_port",
         ):
             port = getattr(self, name)

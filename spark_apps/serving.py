@@ -13,10 +13,11 @@ the newest change per row key (pre-images dropped) and writes it through
 was), TTLs from the contract, ``fraud:alerts`` capped. Rows gold deleted (a replay dropping a
 window, a retracted alert) are removed from Redis.
 
-Redis unreachable: the batch is retried with backoff for ``serving_retry_s`` (a restart of
-Redis, a failover), then the query fails, the app exits non-zero and whoever supervises it
-(Dagster's ``supervise_serving``) restarts it from the same checkpoint: the failed batch is
-replayed, nothing is skipped, and Redis converges once it is back. Gold is never touched.
+Redis unreachable or full (OOM: it never evicts): the batch is retried with backoff for
+``serving_retry_s`` (a restart of Redis, a failover, keys expiring), then the query fails, the app
+exits non-zero and whoever supervises it (Dagster's ``supervise_serving``) restarts it from the same
+checkpoint: the failed batch is replayed, nothing is skipped, and Redis converges once it is back.
+Gold is never touched.
 
 ``--rebuild`` refills Redis from gold's current snapshot: it refuses while the serving stream
 runs (one writer), drops every serving key, then writes the tables. Minute windows older than
@@ -64,10 +65,12 @@ def log(text: str) -> None:
 
 
 def with_redis(s: Settings, what: str, write: Callable[[Any], T]) -> T:
-    """Run ``write(redis_client)``; retry an unreachable Redis with backoff for ``s.serving_retry_s``.
+    """Run ``write(redis_client)``; retry an unreachable or full Redis with backoff for ``s.serving_retry_s``.
 
-    Safe to retry because every write is idempotent. After the deadline the error is raised with
-    what was not written and where Redis was expected, so the failing run says why.
+    Safe to retry because every write is idempotent. Redis never evicts (``noeviction``): when it is
+    full a write fails with OOM, and keys expiring (every serving key has a TTL) or a larger
+    ``maxmemory`` let the retry through. After the deadline the error is raised with what was not
+    written and why, so the failing run says what to do.
     """
     import redis
 
@@ -79,15 +82,23 @@ def with_redis(s: Settings, what: str, write: Callable[[Any], T]) -> T:
         client = serving.connect(s, role="writer")
         try:
             return write(client)
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.OutOfMemoryError) as e:
+            full = isinstance(e, redis.OutOfMemoryError)
+            problem = f"full (maxmemory {s.redis_maxmemory} reached)" if full else "unreachable"
             left = deadline - time.monotonic()
             if left <= 0:
+                remedy = (
+                    "Raise LAKEHOUSE_REDIS_MAXMEMORY (then `lakehouse down redis && lakehouse up`) or free keys; "
+                    "nothing was evicted. "
+                    if full
+                    else ""
+                )
                 raise RuntimeError(
-                    f"Redis at {s.host}:{s.redis_port} unreachable for {s.serving_retry_s:g}s "
-                    f"({attempt} attempts; last: {e}); {what} not written. Gold is unchanged: the batch "
+                    f"Redis at {s.host}:{s.redis_port} {problem} for {s.serving_retry_s:g}s "
+                    f"({attempt} attempts; last: {e}); {what} not written. {remedy}Gold is unchanged: the batch "
                     "is replayed when the stream restarts."
                 ) from e
-            log(f"Redis at {s.host}:{s.redis_port} unreachable ({e}); retrying {what} in {min(delay, left):.0f}s")
+            log(f"Redis at {s.host}:{s.redis_port} {problem} ({e}); retrying {what} in {min(delay, left):.0f}s")
             time.sleep(min(delay, left))
             delay = min(delay * 2, 30.0)
         finally:

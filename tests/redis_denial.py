@@ -73,7 +73,7 @@ def _refusal(name: str, command: Callable[[], object]) -> str:
 def roles_do_their_job_only(s: Settings) -> None:
     """The writer writes serving keys only and runs no dangerous command; the reader only reads."""
     key = f"fraud:user:denial-{uuid.uuid4().hex}"
-    writer, reader = connect(s, role="writer"), connect(s, role="reader")
+    writer, reader, monitor = connect(s, role="writer"), connect(s, role="reader"), connect(s, role="monitor")
     try:
         assert writer.hset(key, mapping={"alert_count": "1"}) == 1
         assert reader.hgetall(key) == {"alert_count": "1"}
@@ -92,12 +92,18 @@ def roles_do_their_job_only(s: Settings) -> None:
             ("reader DEL", lambda: reader.delete(key)),
             ("reader FLUSHALL", lambda: reader.flushall()),
             ("reader EVAL", lambda: reader.eval("return 1", 0)),
+            ("monitor HGETALL", lambda: monitor.hgetall(key)),
+            ("monitor SCAN", lambda: monitor.scan(0)),
+            ("monitor CONFIG SET", lambda: monitor.config_set("maxmemory-policy", "allkeys-lru")),
+            ("monitor FLUSHALL", lambda: monitor.flushall()),
         ):
             # DEBUG is refused before the ACL is asked (enable-debug-command no); the rest by the ACL
             why = _refusal(name, command)
             assert re.search(r"no permissions|DEBUG command not allowed", why), (name, why)
         assert reader.hgetall(key) == {"alert_count": "1"}  # nothing a refused command did stuck
+        assert "used_memory" in monitor.info("memory")  # the exporter's user sees statistics, no key
     finally:
         writer.delete(key)
         writer.close()
         reader.close()
+        monitor.close()

@@ -422,6 +422,9 @@ REDIS_ACL_RULES = {
     " -script|flush -script|kill -function +acl|whoami",
     "reader": " ".join(f"%R~{k}" for k in REDIS_SERVING_KEYS)
     + " resetchannels -@all +@read +@connection -@dangerous +acl|whoami",
+    # The exporter: server statistics only, no key, no configuration change.
+    "monitor": "resetchannels -@all +@connection +info +ping +dbsize +client|list +slowlog|get +slowlog|len"
+    " +latency|latest +config|get +select",
 }
 
 
@@ -462,6 +465,7 @@ class Redis(Component):
             tls_key=self.s.secrets_dir / SERVER_KEY,
             tls_ca=self.s.ca_file,
             acl_file=self.workdir / "users.acl",
+            maxmemory=self.s.redis_maxmemory,
         )
 
     def command(self) -> list[str]:
@@ -483,6 +487,60 @@ class Redis(Component):
             return str(self._client().info("server")["redis_version"])
         except Exception:
             return "?"
+
+
+class RedisExporter(Component):
+    """Redis' memory, clients and errors for Prometheus (Debian's prometheus-redis-exporter), logged in
+    as the ACL user ``monitor``. It has no Basic auth: its HTTPS endpoint requires a client certificate
+    signed by the stack's CA (Prometheus presents the stack's)."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="redis-exporter", timeout_s=30, depends_on=("redis",))
+
+    def port(self) -> int:
+        return self.s.redis_exporter_port
+
+    def url(self) -> str:
+        return f"https://{self.s.host}:{self.s.redis_exporter_port}/metrics"
+
+    @property
+    def redis_uri(self) -> str:
+        return f"rediss://{self.s.host}:{self.s.redis_port}"
+
+    @property
+    def password_file(self) -> Path:
+        """The exporter reads its password from a JSON map (URI -> password): kept with the secrets."""
+        return self.s.secrets_dir / "redis-exporter.json"
+
+    def prepare(self) -> None:
+        body = json.dumps({self.redis_uri: self.s.secret("redis_monitor").get_secret_value()})
+        write_private(self.password_file, body.encode())
+
+    def command(self) -> list[str]:
+        d = self.s.secrets_dir
+        return [
+            "prometheus-redis-exporter",
+            f"-redis.addr={self.redis_uri}",
+            "-redis.user=monitor",
+            f"-redis.password-file={self.password_file}",
+            f"-tls-ca-cert-file={self.s.ca_file}",
+            f"-web.listen-address={self.s.host}:{self.s.redis_exporter_port}",
+            f"-tls-server-cert-file={d / SERVER_CERT}",
+            f"-tls-server-key-file={d / SERVER_KEY}",
+            f"-tls-server-ca-cert-file={self.s.ca_file}",  # scrapers must present a certificate of the CA
+        ]
+
+    def healthy(self) -> bool:
+        return self._metrics() is not None
+
+    def _metrics(self) -> requests.Response | None:
+        d = self.s.secrets_dir
+        return _http_ok(self.url(), verify=str(self.s.ca_file), cert=(str(d / SERVER_CERT), str(d / SERVER_KEY)))
+
+    def version(self) -> str:
+        r = self._metrics()
+        m = re.search(r'redis_exporter_build_info\{[^}]*version="([^"]+)"', r.text) if r else None
+        return m.group(1) if m else "?"
 
 
 def bcrypt_hash(s: Settings, secret: str) -> str:
@@ -656,6 +714,9 @@ class Prometheus(Component):
             pushgateway_port=self.s.pushgateway_port,
             alertmanager_port=self.s.alertmanager_port,
             node_exporter_port=self.s.node_exporter_port,
+            redis_exporter_port=self.s.redis_exporter_port,
+            client_cert=self.s.secrets_dir / SERVER_CERT,
+            client_key=self.s.secrets_dir / SERVER_KEY,
             rules_dir=self.workdir / "rules",
             trino_port=self.s.trino_port,
             environment=self.s.environment,
@@ -884,6 +945,7 @@ def components(s: Settings) -> list[Component]:
         Pushgateway(s),
         Alertmanager(s),
         NodeExporter(s),
+        RedisExporter(s),
         Prometheus(s),
         DashboardServer(s),
         DagsterWebserver(s),

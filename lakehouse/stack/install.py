@@ -33,6 +33,7 @@ APT_PACKAGES = {  # binary on PATH -> Debian package that provides it
     "prometheus-pushgateway": "prometheus-pushgateway",
     "prometheus-alertmanager": "prometheus-alertmanager",
     "prometheus-node-exporter": "prometheus-node-exporter",
+    "prometheus-redis-exporter": "prometheus-redis-exporter",
     "mvn": "maven",
     "chromium": "chromium",  # headless browser for the Dagster UI test and the README screenshot
 }

@@ -129,7 +129,7 @@ def test_a_pushed_metric_is_served_by_the_pushgateway(lakehouse_stack: Settings)
 def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_stack: Settings) -> None:
     import requests
 
-    expected = ("prometheus", "pushgateway", "trino", "alertmanager", "node")
+    expected = ("prometheus", "pushgateway", "trino", "alertmanager", "node", "redis")
     deadline = time.monotonic() + 60  # the first scrape happens within one 15 s interval
     while True:
         targets = requests.get(

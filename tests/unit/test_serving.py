@@ -586,3 +586,35 @@ def test_the_documented_key_layout_is_the_one_the_key_functions_write() -> None:
     ttls = {pattern: ttl for pattern, _, ttl in serving.CONTRACT_KEYS}
     assert ttls["fraud:user:{user_id}"] == serving.FRAUD_USER_TTL_S == 7 * 86400
     assert "| `fraud:alerts` | stream, capped near 100 000 | none |" in serving.key_layout_markdown()
+
+
+def test_a_full_redis_refuses_writes_evicts_nothing_and_the_stream_says_so(settings: Settings, r: redis.Redis) -> None:
+    """noeviction: at maxmemory a write fails with OOM instead of an alert marker silently vanishing (which
+    would let the alert be appended twice). The serving stream retries, then stops with the remedy."""
+    from spark_apps.serving import with_redis
+
+    assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    before = int(r.config_get("maxmemory")["maxmemory"])
+    written = 0
+    try:
+        r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + 200_000)
+        refused = None
+        for i in range(100_000):
+            try:
+                write_fraud_alerts(r, [alert_row(f"oom-{i:06d}", f"u{i % 50}", i % 60)], maxlen=100_000)
+            except redis.OutOfMemoryError as e:
+                refused = e
+                break
+            written += 1
+        assert refused is not None, "Redis never refused a write at its maxmemory"
+        assert written > 0
+        markers = sum(1 for _ in r.scan_iter(match=b"fraud:alert:*", count=1000))
+        assert markers == written == r.xlen("fraud:alerts")  # every alert written is still there: none evicted
+        s = settings.model_copy(update={"serving_retry_s": 1.5})
+        with pytest.raises(RuntimeError, match=r"full \(maxmemory .* reached\).*Raise LAKEHOUSE_REDIS_MAXMEMORY"):
+            with_redis(
+                s, "the test batch", lambda w: write_fraud_alerts(w, [alert_row("oom-last", "u1", 1)], maxlen=100_000)
+            )
+    finally:
+        r.config_set("maxmemory", before)
+    assert r.exists("fraud:alert:oom-last") == 0  # refused, not half-written
