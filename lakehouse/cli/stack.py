@@ -242,6 +242,7 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     5. row counts per table, a few fraud alerts and a gold sample, queried through Trino; the
        newest alerts and top pages read back from Redis
     """
+    from lakehouse.cli.progress import catchup_display
     from lakehouse.generator import GeneratorConfig, generate, produce
     from lakehouse.services import streams
     from lakehouse.services.trino import query, sync_tables
@@ -259,14 +260,16 @@ def demo(ctx: click.Context, minutes: float, rate: float, seed: int) -> None:
     console.print(f"  sent {sent.sent:,}, failed {sent.failed}, {sent.rate:,.0f} records/s")
     console.print("\n[bold]pipeline[/]: bronze -> refine (silver + gold), available-now")
     t0 = time.monotonic()
-    code = streams.run(s, "all", available_now=True)
+    with catchup_display("catching the pipeline up") as on_line:
+        code = streams.run(s, "all", available_now=True, on_line=on_line)
     if code != 0:
         err_console.print(f"[red]the pipeline failed[/] (exit {code}); see the output above")
         sys.exit(code)
     elapsed = time.monotonic() - t0
     console.print(f"  caught up in {elapsed:.0f}s ({sent.sent / elapsed:,.0f} records/s end to end, incl. Spark start)")
     console.print("\n[bold]serving[/]: gold -> Redis, available-now")
-    code = streams.run(s, "serving", available_now=True)
+    with catchup_display("catching Redis up") as on_line:
+        code = streams.run(s, "serving", available_now=True, on_line=on_line)
     if code != 0:
         err_console.print(f"[red]the serving stream failed[/] (exit {code}); see the output above")
         sys.exit(code)

@@ -68,7 +68,13 @@ def stream_run(name: str, mode: str, master: str | None) -> None:
         return
     t0 = time.monotonic()
     console.print(f"spark-submit spark_apps/{streams.APPS[name]} --{mode} (master {master or s.spark_master})")
-    code = streams.run(s, name, available_now=mode == "available-now", master=master)
+    if mode == "available-now":
+        from lakehouse.cli.progress import catchup_display
+
+        with catchup_display(f"catching {name} up") as on_line:
+            code = streams.run(s, name, available_now=True, master=master, on_line=on_line)
+    else:
+        code = streams.run(s, name, available_now=False, master=master)
     if code != 0:
         err_console.print(f"[red]stream {name} failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
         sys.exit(code)

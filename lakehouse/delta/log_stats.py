@@ -75,9 +75,10 @@ def log_stats(table_dir: Path) -> LogStats | None:
         files = doc.get("allFiles")
         if isinstance(files, list) and len(files) == doc.get("numFiles"):
             rows = [_rows(f) for f in files]
-            if all(r is not None for r in rows):
+            known = [r for r in rows if r is not None]
+            if len(known) == len(rows):
                 return LogStats(
-                    sum(rows),
+                    sum(known),
                     int(doc["numFiles"]),
                     int(doc["tableSizeBytes"]),
                     version,
@@ -96,7 +97,8 @@ def log_stats(table_dir: Path) -> LogStats | None:
                 elif "remove" in action:
                     live.pop(action["remove"]["path"], None)
     counted = [_rows(a) for a in live.values()]
-    if any(r is None for r in counted):
+    known = [r for r in counted if r is not None]
+    if len(known) != len(counted):
         return None
     size = sum(int(a.get("size") or 0) for a in live.values())
-    return LogStats(sum(counted), len(live), size, version, modified, "log replay")  # type: ignore[arg-type]
+    return LogStats(sum(known), len(live), size, version, modified, "log replay")

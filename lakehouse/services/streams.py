@@ -104,7 +104,9 @@ def submit_env(s: Settings) -> dict[str, str]:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def run(s: Settings, name: str, available_now: bool, master: str | None = None) -> int:
+def run(
+    s: Settings, name: str, available_now: bool, master: str | None = None, on_line: Callable[[str], None] | None = None
+) -> int:
     """Run an app in the foreground; return its exit code.
 
     The app runs in its own session, so a terminal's Ctrl-C does not reach its JVM (which
@@ -116,24 +118,39 @@ def run(s: Settings, name: str, available_now: bool, master: str | None = None) 
     from lakehouse.delta import cds as spark_cds
 
     with spark_cds.recording(s, ends_by_itself=available_now) as archive:
-        code = run_process(s, submit_command(s, name, available_now, master, archive.options), name, app_preexec(s))
+        cmd = submit_command(s, name, available_now, master, archive.options)
+        code = run_process(s, cmd, name, app_preexec(s), on_line=on_line)
         archive.succeeded = code == 0
     return code
 
 
-def run_process(s: Settings, cmd: list[str], name: str, preexec: Callable[[], None] | None = None) -> int:
+def run_process(
+    s: Settings,
+    cmd: list[str],
+    name: str,
+    preexec: Callable[[], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> int:
     """Run CMD (an app's process) in the foreground with the stop handling of :func:`run`; its exit code.
 
-    PREEXEC runs in the child before it starts (default :func:`die_with_parent`)."""
+    PREEXEC runs in the child before it starts (default :func:`die_with_parent`); ON_LINE receives
+    its stdout line by line (else the child writes to this process's stdout)."""
     env = submit_env(s)
+    reader: threading.Thread | None = None
     with _StopSignals().installed() as stops:
         proc = subprocess.Popen(
             cmd,
             env=env,
             start_new_session=True,
             preexec_fn=preexec or die_with_parent,  # even a SIGKILL of this process stops the app (fork-safe)
+            stdout=subprocess.PIPE if on_line is not None else None,
+            text=True,
+            errors="replace",
         )
         stops.proc = proc
+        if on_line is not None:
+            reader = threading.Thread(target=_pump, args=(proc, on_line), name=f"{name}-stdout", daemon=True)
+            reader.start()
         try:
             while proc.poll() is None and not stops.received:
                 time.sleep(0.1)
@@ -153,7 +170,15 @@ def run_process(s: Settings, cmd: list[str], name: str, preexec: Callable[[], No
         finally:
             if proc.poll() is None:  # leaving on an exception (a test's timeout, say): do not leave it behind
                 stop_gracefully(proc)
+            if reader is not None:
+                reader.join(timeout=10)
     return proc.returncode
+
+
+def _pump(proc: subprocess.Popen[str], on_line: Callable[[str], None]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        on_line(line.rstrip("\n"))
 
 
 class _StopSignals:
@@ -166,7 +191,7 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.received: list[int] = []
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[Any] | None = None
 
     def handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)
@@ -305,7 +330,7 @@ def driver_processes(pid: int) -> list[psutil.Process]:
     return out
 
 
-def stop_gracefully(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> int:
+def stop_gracefully(proc: subprocess.Popen[Any], timeout: float = 120.0) -> int:
     """Ask the app to stop between micro-batches; kill its process group if it does not within TIMEOUT.
 
     Returns the exit code. The process must have been started with ``start_new_session=True``.
