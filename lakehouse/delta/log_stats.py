@@ -83,7 +83,7 @@ def log_stats(table_dir: Path) -> LogStats | None:
                     int(doc["tableSizeBytes"]),
                     version,
                     modified,
-                    "checksum",  # type: ignore[arg-type]
+                    "checksum",
                 )
     if (log / "_last_checkpoint").exists() or any(log.glob("*.checkpoint*.parquet")) or versions[0] != 0:
         return None
