@@ -70,6 +70,65 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict[str, str]
     return proc.stdout
 
 
+_DOWNLOADED = re.compile(r"Downloaded from [^:]+: (\S+) \(([\d.,]+) (B|kB|KB|MB|GB) at")
+_DOWNLOADING = re.compile(r"Downloading from [^:]+: (\S+)")
+_UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+class DownloadMeter:
+    """Counts what Maven downloads (its transfer lines) and says so while it happens: every large
+    file as it starts (a 500 MB tarball would look like a hang) and a running total every few seconds."""
+
+    LARGE_HINT = (".tar.gz", ".zip")
+
+    def __init__(self, log: Log, what: str, every_s: float = 5.0) -> None:
+        self.log, self.what, self.every_s = log, what, every_s
+        self.files = 0
+        self.bytes = 0.0
+        self._last = time.monotonic()
+
+    def feed(self, line: str) -> None:
+        done = _DOWNLOADED.search(line)
+        if done:
+            self.files += 1
+            self.bytes += float(done.group(2).replace(",", "")) * _UNITS[done.group(3)]
+            if time.monotonic() - self._last >= self.every_s:
+                self._last = time.monotonic()
+                self.log(f"      {self.what}: {self.files} files, {self.bytes / 1e6:,.1f} MB downloaded so far")
+            return
+        starting = _DOWNLOADING.search(line)
+        if starting and starting.group(1).endswith(self.LARGE_HINT):
+            self.log(f"      downloading {starting.group(1).rsplit('/', 1)[-1]} (large; Maven reports it when done)")
+
+    def summary(self) -> str:
+        return (
+            "nothing downloaded (cached)"
+            if not self.files
+            else (f"downloaded {self.bytes / 1e6:,.1f} MB in {self.files} files")
+        )
+
+
+def _run_streaming(cmd: list[str], what: str, on_line: Callable[[str], None], env: dict[str, str] | None = None) -> str:
+    """`_run`, reading the output as it comes (stderr merged) and handing each line to ON_LINE."""
+    try:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
+    except FileNotFoundError as exc:
+        raise SetupError(f"{what}: `{cmd[0]}` is not installed") from exc
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line)
+        on_line(line)
+    code = proc.wait()
+    if code != 0:
+        errors = [ln for ln in lines if "ERROR" in ln] or lines
+        tail = "\n".join("".join(errors).strip().splitlines()[-15:])
+        raise SetupError(f"{what} failed (exit {code}): {' '.join(cmd)}\n{tail}")
+    return "".join(lines)
+
+
 def _stamp_ok(stamp: Path, key: str) -> bool:
     return stamp.exists() and stamp.read_text().strip() == key
 
@@ -110,6 +169,7 @@ class Setup:
         self.s = settings
         self.log = log
         self._apt_updated = False
+        self.downloads: list[DownloadMeter] = []
 
     # -- steps --------------------------------------------------------------
     def steps(self) -> list[tuple[str, Callable[[], str]]]:
@@ -145,7 +205,10 @@ class Setup:
             dt = time.monotonic() - t0
             results.append(StepResult(name, dt, detail))
             self.log(f"      ok in {dt:5.1f}s  {detail}")
-        self.log(f"setup complete in {time.monotonic() - total:.1f}s; state in {self.s.state_dir}")
+        fetched = sum(m.bytes for m in self.downloads)
+        files = sum(m.files for m in self.downloads)
+        got = f"downloaded {fetched / 1e6:,.1f} MB in {files} files" if files else "nothing downloaded"
+        self.log(f"setup complete in {time.monotonic() - total:.1f}s ({got}); state in {self.s.state_dir}")
         return results
 
     def check_python(self) -> str:
@@ -214,7 +277,13 @@ class Setup:
         if shutil.which("mvn") is None:
             raise SetupError("Maven (`mvn`) is missing: apt-get install maven")
         env = child_env(JAVA_HOME=str(self.s.java17()))
-        return _run(["mvn", "-q", "-B", "-Dstyle.color=never", *args], what, env=env)
+        # Not -q: Maven's transfer lines are how setup shows what it downloads and how much.
+        meter = DownloadMeter(self.log, what)
+        out = _run_streaming(["mvn", "-B", "-Dstyle.color=never", *args], what, meter.feed, env=env)
+        self.downloads.append(meter)
+        if meter.files:
+            self.log(f"      {what}: {meter.summary()}")
+        return out
 
     def _copy_dependencies(self, pom: Path, out: Path | str, what: str) -> None:
         """Maven resolves POM's runtime dependencies (cached in ~/.m2) and copies the jars into OUT."""
