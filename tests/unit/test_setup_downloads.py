@@ -11,7 +11,7 @@ LINES = [
     f"[INFO] Downloaded from central: {REPO}/org/x/b/1/b-1.jar (1,234 kB at 3 MB/s)",
     f"[INFO] Downloading from central: {REPO}/io/trino/trino-server/476/trino-server-476.tar.gz",
     f"[INFO] Downloaded from central: {REPO}/io/trino/trino-server/476/trino-server-476.tar.gz (512 MB at 40 MB/s)",
-    f"[INFO] BUILD SUCCESS",
+    "[INFO] BUILD SUCCESS",
 ]
 
 
