@@ -16,7 +16,7 @@ import os
 import click
 
 from lakehouse import __version__
-from lakehouse.cli import bench, dashboards, generate, kafka, keys, serving, stack, streams, trino
+from lakehouse.cli import bench, chaos, dashboards, generate, kafka, keys, serving, stack, streams, trino
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,6 +68,7 @@ for command in (
     generate.generate,
     kafka.kafka,
     dashboards.dashboards,
+    chaos.chaos,
     serving.redis,
     serving.serve,
     bench.bench,

@@ -1,0 +1,175 @@
+"""The exact accounting every fault scenario ends with: nothing lost, nothing twice.
+
+Against the generator's ground truth of what was produced:
+
+- **bronze = produced**: per topic, as many bronze rows as records sent, each Kafka coordinate once;
+- **silver + quarantine + duplicates = bronze**: per topic, silver holds exactly the valid events
+  (each ``event_id`` once, the set the truth names), quarantine exactly the invalid records;
+- **gold = recomputation**: each minute table equals a batch recomputation over silver (minus the
+  recorded late events);
+- **alerts = reference**: ``gold.fraud_alerts`` equals the truth's reference alerts (rules, score);
+- **Redis = gold** (when the serving stream ran): ``lakehouse.serving.verify``.
+
+Each check returns what it found wrong, in words; an empty list means the lake is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.contracts import NORMAL_RANGES, TOPICS
+from lakehouse.generator import GroundTruth
+from lakehouse.settings import Settings
+from lakehouse.tables import BRONZE, GOLD, LATE_EVENTS, QUARANTINE, SILVER, TableSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass
+class Accounting:
+    """What each check found wrong (empty: exact), and the counts it compared."""
+
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return not any(self.problems.values())
+
+    def summary(self) -> str:
+        if self.exact:
+            return "exact: " + ", ".join(f"{k} ok" for k in self.problems)
+        return "; ".join(f"{k}: {'; '.join(v)}" for k, v in self.problems.items() if v)
+
+
+def _read(spark: SparkSession, s: Settings, spec: TableSpec) -> DataFrame:
+    return spark.read.format("delta").load(spec.path(s.lake_dir))
+
+
+def bronze_equals_produced(spark: SparkSession, s: Settings, truth: GroundTruth, acc: Accounting) -> list[str]:
+    out = []
+    for t in TOPICS:
+        df = _read(spark, s, BRONZE[t.name])
+        n = df.count()
+        coords = df.select("topic", "partition", "offset").distinct().count()
+        sent = int(truth.summary[t.name]["sent"])
+        acc.counts.setdefault(t.name, {}).update(bronze=n, sent=sent)
+        if n != sent:
+            out.append(f"bronze.{t.name} holds {n} rows, {sent} were produced ({n - sent:+d})")
+        if coords != n:
+            out.append(f"bronze.{t.name}: {n - coords} Kafka records landed more than once")
+    return out
+
+
+def silver_accounts_for_bronze(spark: SparkSession, s: Settings, truth: GroundTruth, acc: Accounting) -> list[str]:
+    from pyspark.sql import functions as F
+
+    out = []
+    quarantine = _read(spark, s, QUARANTINE)
+    for t in TOPICS:
+        expected = truth.summary[t.name]
+        silver = _read(spark, s, SILVER[t.name])
+        n = silver.count()
+        distinct = silver.select("event_id").distinct().count()
+        quarantined = quarantine.where(F.col("topic") == t.name).count()
+        acc.counts.setdefault(t.name, {}).update(silver=n, quarantine=quarantined)
+        if distinct != n:
+            out.append(f"silver.{t.name}: {n - distinct} event_ids twice")
+        if n != expected["valid_unique"]:
+            out.append(f"silver.{t.name} holds {n} events, {expected['valid_unique']} valid ones were produced")
+        if quarantined != expected["invalid_total"]:
+            out.append(f"quarantine holds {quarantined} {t.name} records, {expected['invalid_total']} were invalid")
+        want = {r["event_id"] for r in truth.records if r["topic"] == t.name and r["kind"] in ("valid", "late")}
+        got = {r[0] for r in silver.select("event_id").collect()}
+        if got != want:
+            out.append(f"silver.{t.name}: {len(want - got)} events missing, {len(got - want)} unexpected")
+    return out
+
+
+def batch_gold(spark: SparkSession, s: Settings) -> dict[str, DataFrame]:
+    """Gold recomputed in batch, straight from silver minus the recorded late events (plain SQL)."""
+    late = _read(spark, s, LATE_EVENTS).select("event_id")
+    for t in TOPICS:
+        _read(spark, s, SILVER[t.name]).join(late, "event_id", "left_anti").createOrReplaceTempView(f"v_{t.name}")
+    _read(spark, s, GOLD["fraud_alerts"]).createOrReplaceTempView("v_alerts")
+    ranges = " OR ".join(
+        f"(sensor_type = '{k}' AND (value < {lo} OR value > {hi}))" for k, (lo, hi) in NORMAL_RANGES.items()
+    )
+    return {
+        "merchant_minute": spark.sql("""
+            SELECT p.merchant_id, date_trunc('minute', p.event_time) AS window_start, count(*) AS tx_count,
+                   sum(p.amount) AS amount_sum, avg(p.amount) AS amount_avg, max(p.amount) AS amount_max,
+                   count(a.event_id) AS flagged_count
+            FROM v_payments p LEFT JOIN v_alerts a ON a.event_id = p.event_id
+            GROUP BY 1, 2"""),
+        "page_minute": spark.sql("""
+            SELECT page, date_trunc('minute', event_time) AS window_start,
+                   count_if(event_type = 'page_view') AS views, count_if(event_type = 'click') AS clicks,
+                   count_if(event_type = 'purchase') AS purchases, count(DISTINCT session_id) AS sessions
+            FROM v_clickstream GROUP BY 1, 2"""),
+        "device_minute": spark.sql(f"""
+            SELECT device_id, sensor_type, date_trunc('minute', event_time) AS window_start, count(*) AS readings,
+                   avg(value) AS value_avg, min(value) AS value_min, max(value) AS value_max,
+                   count_if({ranges}) AS anomalies
+            FROM v_iot GROUP BY 1, 2, 3"""),
+    }
+
+
+def _same(col: str, got: Any, want: Any) -> bool:
+    if col == "sessions":  # an HLL estimate: within its error bound
+        return bool(abs(got - want) <= 0.05 * want)
+    if isinstance(want, float):
+        return got is not None and math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+    return bool(got == want)
+
+
+def gold_equals_recomputation(spark: SparkSession, s: Settings, truth: GroundTruth, acc: Accounting) -> list[str]:
+    out = []
+    for table, expected in batch_gold(spark, s).items():
+        spec = GOLD[table]
+        cols = expected.columns
+        got = {tuple(r[k] for k in spec.keys): r.asDict() for r in _read(spark, s, spec).select(*cols).collect()}
+        want = {tuple(r[k] for k in spec.keys): r.asDict() for r in expected.collect()}
+        acc.counts.setdefault("gold", {})[table] = len(got)
+        if got.keys() != want.keys():
+            out.append(
+                f"gold.{table}: {len(want.keys() - got.keys())} windows missing, {len(got.keys() - want.keys())} extra"
+            )
+        wrong = [k for k in want.keys() & got.keys() if not all(_same(c, got[k][c], want[k][c]) for c in cols)]
+        if wrong:
+            out.append(f"gold.{table}: {len(wrong)} windows differ from the recomputation (first: {wrong[0]})")
+    return out
+
+
+def alerts_equal_reference(spark: SparkSession, s: Settings, truth: GroundTruth, acc: Accounting) -> list[str]:
+    got = {
+        r["event_id"]: {"rules": list(r["rules"]), "score": r["score"]}
+        for r in _read(spark, s, GOLD["fraud_alerts"]).collect()
+    }
+    acc.counts.setdefault("gold", {})["fraud_alerts"] = len(got)
+    want = truth.expected_fraud_alerts
+    if got == want:
+        return []
+    missing, extra = want.keys() - got.keys(), got.keys() - want.keys()
+    differ = [k for k in want.keys() & got.keys() if got[k] != want[k]]
+    return [f"fraud alerts: {len(missing)} missing, {len(extra)} unexpected, {len(differ)} with other rules or score"]
+
+
+CHECKS: dict[str, Callable[[SparkSession, Settings, GroundTruth, Accounting], list[str]]] = {
+    "bronze = produced": bronze_equals_produced,
+    "silver + quarantine + duplicates = bronze": silver_accounts_for_bronze,
+    "gold = recomputation": gold_equals_recomputation,
+    "alerts = reference": alerts_equal_reference,
+}
+
+
+def account(spark: SparkSession, s: Settings, truth: GroundTruth) -> Accounting:
+    """Run every check against the lake of S."""
+    acc = Accounting()
+    for name, check in CHECKS.items():
+        acc.problems[name] = check(spark, s, truth, acc)
+    return acc

@@ -1,0 +1,247 @@
+"""Fault scenarios against the real stack: inject the fault under load, recover, then account exactly.
+
+Each scenario runs on a private lake (its own checkpoints, reading Kafka from the offsets the topics
+had when it began), so it judges only what it produced, and leaves the stack's lake alone:
+
+- ``kill-driver``: the pipeline's Spark driver SIGKILLed (its whole process group: JVM and Python, as
+  the kernel's OOM killer would) N times in a row, each time after it committed a new micro-batch and
+  at a random moment of the next, while a producer keeps sending; restarted each time from its
+  checkpoint, as a supervisor does.
+- ``kafka-restart``: the broker SIGKILLed under a running stream and restarted 10 s later; the
+  producer pauses while it is down (a producer's own retries are not what is tested); a stream that
+  gave up while the broker was away is restarted, as a supervisor does, and says so.
+
+Then the stream drains what is left (available-now) and ``lakehouse.chaos.accounting`` checks
+bronze = produced, silver + quarantine + duplicates = bronze, gold = recomputation and alerts =
+reference. ``lakehouse chaos SCENARIO`` runs one; tests/integration/test_chaos.py runs each.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakehouse.chaos.accounting import Accounting, account
+from lakehouse.generator import GeneratorConfig, GroundTruth, generate, merge_ground_truths, produce
+from lakehouse.services import streams
+from lakehouse.services.kafka import end_offsets_json
+from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+Log = Callable[[str], None]
+
+
+class ChaosError(RuntimeError):
+    """A scenario could not run as designed (not a finding about the data: that is the accounting)."""
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    accounting: Accounting
+    events: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exact(self) -> bool:
+        return self.accounting.exact
+
+
+class Harness:
+    """A private lake, a producer thread, and the pipeline's driver as a process to start, kill and drain."""
+
+    def __init__(self, base: Settings, workdir: Path, log: Log = print, seed: int = 1) -> None:
+        self.s = base.model_copy(
+            update={
+                "lake_root": workdir / "lake",
+                "kafka_starting_offsets": end_offsets_json(base),
+                "stream_trigger_interval": "2 seconds",
+            }
+        )
+        self.workdir = workdir
+        self.log = log
+        self.rng = random.Random(seed)  # noqa: S311 (when to kill, not a secret)
+        self.truths: list[GroundTruth] = []
+        self.events: list[str] = []
+        self._load: threading.Thread | None = None
+        self._stop_load = threading.Event()
+        self._pause_load = threading.Event()
+        self._load_error: BaseException | None = None
+        self._chunk = 0
+        self._start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+
+    def note(self, text: str) -> None:
+        self.events.append(text)
+        self.log(f"  {text}")
+
+    # -- load ------------------------------------------------------------------------------
+    def produce_chunk(self, count: int = 150) -> None:
+        """One seeded chunk of every kind of record, its event times after the previous chunk's."""
+        self._chunk += 1
+        start = self._start + timedelta(seconds=40 * self._chunk)
+        config = GeneratorConfig.every_fault(count, seed=1000 + self._chunk, rate=5, start_time=start)
+        run = generate(config)
+        sent = produce(run, self.s)
+        if sent.failed:
+            raise ChaosError(
+                f"the producer lost {sent.failed} records of chunk {self._chunk}: the truth would be wrong"
+            )
+        self.truths.append(run.truth)
+
+    def start_load(self, every_s: float = 1.0, count: int = 150) -> None:
+        def loop() -> None:
+            try:
+                while not self._stop_load.is_set():
+                    if not self._pause_load.is_set():
+                        self.produce_chunk(count)
+                    self._stop_load.wait(every_s)
+            except BaseException as e:  # reported by stop_load
+                self._load_error = e
+
+        self._load = threading.Thread(target=loop, name="chaos-load", daemon=True)
+        self._load.start()
+
+    def stop_load(self) -> None:
+        self._stop_load.set()
+        if self._load is not None:
+            self._load.join(timeout=120)
+        if self._load_error is not None:
+            raise ChaosError(f"the producer failed: {self._load_error}") from self._load_error
+
+    # -- the driver ------------------------------------------------------------------------
+    def start_stream(self) -> subprocess.Popen[bytes]:
+        cmd = streams.submit_command(self.s, "all", available_now=False)
+        log = open(self.workdir / "driver.log", "ab")  # noqa: SIM115 (closed with the process)
+        return subprocess.Popen(
+            cmd,
+            env=streams.submit_env(self.s),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=streams.app_preexec(self.s),
+        )
+
+    def committed(self) -> int:
+        """Micro-batches committed so far over every query of the private lake."""
+        root = self.s.checkpoint_dir
+        return sum(1 for _ in root.glob("*/*/commits/[0-9]*")) if root.exists() else 0
+
+    def wait_for_commit(self, proc: subprocess.Popen[bytes], after: int, timeout_s: float = 180) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            now = self.committed()
+            if now > after:
+                return now
+            if proc.poll() is not None:
+                raise ChaosError(
+                    f"the driver exited ({proc.returncode}) before committing a batch: {self.driver_tail()}"
+                )
+            time.sleep(0.2)
+        raise ChaosError(f"no micro-batch committed within {timeout_s:.0f}s: {self.driver_tail()}")
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the driver's whole process group: JVM, Python driver and workers at once."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> int:
+        return streams.stop_gracefully(proc)
+
+    def drain(self) -> None:
+        """Catch everything up (available-now), as the next run of a catch-up would."""
+        code = streams.run(self.s, "all", available_now=True, on_line=lambda line: None)
+        if code != 0:
+            raise ChaosError(f"the final catch-up failed (exit {code})")
+
+    def driver_tail(self, n: int = 8) -> str:
+        path = self.workdir / "driver.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return " | ".join(lines[-n:])
+
+    def truth(self) -> GroundTruth:
+        return merge_ground_truths(self.truths)
+
+    def account(self, spark: SparkSession) -> Accounting:
+        return account(spark, self.s, self.truth())
+
+
+# -- the scenarios ---------------------------------------------------------------------------
+def kill_driver(h: Harness, times: int = 10) -> None:
+    h.produce_chunk()
+    h.start_load()
+    try:
+        for i in range(1, times + 1):
+            proc = h.start_stream()
+            before = h.committed()
+            after = h.wait_for_commit(proc, before)
+            time.sleep(h.rng.uniform(0.0, 3.0))  # somewhere in the next micro-batch
+            h.kill(proc)
+            h.note(f"kill {i}/{times}: driver SIGKILLed after {after - before} new batch commit(s)")
+    finally:
+        h.stop_load()
+
+
+def kafka_restart(h: Harness, down_s: float = 10.0) -> None:
+    from lakehouse.stack import components as stack
+
+    kafka = next(c for c in stack.components(h.s) if c.name == "kafka")
+    h.produce_chunk()
+    proc = h.start_stream()
+    h.start_load()
+    try:
+        h.wait_for_commit(proc, h.committed())
+        h._pause_load.set()
+        time.sleep(1.5)  # the chunk in flight lands
+        broker = kafka.process()
+        if broker is None:
+            raise ChaosError("Kafka is not running (`lakehouse up kafka`)")
+        os.killpg(os.getpgid(broker.pid), signal.SIGKILL)
+        broker.wait(timeout=60)
+        kafka.pidfile.remove()
+        h.note(f"broker SIGKILLed; down for {down_s:.0f}s")
+        time.sleep(down_s)
+        kafka.start(lambda line: None)
+        h.note("broker restarted")
+        h._pause_load.clear()
+        time.sleep(10)
+        if proc.poll() is not None:
+            why = f"exit {proc.returncode}"
+            h.note(f"the stream stopped while the broker was away ({why}); restarted, as a supervisor would")
+            proc = h.start_stream()
+        h.wait_for_commit(proc, h.committed(), timeout_s=240)
+        h.note("the stream committed again after the restart")
+    finally:
+        h.stop_load()
+        if proc.poll() is None:
+            h.stop(proc)
+
+
+SCENARIOS: dict[str, tuple[Callable[..., None], str]] = {
+    "kill-driver": (kill_driver, "SIGKILL the pipeline's driver N times in a row under load (--times, default 10)"),
+    "kafka-restart": (kafka_restart, "SIGKILL the Kafka broker under a running stream, restart it 10 s later"),
+}
+
+
+def run(name: str, base: Settings, workdir: Path, spark: SparkSession, log: Log = print, **options: object) -> Outcome:
+    if name not in SCENARIOS:
+        raise ChaosError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    fn, what = SCENARIOS[name]
+    t0 = time.monotonic()
+    h = Harness(base, workdir, log)
+    log(f"{name}: {what}")
+    fn(h, **options)
+    log("draining: the pipeline catches up with everything produced (available-now)")
+    h.drain()
+    acc = h.account(spark)
+    return Outcome(name, acc, h.events, time.monotonic() - t0)
