@@ -99,7 +99,9 @@ class Harness:
             )
         self.truths.append(run.truth)
 
-    def start_load(self, every_s: float = 1.0, count: int = 150) -> None:
+    def start_load(self, every_s: float = 2.0, count: int = 60) -> None:
+        """A chunk of COUNT normal events (plus injections) every EVERY_S seconds: ~40 records/s, enough
+        that every kill lands with records in flight, small enough that the final drain stays short."""
         def loop() -> None:
             try:
                 while not self._stop_load.is_set():
