@@ -102,6 +102,7 @@ class Harness:
     def start_load(self, every_s: float = 2.0, count: int = 60) -> None:
         """A chunk of COUNT normal events (plus injections) every EVERY_S seconds: ~40 records/s, enough
         that every kill lands with records in flight, small enough that the final drain stays short."""
+
         def loop() -> None:
             try:
                 while not self._stop_load.is_set():
