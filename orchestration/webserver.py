@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from lakehouse.services.dagster_guard import ROLES, Guard, logins_dir
-from lakehouse.settings import PROJECT_ROOT, SERVER_CERT, SERVER_KEY, Settings, get_settings
+from lakehouse.services.dagster_guard import serve_guarded
+from lakehouse.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger("lakehouse.dagster_web")
 
@@ -31,16 +31,12 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
 
 def serve(s: Settings, workspace: Path) -> None:
     """Serve the Dagster UI and GraphQL for WORKSPACE on ``s.dagster_port``, HTTPS only, behind the Guard."""
-    import uvicorn
     from dagster import DagsterInstance
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster_webserver.app import create_app_from_workspace_process_context
     from dagster_webserver.version import __version__
 
-    passwords = {u: s.secret(f"dagster_{u}").get_secret_value() for u in ROLES}
-    logins = logins_dir(s)
-    logins.mkdir(mode=0o700, parents=True, exist_ok=True)
     instance = DagsterInstance.get()
     # What `dagster-webserver` does with its defaults (statement timeout 15 s, pool recycle 1 h, overflow 20).
     instance.optimize_for_webserver(15000, 3600, 20)
@@ -51,16 +47,8 @@ def serve(s: Settings, workspace: Path) -> None:
         workspace_load_target=WorkspaceFileTarget(paths=[str(workspace)]),
     ) as context:
         app = create_app_from_workspace_process_context(context, "", None, lifespan=_lifespan)
-        guard = Guard(app, passwords=passwords, port=s.dagster_port, logins=logins)
         log.info("serving the Dagster UI on %s (HTTPS, login required) in process %d", s.dagster_url, os.getpid())
-        uvicorn.run(
-            guard,
-            host=s.host,
-            port=s.dagster_port,
-            ssl_certfile=str(s.secrets_dir / SERVER_CERT),
-            ssl_keyfile=str(s.secrets_dir / SERVER_KEY),
-            log_level="warning",  # no access log: paths would show login tokens
-        )
+        serve_guarded(app, s, s.dagster_port)
 
 
 def main(argv: list[str] | None = None) -> None:

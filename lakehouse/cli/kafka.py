@@ -17,13 +17,6 @@ from rich.table import Table
 from lakehouse.cli._common import console, friendly_errors, human_bytes, load_settings
 
 
-def _kafka_errors(s: Any, what: str) -> click.ClickException:
-    return click.ClickException(
-        f"{what}: Kafka at {s.bootstrap_servers} did not answer; "
-        "`lakehouse status` (start it with `lakehouse up kafka`)"
-    )
-
-
 def _call(s: Any, what: str, fn: Any, *args: Any, **kw: Any) -> Any:
     from kafka.errors import KafkaError
 
@@ -34,7 +27,10 @@ def _call(s: Any, what: str, fn: Any, *args: Any, **kw: Any) -> Any:
     except UnknownTopicError as e:
         raise click.ClickException(str(e)) from None
     except (KafkaError, OSError) as e:
-        raise click.ClickException(f"{_kafka_errors(s, what).message} ({type(e).__name__}: {e})") from None
+        raise click.ClickException(
+            f"{what}: Kafka at {s.bootstrap_servers} did not answer ({type(e).__name__}: {e}); "
+            "`lakehouse status` (start it with `lakehouse up kafka`)"
+        ) from None
 
 
 @click.group()

@@ -71,6 +71,27 @@ def logins_dir(s: Settings) -> Path:
     return s.state_dir / "dagster-webserver" / "logins"
 
 
+def serve_guarded(app: App, s: Settings, port: int) -> None:
+    """Serve APP on PORT behind a :class:`Guard` (the Dagster users' passwords, the shared one-time
+    logins), HTTPS only with the stack's certificate, no access log (paths would show login tokens)."""
+    import uvicorn
+
+    from lakehouse.settings import SERVER_CERT, SERVER_KEY
+
+    passwords = {u: s.secret(f"dagster_{u}").get_secret_value() for u in ROLES}
+    logins = logins_dir(s)
+    logins.mkdir(mode=0o700, parents=True, exist_ok=True)
+    uvicorn.run(
+        Guard(app, passwords=passwords, port=port, logins=logins),
+        host=s.host,
+        port=port,
+        ssl_certfile=str(s.secrets_dir / SERVER_CERT),
+        ssl_keyfile=str(s.secrets_dir / SERVER_KEY),
+        log_level="warning",
+        access_log=False,
+    )
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -19,13 +19,14 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lakehouse.dashboards import DASHBOARDS, TRINO_USER, Dashboard, Panel, panel
-from lakehouse.settings import SERVER_CERT, SERVER_KEY, Settings, get_settings
+from lakehouse.settings import Settings, get_settings
 
 STATIC = Path(__file__).with_name("dashboard_static")
 log = logging.getLogger("lakehouse.dashboard")
@@ -62,8 +63,6 @@ def _legend(template: str, labels: dict[str, str]) -> str:
     out = template
     for k, v in labels.items():
         out = out.replace("{{" + k + "}}", v)
-    import re
-
     return re.sub(r"\{\{\w+\}\}", "", out).strip() or "value"
 
 
@@ -261,22 +260,10 @@ async def _json(send: Callable[..., Any], obj: Any, status: int = 200) -> None:
 
 
 def serve(s: Settings) -> None:
-    import uvicorn
+    from lakehouse.services.dagster_guard import serve_guarded
 
-    from lakehouse.services.dagster_guard import ROLES, Guard, logins_dir
-
-    passwords = {u: s.secret(f"dagster_{u}").get_secret_value() for u in ROLES}
-    guard = Guard(make_app(s), passwords=passwords, port=s.dashboard_port, logins=logins_dir(s))
     log.info("serving the dashboards on %s (HTTPS, login required) in process %d", s.dashboard_url, os.getpid())
-    uvicorn.run(
-        guard,
-        host=s.host,
-        port=s.dashboard_port,
-        ssl_certfile=str(s.secrets_dir / SERVER_CERT),
-        ssl_keyfile=str(s.secrets_dir / SERVER_KEY),
-        log_level="warning",
-        access_log=False,
-    )
+    serve_guarded(make_app(s), s, s.dashboard_port)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.contracts import NORMAL_RANGES, TOPICS
+from lakehouse.chaos.accounting import batch_gold
+from lakehouse.contracts import TOPICS
 from lakehouse.generator import GeneratorConfig, GroundTruth, generate, merge_ground_truths, produce
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
@@ -130,41 +131,12 @@ def test_late_events_are_kept_in_silver_counted_and_not_in_gold(
     assert late.where(F.col("window_start") + F.expr("INTERVAL 1 MINUTE") > F.col("watermark")).count() == 0
 
 
-def _batch_gold(spark: SparkSession, s: Settings) -> dict[str, DataFrame]:
-    """Gold recomputed in batch, straight from silver minus the recorded late events (plain SQL)."""
-    late = _read(spark, s, LATE_EVENTS).select("event_id")
-    for t in TOPICS:
-        _read(spark, s, SILVER[t.name]).join(late, "event_id", "left_anti").createOrReplaceTempView(f"v_{t.name}")
-    _read(spark, s, GOLD["fraud_alerts"]).createOrReplaceTempView("v_alerts")
-    ranges = " OR ".join(
-        f"(sensor_type = '{k}' AND (value < {lo} OR value > {hi}))" for k, (lo, hi) in NORMAL_RANGES.items()
-    )
-    return {
-        "merchant_minute": spark.sql("""
-            SELECT p.merchant_id, date_trunc('minute', p.event_time) AS window_start, count(*) AS tx_count,
-                   sum(p.amount) AS amount_sum, avg(p.amount) AS amount_avg, max(p.amount) AS amount_max,
-                   count(a.event_id) AS flagged_count
-            FROM v_payments p LEFT JOIN v_alerts a ON a.event_id = p.event_id
-            GROUP BY 1, 2"""),
-        "page_minute": spark.sql("""
-            SELECT page, date_trunc('minute', event_time) AS window_start,
-                   count_if(event_type = 'page_view') AS views, count_if(event_type = 'click') AS clicks,
-                   count_if(event_type = 'purchase') AS purchases, count(DISTINCT session_id) AS sessions
-            FROM v_clickstream GROUP BY 1, 2"""),
-        "device_minute": spark.sql(f"""
-            SELECT device_id, sensor_type, date_trunc('minute', event_time) AS window_start, count(*) AS readings,
-                   avg(value) AS value_avg, min(value) AS value_min, max(value) AS value_max,
-                   count_if({ranges}) AS anomalies
-            FROM v_iot GROUP BY 1, 2, 3"""),
-    }
-
-
 @pytest.mark.parametrize("table", ["merchant_minute", "page_minute", "device_minute"])
 def test_gold_minute_tables_equal_a_batch_recomputation_over_silver(
     spark: SparkSession, pipeline_run: tuple[Settings, GroundTruth], table: str
 ) -> None:
     s, _ = pipeline_run
-    expected = _batch_gold(spark, s)[table]
+    expected = batch_gold(spark, s)[table]
     spec = GOLD[table]
     cols = expected.columns
     got = {tuple(r[k] for k in spec.keys): r.asDict() for r in _read(spark, s, spec).select(*cols).collect()}
