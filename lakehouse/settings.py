@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         PROJECT_ROOT / ".lakehouse", description="Data, logs, pid files and the JVM cache (git-ignored)."
     )
     lake_root: Path | None = Field(None, description="Root of the Delta tables; default <state_dir>/lake.")
+    jvm_root: Path | None = Field(
+        None,
+        description="The JVM artifacts setup downloads (Kafka, Spark's packages, Trino: ~900 MB); default "
+        "<state_dir>/jvm. State directories may share one (the integration tests' stack shares the user's).",
+    )
     host: str = Field("127.0.0.1", description="Address every local service binds to (loopback only).")
 
     # --- ports -------------------------------------------------------------
@@ -383,7 +388,7 @@ class Settings(BaseSettings):
 
     @property
     def jvm_dir(self) -> Path:
-        return self.state_dir / "jvm"
+        return self.jvm_root.resolve() if self.jvm_root else self.state_dir / "jvm"
 
     @property
     def dagster_home(self) -> Path:

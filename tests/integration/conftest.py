@@ -1,8 +1,14 @@
-"""One real stack for the whole integration session.
+"""One real stack for the whole integration session, of its own.
 
-The fixture starts what is not already running (``lakehouse up``), reuses what is,
-and at the end stops only what it started, then checks that nothing it started is
-still alive: `up` -> tests -> `down` leaves no process behind.
+The session runs on a stack that is not the user's: its own state directory
+(``<state_dir>/test-stack``: lake, Kafka log, Redis data, Dagster home, secrets, logs) and its own
+ports (each the user's plus ``PORT_SHIFT``), sharing only the JVM artifacts setup downloaded. So
+`make test` on a machine where someone works leaves their stack, lake, Redis and Dagster instance as
+they were (and their load cannot fail the tests).
+
+The fixture starts what is not already running (``lakehouse up``), reuses what is (a test stack
+left by an interrupted session), and at the end stops only what it started, then checks that
+nothing it started is still alive: `up` -> tests -> `down` leaves no process behind.
 """
 
 from __future__ import annotations
@@ -21,8 +27,51 @@ import psutil
 import pytest
 from pyspark.sql import SparkSession
 
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import ENV_PREFIX, Settings, get_settings
 from lakehouse.stack import components as stack
+
+#: The test stack listens on the user's ports plus this (9092 -> 19092, 3000 -> 13000, ...): below
+#: Linux's ephemeral range (32768+), so no client's outgoing connection holds one by chance.
+PORT_SHIFT = 10_000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_stack() -> Iterator[Settings]:
+    """Point the whole session (this process and every process it starts, through the environment)
+    at the test stack's state and ports, and make its state directory and secrets."""
+    from lakehouse.stack.install import Installer
+
+    user = get_settings()
+    root = user.state_dir / "test-stack"
+    env = {
+        "STATE_DIR": root,
+        "JVM_ROOT": user.jvm_dir,  # ~900 MB: shared, read-only here
+        "LAKE_ROOT": root / "lake",
+        "CHECKPOINT_ROOT": root / "lake" / "_checkpoints",
+    }
+    for name in Settings.model_fields:
+        if name.endswith("_port"):
+            env[name.upper()] = getattr(user, name) + PORT_SHIFT
+    overrides = {f"{ENV_PREFIX}{k}": str(v) for k, v in env.items()}
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    get_settings.cache_clear()
+    s = get_settings()
+    if s.kafka_bootstrap_servers:
+        pytest.exit(
+            f"{ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS is set ({s.kafka_bootstrap_servers}): the integration tests "
+            "run on a local stack of their own; unset it to run them",
+            returncode=2,
+        )
+    setup = Installer(s, log=print)
+    print(f"integration tests: own stack in {setup.state_dirs()}, ports +{PORT_SHIFT}; {setup.secrets()}")
+    yield s
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    get_settings.cache_clear()
 
 
 class StandInPagerDuty:
@@ -61,7 +110,7 @@ class StandInPagerDuty:
 
 
 @pytest.fixture(scope="session")
-def pager() -> Iterator[StandInPagerDuty]:
+def pager(own_stack: Settings) -> Iterator[StandInPagerDuty]:
     """The stand-in PagerDuty the stack's Alertmanager pages during the session (LAKEHOUSE_PAGERDUTY_URL)."""
     stand_in = StandInPagerDuty()
     before = os.environ.get("LAKEHOUSE_PAGERDUTY_URL")
@@ -118,15 +167,15 @@ def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
 
 @pytest.fixture(scope="session")
 def stack_lake(lakehouse_stack: Settings) -> Settings:
-    """The stack's own lake (the one Trino's catalog, dbt and the Redis projection read),
-    after the pipeline has caught up with records produced here.
+    """The test stack's lake (the one its Trino catalog, dbt and Redis projection read), after the
+    pipeline has caught up with records produced here.
 
-    The consumer-side tests (Trino, dbt, Redis) need the lake Trino was started on, so
-    unlike the pipeline tests they cannot use a private one. On a fresh stack (CI) the
-    bronze checkpoint is new and starts at the offsets the topics have now, so the lake
-    holds exactly these records; on a developer's stack the pipeline first catches up with
-    whatever its checkpoints have not read yet. Those tests assert properties that hold
-    for any content (Trino equals Spark, Redis equals gold, dbt tests pass).
+    The consumer-side tests (Trino, dbt, Redis) need the lake Trino was started on, so unlike the
+    pipeline tests they cannot use a private one. On a new test stack the bronze checkpoint is new and
+    starts at the offsets the topics have now, so the lake holds exactly these records; on one kept
+    from an earlier session the pipeline first catches up with whatever its checkpoints have not read
+    yet. Those tests assert properties that hold for any content (Trino equals Spark, Redis equals
+    gold, dbt tests pass).
     """
     from datetime import UTC, datetime, timedelta
 
