@@ -37,7 +37,9 @@ class CompiledSchema:
             session._jsparkSession, self.function_name, self.program
         )
         now_us = F.unix_micros(now if now is not None else F.current_timestamp())
-        return F.call_function(self.function_name, value, now_us)
+        # The bytes as Kafka delivered them (a string column holds them unchecked): the validator
+        # decodes strictly, so bytes that are not UTF-8 make the record invalid, never silently replaced.
+        return F.call_function(self.function_name, value.cast("binary"), now_us)
 
     def error(self, value: Column, now: Column | None = None) -> Column:
         """'field: reason; field: reason' for an invalid record, NULL for a valid one."""

@@ -164,7 +164,7 @@ def masked(value: bytes | None) -> str:
     text = value.decode("utf-8", errors="backslashreplace")
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's recursion limit
         return _CARD_DIGITS.sub(lambda m: "*" * 4 + m.group(2), text)
     if isinstance(doc, dict):
         for name in WITHHELD_FIELDS & doc.keys():

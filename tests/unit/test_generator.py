@@ -63,9 +63,15 @@ def parse(ts: str) -> datetime:
 def contract_errors(r: Record, now: datetime) -> list[str]:
     """Why a record is invalid under the contract (§1): schema errors, or an event_time > 1 day in the future."""
     try:
+        r.value.decode("utf-8")
+    except UnicodeDecodeError:
+        return ["not utf-8"]
+    try:
         value = json.loads(r.value)
     except ValueError:
         return ["not json"]
+    except RecursionError:  # nested past Python's limit as past Jackson's
+        return ["too deep"]
     if not isinstance(value, dict):
         return ["not an object"]
     errors = [e.message for e in VALIDATORS[r.topic].iter_errors(value)]
@@ -86,7 +92,7 @@ FULL = GeneratorConfig(  # explicit numbers: the tests below count them
     duplicates=40,
     out_of_order=0.1,
     late=15,
-    invalid=30,
+    invalid=36,
 )
 
 
@@ -145,7 +151,7 @@ def test_counts_per_kind_match_the_config(full: GeneratedRun) -> None:
     assert kinds["valid"] == 3000 + fraud_events + 12
     assert kinds["duplicate"] == 40
     assert kinds["late"] == 15
-    assert kinds["invalid"] == 30
+    assert kinds["invalid"] == 36
     assert Counter(r.invalid_kind for r in full.records if r.kind == "invalid") == dict.fromkeys(INVALID_KINDS, 3)
 
     total = full.truth.summary["total"]
@@ -154,7 +160,7 @@ def test_counts_per_kind_match_the_config(full: GeneratedRun) -> None:
     assert total["on_time_unique"] == kinds["valid"]
     assert total["duplicates"] == 40
     assert total["late"] == 15
-    assert total["invalid_total"] == 30
+    assert total["invalid_total"] == 36
     assert total["invalid"] == dict.fromkeys(INVALID_KINDS, 3)
     assert total["anomalies"] == 12
     assert total["out_of_order"] == round(0.1 * kinds["valid"])
@@ -278,6 +284,10 @@ def test_invalid_records_fail_and_name_their_field(full: GeneratedRun) -> None:
             assert r.field is None
             assert errors[0] in ("not json", "not an object")
             assert r.event_id is None
+            continue
+        if r.invalid_kind in ("not_utf8", "too_deep"):  # the record as a whole: not text, past the parser
+            assert r.field is None
+            assert errors == [{"not_utf8": "not utf-8", "too_deep": "too deep"}[r.invalid_kind]]
             continue
         assert r.field is not None
         value = values(r)

@@ -222,3 +222,21 @@ def test_the_validator_without_extra_gives_the_same_verdict_and_fields(spark: Sp
         assert lean[-1] is None
     assert list(validator.check(records[1], None))[-1] == '{"surprise":{"nested":[1,2]}}'
     assert validator.check(records[0], None)[0] is None  # the good record is valid
+
+
+def test_poison_records_are_invalid_with_a_reason_and_never_crash_the_validator(spark: SparkSession) -> None:
+    """Bytes that are not UTF-8 and JSON nested past the parser's limit: each judged, in words."""
+    from lakehouse.contracts import schema
+    from lakehouse.validation import fields, program
+
+    validator = _core(spark).RecordValidator(program(fields(schema("clickstream"))))
+    latin1 = b'{"event_id": "e1", "note": "caf\xe9"}'
+    assert validator.check(latin1, None, True)[0] == "value: not UTF-8 text (byte 0xe9 at offset 31)"
+    truncated = '{"event_id": "€'.encode()[:-1]
+    assert validator.check(truncated, None, True)[0] == "value: not UTF-8 text (byte 0xe2 at offset 14)"
+    deep = b'{"tree": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    reason = validator.check(deep, None, True)[0]
+    assert reason.startswith("value: beyond the JSON parser's limits (Document nesting depth (1001) exceeds"), reason
+    assert "StreamReadConstraints" not in reason  # Jackson's pointer to its own API is no help to a reader
+    good_bytes = '{"event_id": "café"}'.encode()  # UTF-8 beyond ASCII is fine: judged on its fields
+    assert "not UTF-8" not in validator.check(good_bytes, None, True)[0]

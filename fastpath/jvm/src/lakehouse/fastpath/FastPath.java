@@ -110,9 +110,9 @@ public final class FastPath {
     }
   }
 
-  /** A Kafka record's value and timestamp. */
+  /** A Kafka record's value (its bytes: the validator decodes them strictly) and timestamp. */
   public static final class Raw {
-    public String value;
+    public byte[] value;
     public long kafkaMs;
 
     public Raw() {}
@@ -359,7 +359,7 @@ public final class FastPath {
     @Override
     public void deserialize(ConsumerRecord<byte[], byte[]> record, Collector<Raw> out) {
       Raw r = new Raw();
-      r.value = record.value() == null ? null : new String(record.value(), StandardCharsets.UTF_8);
+      r.value = record.value();
       r.kafkaMs = record.timestamp();
       out.collect(r);
     }

@@ -2,12 +2,20 @@ package lakehouse.core;
 
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.StreamReadFeature;
+import com.fasterxml.jackson.core.exc.StreamConstraintsException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.cfg.JsonNodeFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.Serializable;
+import java.nio.ByteBuffer;
+import java.nio.CharBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CoderResult;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeFormatter;
@@ -173,6 +181,39 @@ public final class RecordValidator implements Serializable {
     return check(value, nowMicros, true);
   }
 
+  /**
+   * As {@link #check(String, Long, boolean)} for the record's BYTES as Kafka delivered them: bytes
+   * that are not UTF-8 are invalid ("value: not UTF-8 text (byte 0xff at offset 17)"), where a
+   * decoder that replaced them would let a mangled record through as valid.
+   */
+  public Object[] check(byte[] value, Long nowMicros, boolean extra) {
+    if (value == null) return check((String) null, nowMicros, extra);
+    String text;
+    try {
+      text = strictUtf8().decode(ByteBuffer.wrap(value)).toString();
+    } catch (CharacterCodingException e) {
+      Object[] out = new Object[fields.length + 2];
+      out[0] = "value: not UTF-8 text (" + firstMalformed(value) + ")";
+      return out;
+    }
+    return check(text, nowMicros, extra);
+  }
+
+  private static CharsetDecoder strictUtf8() {
+    return StandardCharsets.UTF_8
+        .newDecoder()
+        .onMalformedInput(CodingErrorAction.REPORT)
+        .onUnmappableCharacter(CodingErrorAction.REPORT);
+  }
+
+  /** Where BYTES stop being UTF-8 (known not to be): "byte 0xff at offset 17". */
+  static String firstMalformed(byte[] bytes) {
+    ByteBuffer in = ByteBuffer.wrap(bytes);
+    CoderResult r = strictUtf8().decode(in, CharBuffer.allocate(bytes.length + 1), true);
+    int at = r.isError() ? in.position() : bytes.length - 1;
+    return String.format("byte 0x%02x at offset %d", bytes[at] & 0xff, at);
+  }
+
   /** As {@link #check(String, Long)}; without EXTRA, {@code _extra} is left null (the fast path has no use for it). */
   public Object[] check(String value, Long nowMicros, boolean extra) {
     Object[] out = new Object[fields.length + 2];
@@ -183,7 +224,10 @@ public final class RecordValidator implements Serializable {
     JsonNode doc;
     try {
       doc = JSON.readTree(value);
-    } catch (Exception e) { // JsonProcessingException, StreamConstraintsException
+    } catch (StreamConstraintsException e) { // nesting deeper than 1000, a number of 1000+ digits, ...
+      out[0] = "value: beyond the JSON parser's limits (" + e.getOriginalMessage().replaceAll(", from `[^`]*`", "") + ")";
+      return out;
+    } catch (Exception e) { // JsonProcessingException
       doc = null;
     }
     if (doc == null || doc.isMissingNode()) {

@@ -15,9 +15,11 @@ import org.apache.spark.sql.types.StructType;
 
 /**
  * The silver validator as a Spark SQL function: {@link RecordValidator} (jvm/core, shared with the
- * fraud fast path) with its output as {@code struct<_error, <typed fields>, _extra>}.
+ * fraud fast path) with its output as {@code struct<_error, <typed fields>, _extra>}. It takes the
+ * record's bytes (a string column cast to binary keeps them as Kafka delivered them), so a record
+ * that is not UTF-8 is judged invalid instead of reaching silver with its bytes replaced.
  */
-public final class Validator implements UDF2<String, Long, Row>, Serializable {
+public final class Validator implements UDF2<byte[], Long, Row>, Serializable {
   private static final long serialVersionUID = 1L;
 
   private final RecordValidator validator;
@@ -62,7 +64,7 @@ public final class Validator implements UDF2<String, Long, Row>, Serializable {
   }
 
   @Override
-  public Row call(String value, Long nowMicros) {
-    return RowFactory.create(validator.check(value, nowMicros));
+  public Row call(byte[] value, Long nowMicros) {
+    return RowFactory.create(validator.check(value, nowMicros, true));
   }
 }
