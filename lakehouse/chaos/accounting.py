@@ -4,7 +4,8 @@ Against the generator's ground truth of what was produced:
 
 - **bronze = produced**: per topic, as many bronze rows as records sent, each Kafka coordinate once;
 - **silver + quarantine + duplicates = bronze**: per topic, silver holds exactly the valid events
-  (each ``event_id`` once, the set the truth names), quarantine exactly the invalid records;
+  (each ``event_id`` once, the set the truth names), quarantine exactly the invalid records, each
+  with a reason naming the field the generator broke;
 - **gold = recomputation**: each minute table equals a batch recomputation over silver (minus the
   recorded late events);
 - **alerts = reference**: ``gold.fraud_alerts`` equals the truth's reference alerts (rules, score);
@@ -16,6 +17,7 @@ Each check returns what it found wrong, in words; an empty list means the lake i
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,6 +85,12 @@ def silver_accounts_for_bronze(spark: SparkSession, s: Settings, truth: GroundTr
             out.append(f"silver.{t.name} holds {n} events, {expected['valid_unique']} valid ones were produced")
         if quarantined != expected["invalid_total"]:
             out.append(f"quarantine holds {quarantined} {t.name} records, {expected['invalid_total']} were invalid")
+        # Each reason names the field the generator broke ("value" for the record as a whole).
+        errors = quarantine.where(F.col("topic") == t.name).select("error").collect()
+        named = Counter(r[0].split(":", 1)[0] for r in errors)
+        broke = Counter(r["field"] or "value" for r in truth.records if r["topic"] == t.name and r["kind"] == "invalid")
+        if named != broke:
+            out.append(f"quarantine reasons for {t.name} name {dict(named)}, the invalid records broke {dict(broke)}")
         want = {r["event_id"] for r in truth.records if r["topic"] == t.name and r["kind"] in ("valid", "late")}
         got = {r[0] for r in silver.select("event_id").collect()}
         if got != want:

@@ -10,31 +10,38 @@ had when it began), so it judges only what it produced, and leaves the stack's l
 - ``kafka-restart``: the broker SIGKILLed under a running stream and restarted 10 s later; the
   producer pauses while it is down (a producer's own retries are not what is tested); a stream that
   gave up while the broker was away is restarted, as a supervisor does, and says so.
+- ``poison-flood``: a burst of poison under a running stream (bytes that are not UTF-8, JSON nested
+  past the parser's limit, every other invalid kind, records at the broker's size limit): the
+  stream keeps going; quarantine holds each invalid record with its reason, silver the big valid ones.
 
-Then the stream drains what is left (available-now) and ``lakehouse.chaos.accounting`` checks
+Scenarios can run one after another on one private lake (``lakehouse chaos kill-driver
+poison-flood``). Then the stream drains what is left (available-now) and ``lakehouse.chaos.accounting`` checks
 bronze = produced, silver + quarantine + duplicates = bronze, gold = recomputation and alerts =
 reference. ``lakehouse chaos SCENARIO`` runs one; tests/integration/test_chaos.py runs each.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.chaos.accounting import Accounting, account
+from lakehouse.delta.log_stats import log_stats
 from lakehouse.generator import GeneratorConfig, GroundTruth, generate, merge_ground_truths, produce
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
+from lakehouse.tables import QUARANTINE
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -78,6 +85,8 @@ class Harness:
         self._stop_load = threading.Event()
         self._pause_load = threading.Event()
         self._load_error: BaseException | None = None
+        #: The continuous stream a scenario left running for the next one (None: none running).
+        self.stream: subprocess.Popen[bytes] | None = None
         self._chunk = 0
         self._start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 
@@ -86,11 +95,12 @@ class Harness:
         self.log(f"  {text}")
 
     # -- load ------------------------------------------------------------------------------
-    def produce_chunk(self, count: int = 150) -> None:
-        """One seeded chunk of every kind of record, its event times after the previous chunk's."""
+    def produce_chunk(self, count: int = 150, **mix: int) -> None:
+        """One seeded chunk of every kind of record, its event times after the previous chunk's (MIX:
+        generator settings beyond ``every_fault``'s, e.g. ``invalid=600``)."""
         self._chunk += 1
         start = self._start + timedelta(seconds=40 * self._chunk)
-        config = GeneratorConfig.every_fault(count, seed=1000 + self._chunk, rate=5, start_time=start)
+        config = GeneratorConfig.every_fault(count, seed=1000 + self._chunk, rate=5, start_time=start, **mix)
         run = generate(config)
         sent = produce(run, self.s)
         if sent.failed:
@@ -102,6 +112,9 @@ class Harness:
     def start_load(self, every_s: float = 2.0, count: int = 60) -> None:
         """A chunk of COUNT normal events (plus injections) every EVERY_S seconds: ~40 records/s, enough
         that every kill lands with records in flight, small enough that the final drain stays short."""
+
+        self._stop_load.clear()  # a scenario after another on the same harness starts its own load
+        self._pause_load.clear()
 
         def loop() -> None:
             try:
@@ -161,11 +174,27 @@ class Harness:
     def stop(self, proc: subprocess.Popen[bytes]) -> int:
         return streams.stop_gracefully(proc)
 
+    def running_stream(self) -> subprocess.Popen[bytes]:
+        """The stream the previous scenario left running, or a new one (one driver start saved)."""
+        if self.stream is None or self.stream.poll() is not None:
+            self.stream = self.start_stream()
+        return self.stream
+
+    def stop_stream(self) -> None:
+        if self.stream is not None and self.stream.poll() is None:
+            self.stop(self.stream)
+        self.stream = None
+
     def drain(self) -> None:
         """Catch everything up (available-now), as the next run of a catch-up would."""
         code = streams.run(self.s, "all", available_now=True, on_line=lambda line: None)
         if code != 0:
             raise ChaosError(f"the final catch-up failed (exit {code})")
+
+    def quarantined(self) -> int:
+        """Rows in the private lake's quarantine (from its Delta log: no Spark)."""
+        stats = log_stats(Path(QUARANTINE.path(self.s.lake_dir)))
+        return stats.rows if stats is not None else 0
 
     def driver_tail(self, n: int = 8) -> str:
         path = self.workdir / "driver.log"
@@ -185,11 +214,12 @@ def kill_driver(h: Harness, times: int = 10) -> None:
     h.start_load()
     try:
         for i in range(1, times + 1):
-            proc = h.start_stream()
+            proc = h.running_stream()
             before = h.committed()
             after = h.wait_for_commit(proc, before)
             time.sleep(h.rng.uniform(0.0, 3.0))  # somewhere in the next micro-batch
             h.kill(proc)
+            h.stream = None
             h.note(f"kill {i}/{times}: driver SIGKILLed after {after - before} new batch commit(s)")
     finally:
         h.stop_load()
@@ -200,7 +230,7 @@ def kafka_restart(h: Harness, down_s: float = 10.0) -> None:
 
     kafka = next(c for c in stack.components(h.s) if c.name == "kafka")
     h.produce_chunk()
-    proc = h.start_stream()
+    proc = h.running_stream()
     h.start_load()
     try:
         h.wait_for_commit(proc, h.committed())
@@ -221,30 +251,69 @@ def kafka_restart(h: Harness, down_s: float = 10.0) -> None:
         if proc.poll() is not None:
             why = f"exit {proc.returncode}"
             h.note(f"the stream stopped while the broker was away ({why}); restarted, as a supervisor would")
-            proc = h.start_stream()
+            proc = h.running_stream()
         h.wait_for_commit(proc, h.committed(), timeout_s=240)
         h.note("the stream committed again after the restart")
     finally:
         h.stop_load()
-        if proc.poll() is None:
-            h.stop(proc)
+
+
+def poison_flood(h: Harness, invalid: int = 1200, oversized: int = 40) -> None:
+    """A burst of poison under a running stream: every invalid kind INVALID / 12 times (bytes that are
+    not UTF-8, JSON nested 5,000 deep, not JSON, wrong types, ...) and OVERSIZED records at the
+    broker's size limit. The stream must keep going, quarantine each invalid record with its reason
+    and keep each oversized one (valid: its padding is an unknown field, kept in ``_extra``)."""
+    h.produce_chunk()
+    proc = h.running_stream()
+    h.start_load()
+    try:
+        h.wait_for_commit(proc, h.committed())
+        before = h.quarantined()
+        h.produce_chunk(60, invalid=invalid, oversized=oversized)
+        h.note(f"flood: {invalid} invalid records of every kind and {oversized} of ~1 MB sent at once")
+        deadline = time.monotonic() + 300
+        while h.quarantined() < before + invalid:  # the running stream itself gets through it
+            if proc.poll() is not None:
+                raise ChaosError(f"the stream stopped on the flood (exit {proc.returncode}): {h.driver_tail()}")
+            if time.monotonic() > deadline:
+                raise ChaosError(f"the flood was not quarantined within 300 s: {h.driver_tail()}")
+            time.sleep(1)
+        h.note("the running stream quarantined the flood and kept going")
+    finally:
+        h.stop_load()
 
 
 SCENARIOS: dict[str, tuple[Callable[..., None], str]] = {
     "kill-driver": (kill_driver, "SIGKILL the pipeline's driver N times in a row under load (--times, default 10)"),
     "kafka-restart": (kafka_restart, "SIGKILL the Kafka broker under a running stream, restart it 10 s later"),
+    "poison-flood": (
+        poison_flood,
+        "1,200 invalid records of all kinds and 40 of ~1 MB at once, under a running stream",
+    ),
 }
 
 
-def run(name: str, base: Settings, workdir: Path, spark: SparkSession, log: Log = print, **options: object) -> Outcome:
-    if name not in SCENARIOS:
-        raise ChaosError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    fn, what = SCENARIOS[name]
+def run(
+    names: str | Sequence[str], base: Settings, workdir: Path, spark: SparkSession, log: Log = print, **options: object
+) -> Outcome:
+    """Run the scenarios NAMES one after another on one private lake, then drain and account once
+    (OPTIONS go to the scenarios that take them, e.g. ``times`` to kill-driver)."""
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        raise ChaosError(f"unknown scenario {', '.join(unknown) or '(none)'}; known: {', '.join(SCENARIOS)}")
     t0 = time.monotonic()
     h = Harness(base, workdir, log)
-    log(f"{name}: {what}")
-    fn(h, **options)
+    for name in names:
+        fn, what = SCENARIOS[name]
+        log(f"{name}: {what}")
+        try:
+            fn(h, **{k: v for k, v in options.items() if k in inspect.signature(fn).parameters})
+        except BaseException:
+            h.stop_stream()
+            raise
+    h.stop_stream()  # gracefully, at a batch boundary
     log("draining: the pipeline catches up with everything produced (available-now)")
     h.drain()
     acc = h.account(spark)
-    return Outcome(name, acc, h.events, time.monotonic() - t0)
+    return Outcome(" + ".join(names), acc, h.events, time.monotonic() - t0)

@@ -1,4 +1,4 @@
-"""`lakehouse chaos SCENARIO`: inject a fault under load, recover, and prove nothing was lost or doubled."""
+"""`lakehouse chaos SCENARIO...`: inject faults under load, recover, and prove nothing was lost or doubled."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from lakehouse.cli._common import console, err_console, friendly_errors, load_se
 
 
 @click.command()
-@click.argument("scenario", type=click.Choice(["kill-driver", "kafka-restart", "list"]))
+@click.argument(
+    "scenarios", nargs=-1, required=True, type=click.Choice(["kill-driver", "kafka-restart", "poison-flood", "list"])
+)
 @click.option(
     "--times", type=click.IntRange(1, 100), default=10, show_default=True, help="kill-driver: kills in a row."
 )
@@ -20,38 +22,41 @@ from lakehouse.cli._common import console, err_console, friendly_errors, load_se
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the scenario's private lake goes (default: a temporary directory, removed afterwards).",
+    help="Where the scenarios' private lake goes (default: a temporary directory, removed afterwards).",
 )
 @friendly_errors
-def chaos(scenario: str, times: int, workdir: Path | None) -> None:
-    """Run a fault SCENARIO against the running stack, then check the books exactly.
+def chaos(scenarios: tuple[str, ...], times: int, workdir: Path | None) -> None:
+    """Run fault SCENARIOS against the running stack, one after another, then check the books exactly.
 
     \b
     kill-driver    SIGKILL the pipeline's Spark driver --times in a row under load, each time
                    after a new batch commit, restarting it from its checkpoint
     kafka-restart  SIGKILL the Kafka broker under a running stream, restart it 10 s later
+    poison-flood   1,200 invalid records of every kind (not UTF-8, JSON nested 5,000 deep, ...)
+                   and 40 of ~1 MB at once, under a running stream
     list           say what each scenario does
 
-    Each scenario writes to a private lake (the stack's lake is left alone) and ends with:
-    bronze = produced; silver + quarantine + duplicates = bronze; gold = recomputation;
-    fraud alerts = reference. Exit 0 only when all of them hold exactly.
+    The scenarios write to one private lake (the stack's lake is left alone) and end with one
+    drain and the accounting: bronze = produced; silver + quarantine + duplicates = bronze (each
+    reason naming the broken field); gold = recomputation; fraud alerts = reference. Exit 0 only
+    when all of them hold exactly.
     """
     from lakehouse.chaos.scenarios import SCENARIOS, ChaosError, run
 
-    if scenario == "list":
+    if "list" in scenarios:
         for name, (_, what) in SCENARIOS.items():
             console.print(f"[bold]{name}[/]  {what}", highlight=False)
         return
     from lakehouse.delta.session import build_spark_session
 
     s = load_settings()
-    options = {"times": times} if scenario == "kill-driver" else {}
-    with tempfile.TemporaryDirectory(prefix=f"lakehouse-chaos-{scenario}-") as tmp:
+    scenario = " + ".join(scenarios)
+    with tempfile.TemporaryDirectory(prefix="lakehouse-chaos-") as tmp:
         root = workdir or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         spark = build_spark_session("lakehouse-chaos", s)
         try:
-            outcome = run(scenario, s, root, spark, log=lambda line: console.print(line, highlight=False), **options)
+            outcome = run(scenarios, s, root, spark, log=lambda line: console.print(line, highlight=False), times=times)
         except ChaosError as e:
             err_console.print(f"[red]{scenario} could not run:[/] {e}")
             sys.exit(2)
