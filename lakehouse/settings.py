@@ -199,6 +199,12 @@ class Settings(BaseSettings):
         "earliest",
         description="Where a NEW bronze checkpoint starts: earliest, latest, or Spark's per-partition JSON.",
     )
+    kafka_fail_on_data_loss: bool = Field(
+        True,
+        description="Stop bronze with an error naming the lost offsets when Kafka deleted records it had not "
+        "read (retention). `lakehouse stream skip-lost` turns it off for the one run that records the loss "
+        "and goes past it.",
+    )
     max_offsets_per_trigger: int = Field(50_000, ge=1, description="Kafka records per micro-batch, per topic.")
     max_files_per_trigger: int = Field(100, ge=1, description="Delta files per micro-batch for silver and gold.")
     fraud_state_retention_days: int = Field(

@@ -344,6 +344,24 @@ def register_in_trino(s: Settings, log: Callable[[str], None]) -> None:
         log(f"warning: registering the tables in Trino failed: {e}")
 
 
+def exit_on_data_loss(s: Settings, e: BaseException, log: Callable[[str], None]) -> int | None:
+    """DATA_LOST, said plainly and pushed (the page ``LakehouseKafkaRecordsLost``), when E is, or a query
+    failure is explained by, records Kafka deleted before bronze read them; None for any other failure."""
+    from lakehouse.services import retention
+
+    lost = e.lost if isinstance(e, retention.DataLostError) else None
+    if lost is None:
+        try:
+            lost = retention.find_lost(s)
+        except Exception:  # Kafka unreachable: the original failure is the one to show
+            return None
+    if not lost:
+        return None
+    print(f"error: {retention.DataLostError(lost)}", file=sys.stderr, flush=True)
+    retention.push_lost(s, lost, log)
+    return retention.DATA_LOST
+
+
 StartQuery = Callable[["SparkSession", Settings, bool], "StreamingQuery"]
 
 
@@ -374,5 +392,9 @@ def main_for(app: str, starters: dict[str, StartQuery], argv: Sequence[str] | No
         except AlreadyRunningError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
+        except Exception as e:
+            if app == "bronze" and (code := exit_on_data_loss(s, e, r.log)) is not None:
+                return code
+            raise
         r.log(f"{app}: stopped" + (" on request" if stop.requested.is_set() else ""))
     return 0

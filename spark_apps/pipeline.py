@@ -25,6 +25,7 @@ from spark_apps._runtime import (
     ProgressReporter,
     RunOptions,
     exclusive,
+    exit_on_data_loss,
     parse_args,
     register_in_trino,
     run_queries,
@@ -46,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except AlreadyRunningError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
+        except Exception as e:
+            if (code := exit_on_data_loss(s, e, r.log)) is not None:
+                return code
+            raise
     return 0
 
 
