@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     alertmanager_port: int = Field(9095, ge=1, le=65535, description="Alertmanager (HTTPS; its cluster port is off).")
     node_exporter_port: int = Field(9100, ge=1, le=65535, description="Node exporter (disk space of the machine).")
     redis_exporter_port: int = Field(9121, ge=1, le=65535, description="Redis exporter (Redis memory, errors).")
+    kafka_metrics_port: int = Field(
+        7071, ge=1, le=65535, description="Kafka's metrics (JMX exporter agent in the broker; HTTPS, login)."
+    )
     dashboard_port: int = Field(
         3001,
         ge=1,
@@ -367,6 +370,7 @@ class Settings(BaseSettings):
             "alertmanager_port",
             "node_exporter_port",
             "redis_exporter_port",
+            "kafka_metrics_port",
             "dashboard_port",
         ):
             port = getattr(self, name)

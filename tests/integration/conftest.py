@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def own_stack() -> Iterator[Settings]:
     """Point the whole session (this process and every process it starts, through the environment)
     at the test stack's state and ports, and make its state directory and secrets."""
-    from lakehouse.stack.install import Installer
+    from lakehouse.stack.install import Setup
 
     user = get_settings()
     root = user.state_dir / "test-stack"
@@ -69,7 +69,7 @@ def own_stack() -> Iterator[Settings]:
             "run on a local stack of their own; unset it to run them",
             returncode=2,
         )
-    setup = Installer(s, log=print)
+    setup = Setup(s, log=print)
     print(f"integration tests: own stack in {setup.state_dirs()}, ports +{PORT_SHIFT}; {setup.secrets()}")
     yield s
     for k, v in saved.items():
