@@ -26,6 +26,7 @@ from spark_apps._runtime import (
     RunOptions,
     exclusive,
     exit_on_data_loss,
+    exit_on_disk_full,
     parse_args,
     register_in_trino,
     run_queries,
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
         except Exception as e:
+            if (code := exit_on_disk_full(s, e)) is not None:
+                return code
             if (code := exit_on_data_loss(s, e, r.log)) is not None:
                 return code
             raise

@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -67,6 +68,53 @@ class Outcome:
         return self.accounting.exact
 
 
+class SmallDisk:
+    """A tmpfs mounted at PATH, for the lake: shrunk to full under a running stream, then grown back.
+    Mounting needs root (CAP_SYS_ADMIN); ``unavailable`` says why not, where it cannot be had."""
+
+    def __init__(self, path: Path, size_bytes: int = 4 << 30) -> None:
+        self.path = path
+        self.size = size_bytes
+        self.mounted = False
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """None where a tmpfs can be mounted here; else why not."""
+        import tempfile
+
+        if shutil.which("mount") is None:
+            return "no mount command"
+        with tempfile.TemporaryDirectory(prefix="lakehouse-mount-probe-") as probe:
+            tried = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe], capture_output=True, text=True, check=False
+            )
+            if tried.returncode != 0:
+                return f"mounting a tmpfs needs root (CAP_SYS_ADMIN): {tried.stderr.strip()}"
+            subprocess.run(["umount", probe], check=True)
+        return None
+
+    def _mount(self, *options: str) -> None:
+        done = subprocess.run(["mount", *options, self.path.as_posix()], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ChaosError(f"mount {' '.join(options)} {self.path} failed: {done.stderr.strip()}")
+
+    def mount(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._mount("-t", "tmpfs", "-o", f"size={self.size},mode=0700", "tmpfs")
+        self.mounted = True
+
+    def resize(self, size_bytes: int) -> None:
+        self._mount("-o", f"remount,size={size_bytes}")
+
+    def used(self) -> int:
+        return shutil.disk_usage(self.path).used
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", self.path.as_posix()], check=False)
+            self.mounted = False
+
+
 class Harness:
     """A private lake, a producer thread, and the pipeline's driver as a process to start, kill and drain."""
 
@@ -89,6 +137,8 @@ class Harness:
         self._load_error: BaseException | None = None
         #: The continuous stream a scenario left running for the next one (None: none running).
         self.stream: subprocess.Popen[bytes] | None = None
+        #: The lake's own small filesystem, where a scenario fills the disk (run() mounts it).
+        self.disk: SmallDisk | None = None
         self._chunk = 0
         self._start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 
@@ -327,6 +377,43 @@ def poison_flood(h: Harness, invalid: int = 1200, oversized: int = 40) -> None:
         h.stop_load()
 
 
+def disk_full(h: Harness) -> None:
+    """The lake's filesystem (tables and checkpoints; a tmpfs of its own) shrunk to full under a running
+    stream with load: the driver must stop (exit 74) saying the disk is full and that nothing is lost;
+    once the filesystem has room again, a restart resumes from the last committed batch."""
+    if h.disk is None:
+        raise ChaosError("disk-full needs the lake on its own filesystem: run it through lakehouse.chaos.run")
+    h.produce_chunk()
+    proc = h.running_stream()
+    h.start_load()
+    try:
+        h.wait_for_commit(proc, h.committed())
+        for attempt in range(10):  # the stream writes meanwhile: a size below what is used is refused
+            full = h.disk.used() + (64 << 10)
+            try:
+                h.disk.resize(full)
+                break
+            except ChaosError:
+                if attempt == 9:
+                    raise
+        h.note(f"the lake's filesystem shrunk to {full >> 20} MB: full under the running stream")
+        try:
+            code = proc.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            raise ChaosError(f"the stream kept running on a full disk for 300 s: {h.driver_tail()}") from None
+        h.stream = None
+        if code != streams.DISK_FULL or "no space left on the disk under" not in h.driver_log():
+            raise ChaosError(f"the stream did not stop saying the disk is full (exit {code}): {h.driver_tail()}")
+        h.note(f"the driver stopped with DISK_FULL ({code}) and said what to do")
+        h.disk.resize(h.disk.size)
+        h.note("the filesystem grown back; the stream started again")
+        proc = h.running_stream()
+        h.wait_for_commit(proc, h.committed(), timeout_s=240)
+        h.note("the stream committed again after the disk had room")
+    finally:
+        h.stop_load()
+
+
 def retention_outage(h: Harness) -> None:
     """The stream down while Kafka's retention deletes records it has not read (here: the broker deletes
     them on request, as retention would, every record sent during the outage). The next start must
@@ -374,6 +461,7 @@ def retention_outage(h: Harness) -> None:
 SCENARIOS: dict[str, tuple[Callable[..., None], str]] = {
     "kill-driver": (kill_driver, "SIGKILL the pipeline's driver N times in a row under load (--times, default 10)"),
     "kafka-restart": (kafka_restart, "SIGKILL the Kafka broker under a running stream, restart it 10 s later"),
+    "disk-full": (disk_full, "the lake's filesystem full under a running stream: stop, say so, resume (root)"),
     "retention-outage": (
         retention_outage,
         "records deleted by retention while the stream is down: stop, page, skip",
@@ -395,17 +483,29 @@ def run(
     if unknown or not names:
         raise ChaosError(f"unknown scenario {', '.join(unknown) or '(none)'}; known: {', '.join(SCENARIOS)}")
     t0 = time.monotonic()
-    h = Harness(base, workdir, log)
-    for name in names:
-        fn, what = SCENARIOS[name]
-        log(f"{name}: {what}")
-        try:
-            fn(h, **{k: v for k, v in options.items() if k in inspect.signature(fn).parameters})
-        except BaseException:
-            h.stop_stream()
-            raise
-    h.stop_stream()  # gracefully, at a batch boundary
-    log("draining: the pipeline catches up with everything produced (available-now)")
-    h.drain()
-    acc = h.account(spark)
+    disk = None
+    if "disk-full" in names:
+        why = SmallDisk.unavailable()
+        if why is not None:
+            raise ChaosError(f"disk-full cannot run here: {why}")
+        disk = SmallDisk(workdir / "lake")
+        disk.mount()
+    try:
+        h = Harness(base, workdir, log)
+        h.disk = disk
+        for name in names:
+            fn, what = SCENARIOS[name]
+            log(f"{name}: {what}")
+            try:
+                fn(h, **{k: v for k, v in options.items() if k in inspect.signature(fn).parameters})
+            except BaseException:
+                h.stop_stream()
+                raise
+        h.stop_stream()  # gracefully, at a batch boundary
+        log("draining: the pipeline catches up with everything produced (available-now)")
+        h.drain()
+        acc = h.account(spark)
+    finally:
+        if disk is not None:
+            disk.unmount()
     return Outcome(" + ".join(names), acc, h.events, time.monotonic() - t0)

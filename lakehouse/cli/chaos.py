@@ -11,7 +11,7 @@ import click
 from lakehouse.cli._common import console, err_console, friendly_errors, load_settings
 
 #: The scenarios (lakehouse.chaos.scenarios.SCENARIOS, named here to keep `--help` free of its imports).
-SCENARIO_NAMES = ("kill-driver", "kafka-restart", "poison-flood", "retention-outage")
+SCENARIO_NAMES = ("kill-driver", "disk-full", "kafka-restart", "poison-flood", "retention-outage")
 
 
 @click.command()
@@ -38,6 +38,9 @@ def chaos(scenarios: tuple[str, ...], times: int, workdir: Path | None, allow_de
     \b
     kill-driver    SIGKILL the pipeline's Spark driver --times in a row under load, each time
                    after a new batch commit, restarting it from its checkpoint
+    disk-full      the private lake on a filesystem of its own (a tmpfs: needs root), shrunk to
+                   full under a running stream: the driver must stop (exit 74) saying so, and
+                   resume once there is room again
     kafka-restart  SIGKILL the Kafka broker under a running stream, restart it 10 s later
     poison-flood   1,200 invalid records of every kind (not UTF-8, JSON nested 5,000 deep, ...)
                    and 40 of ~1 MB at once, under a running stream
