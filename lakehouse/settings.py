@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     alertmanager_port: int = Field(9095, ge=1, le=65535, description="Alertmanager (HTTPS; its cluster port is off).")
     node_exporter_port: int = Field(9100, ge=1, le=65535, description="Node exporter (disk space of the machine).")
     redis_exporter_port: int = Field(9121, ge=1, le=65535, description="Redis exporter (Redis memory, errors).")
+    kafka_metrics_port: int = Field(
+        7071, ge=1, le=65535, description="Kafka's metrics (JMX exporter agent in the broker; HTTPS, login)."
+    )
     dashboard_port: int = Field(
         3001,
         ge=1,
@@ -198,6 +201,12 @@ class Settings(BaseSettings):
     kafka_starting_offsets: str = Field(
         "earliest",
         description="Where a NEW bronze checkpoint starts: earliest, latest, or Spark's per-partition JSON.",
+    )
+    kafka_fail_on_data_loss: bool = Field(
+        True,
+        description="Stop bronze with an error naming the lost offsets when Kafka deleted records it had not "
+        "read (retention). `lakehouse stream skip-lost` turns it off for the one run that records the loss "
+        "and goes past it.",
     )
     max_offsets_per_trigger: int = Field(50_000, ge=1, description="Kafka records per micro-batch, per topic.")
     max_files_per_trigger: int = Field(100, ge=1, description="Delta files per micro-batch for silver and gold.")
@@ -361,6 +370,7 @@ class Settings(BaseSettings):
             "alertmanager_port",
             "node_exporter_port",
             "redis_exporter_port",
+            "kafka_metrics_port",
             "dashboard_port",
         ):
             port = getattr(self, name)

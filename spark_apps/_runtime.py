@@ -72,6 +72,7 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
 
 
 ALREADY_RUNNING = streams.ALREADY_RUNNING  # another process holds the stream's checkpoints
+DISK_FULL = streams.DISK_FULL  # a write found no space
 
 
 def with_trigger(writer: DataStreamWriter, s: Settings, available_now: bool) -> DataStreamWriter:
@@ -344,6 +345,51 @@ def register_in_trino(s: Settings, log: Callable[[str], None]) -> None:
         log(f"warning: registering the tables in Trino failed: {e}")
 
 
+def _failure_text(e: BaseException) -> str:
+    """E's message, its JVM stack trace (a Spark error's causes are there) and its causes' messages."""
+    parts: list[str] = []
+    seen: BaseException | None = e
+    while seen is not None and len(parts) < 10:
+        parts += [str(seen), str(getattr(seen, "_stackTrace", "") or "")]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts)
+
+
+def exit_on_disk_full(s: Settings, e: BaseException) -> int | None:
+    """DISK_FULL, said plainly, when E is a write that found no space (deep in a Spark job's error);
+    None for any other failure."""
+    if "No space left on device" not in _failure_text(e):
+        return None
+    places = sorted({str(s.lake_dir), str(s.checkpoint_dir)})
+    print(
+        f"error: no space left on the disk under {' or '.join(places)}: a write of this stream failed. "
+        "Nothing is lost: the failed batch was not committed, and Kafka and the upstream tables still hold "
+        "what it had not read. Free space or grow the filesystem, then start the stream again: it resumes "
+        "from its last committed batch (docs/runbook.md, LakehouseDiskFilling).",
+        file=sys.stderr,
+        flush=True,
+    )
+    return DISK_FULL
+
+
+def exit_on_data_loss(s: Settings, e: BaseException, log: Callable[[str], None]) -> int | None:
+    """DATA_LOST, said plainly and pushed (the page ``LakehouseKafkaRecordsLost``), when E is, or a query
+    failure is explained by, records Kafka deleted before bronze read them; None for any other failure."""
+    from lakehouse.services import retention
+
+    lost = e.lost if isinstance(e, retention.DataLostError) else None
+    if lost is None:
+        try:
+            lost = retention.find_lost(s)
+        except Exception:  # Kafka unreachable: the original failure is the one to show
+            return None
+    if not lost:
+        return None
+    print(f"error: {retention.DataLostError(lost)}", file=sys.stderr, flush=True)
+    retention.push_lost(s, lost, log)
+    return retention.DATA_LOST
+
+
 StartQuery = Callable[["SparkSession", Settings, bool], "StreamingQuery"]
 
 
@@ -374,5 +420,11 @@ def main_for(app: str, starters: dict[str, StartQuery], argv: Sequence[str] | No
         except AlreadyRunningError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
+        except Exception as e:
+            if (code := exit_on_disk_full(s, e)) is not None:
+                return code
+            if app == "bronze" and (code := exit_on_data_loss(s, e, r.log)) is not None:
+                return code
+            raise
         r.log(f"{app}: stopped" + (" on request" if stop.requested.is_set() else ""))
     return 0

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from lakehouse.clients import spark_options
 from lakehouse.contracts import TOPICS
 from lakehouse.delta.tables import ensure_table
+from lakehouse.services import retention
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE
 from spark_apps._metrics import KAFKA_OBSERVATION, age_bucket_aggs
@@ -67,14 +68,17 @@ def starting_offsets(setting: str, topic: str) -> str:
 
 def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
     table = BRONZE[topic]
+    if s.kafka_fail_on_data_loss:
+        retention.check(s, [topic])  # records deleted before they were read: say which, stop (DATA_LOST)
     ensure_table(spark, table, s.lake_dir)
     source = (
         spark.readStream.format("kafka")
         .options(**spark_options(s))  # SASL_SSL as the Spark principal
         .option("subscribe", topic)
         .option("startingOffsets", starting_offsets(s.kafka_starting_offsets, topic))  # new checkpoints only
-        # Losing data silently is never acceptable: if offsets vanished (retention), fail loudly.
-        .option("failOnDataLoss", "true")
+        # Losing data silently is never acceptable: if offsets vanished (retention), fail loudly
+        # (off only for the one run of `lakehouse stream skip-lost`, which has recorded the loss).
+        .option("failOnDataLoss", str(s.kafka_fail_on_data_loss).lower())
         .option("maxOffsetsPerTrigger", s.max_offsets_per_trigger)
         .load()
     )

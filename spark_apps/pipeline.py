@@ -25,6 +25,8 @@ from spark_apps._runtime import (
     ProgressReporter,
     RunOptions,
     exclusive,
+    exit_on_data_loss,
+    exit_on_disk_full,
     parse_args,
     register_in_trino,
     run_queries,
@@ -46,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except AlreadyRunningError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
+        except Exception as e:
+            if (code := exit_on_disk_full(s, e)) is not None:
+                return code
+            if (code := exit_on_data_loss(s, e, r.log)) is not None:
+                return code
+            raise
     return 0
 
 

@@ -25,21 +25,24 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.chaos.accounting import Accounting, account
+from lakehouse.contracts import TOPICS
 from lakehouse.delta.log_stats import log_stats
 from lakehouse.generator import GeneratorConfig, GroundTruth, generate, merge_ground_truths, produce
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
+from lakehouse.services.topics import checkpoint_offsets
 from lakehouse.settings import Settings
 from lakehouse.tables import QUARANTINE
 
@@ -65,6 +68,53 @@ class Outcome:
         return self.accounting.exact
 
 
+class SmallDisk:
+    """A tmpfs mounted at PATH, for the lake: shrunk to full under a running stream, then grown back.
+    Mounting needs root (CAP_SYS_ADMIN); ``unavailable`` says why not, where it cannot be had."""
+
+    def __init__(self, path: Path, size_bytes: int = 4 << 30) -> None:
+        self.path = path
+        self.size = size_bytes
+        self.mounted = False
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """None where a tmpfs can be mounted here; else why not."""
+        import tempfile
+
+        if shutil.which("mount") is None:
+            return "no mount command"
+        with tempfile.TemporaryDirectory(prefix="lakehouse-mount-probe-") as probe:
+            tried = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe], capture_output=True, text=True, check=False
+            )
+            if tried.returncode != 0:
+                return f"mounting a tmpfs needs root (CAP_SYS_ADMIN): {tried.stderr.strip()}"
+            subprocess.run(["umount", probe], check=True)
+        return None
+
+    def _mount(self, *options: str) -> None:
+        done = subprocess.run(["mount", *options, self.path.as_posix()], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ChaosError(f"mount {' '.join(options)} {self.path} failed: {done.stderr.strip()}")
+
+    def mount(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._mount("-t", "tmpfs", "-o", f"size={self.size},mode=0700", "tmpfs")
+        self.mounted = True
+
+    def resize(self, size_bytes: int) -> None:
+        self._mount("-o", f"remount,size={size_bytes}")
+
+    def used(self) -> int:
+        return shutil.disk_usage(self.path).used
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", self.path.as_posix()], check=False)
+            self.mounted = False
+
+
 class Harness:
     """A private lake, a producer thread, and the pipeline's driver as a process to start, kill and drain."""
 
@@ -87,6 +137,8 @@ class Harness:
         self._load_error: BaseException | None = None
         #: The continuous stream a scenario left running for the next one (None: none running).
         self.stream: subprocess.Popen[bytes] | None = None
+        #: The lake's own small filesystem, where a scenario fills the disk (run() mounts it).
+        self.disk: SmallDisk | None = None
         self._chunk = 0
         self._start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
 
@@ -95,9 +147,10 @@ class Harness:
         self.log(f"  {text}")
 
     # -- load ------------------------------------------------------------------------------
-    def produce_chunk(self, count: int = 150, **mix: int) -> None:
+    def produce_chunk(self, count: int = 150, keep_truth: bool = True, **mix: int) -> GroundTruth:
         """One seeded chunk of every kind of record, its event times after the previous chunk's (MIX:
-        generator settings beyond ``every_fault``'s, e.g. ``invalid=600``)."""
+        generator settings beyond ``every_fault``'s, e.g. ``invalid=600``). Without KEEP_TRUTH the
+        chunk is not expected in the lake (records a scenario deletes from Kafka before they are read)."""
         self._chunk += 1
         start = self._start + timedelta(seconds=40 * self._chunk)
         config = GeneratorConfig.every_fault(count, seed=1000 + self._chunk, rate=5, start_time=start, **mix)
@@ -107,7 +160,9 @@ class Harness:
             raise ChaosError(
                 f"the producer lost {sent.failed} records of chunk {self._chunk}: the truth would be wrong"
             )
-        self.truths.append(run.truth)
+        if keep_truth:
+            self.truths.append(run.truth)
+        return run.truth
 
     def start_load(self, every_s: float = 2.0, count: int = 60) -> None:
         """A chunk of COUNT normal events (plus injections) every EVERY_S seconds: ~40 records/s, enough
@@ -196,6 +251,45 @@ class Harness:
         stats = log_stats(Path(QUARANTINE.path(self.s.lake_dir)))
         return stats.rows if stats is not None else 0
 
+    def driver_log(self) -> str:
+        path = self.workdir / "driver.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def bronze_read_to(self) -> dict[str, dict[int, int]]:
+        """Where bronze's last committed batch ended, per topic and partition (its checkpoints)."""
+        out = {}
+        for t in TOPICS:
+            found = checkpoint_offsets(self.s.checkpoint_dir / "bronze" / t.name)
+            if found is not None and t.name in found[0]:
+                out[t.name] = found[0][t.name]
+        return out
+
+    def wait_until(
+        self, check: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], timeout_s: float = 300
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            if proc.poll() is not None:
+                raise ChaosError(f"the driver exited ({proc.returncode}) before {what}: {self.driver_tail()}")
+            if time.monotonic() > deadline:
+                raise ChaosError(f"not {what} within {timeout_s:.0f}s: {self.driver_tail()}")
+            time.sleep(0.5)
+
+    def delete_records_before(self, offsets: Mapping[str, Mapping[int, int]]) -> None:
+        """What retention does, at once: the broker deletes every record before OFFSETS (per partition)."""
+        from kafka import TopicPartition
+
+        from lakehouse.services.kafka import admin
+
+        client = admin(self.s, timeout_ms=30_000)
+        try:
+            client.delete_records(
+                {TopicPartition(t, p): o for t, parts in offsets.items() for p, o in parts.items() if o > 0},
+                timeout_ms=30_000,
+            )
+        finally:
+            client.close()
+
     def driver_tail(self, n: int = 8) -> str:
         path = self.workdir / "driver.log"
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
@@ -283,9 +377,95 @@ def poison_flood(h: Harness, invalid: int = 1200, oversized: int = 40) -> None:
         h.stop_load()
 
 
+def disk_full(h: Harness) -> None:
+    """The lake's filesystem (tables and checkpoints; a tmpfs of its own) shrunk to full under a running
+    stream with load: the driver must stop (exit 74) saying the disk is full and that nothing is lost;
+    once the filesystem has room again, a restart resumes from the last committed batch."""
+    if h.disk is None:
+        raise ChaosError("disk-full needs the lake on its own filesystem: run it through lakehouse.chaos.run")
+    h.produce_chunk()
+    proc = h.running_stream()
+    h.start_load()
+    try:
+        h.wait_for_commit(proc, h.committed())
+        for attempt in range(10):  # the stream writes meanwhile: a size below what is used is refused
+            full = h.disk.used() + (64 << 10)
+            try:
+                h.disk.resize(full)
+                break
+            except ChaosError:
+                if attempt == 9:
+                    raise
+        h.note(f"the lake's filesystem shrunk to {full >> 20} MB: full under the running stream")
+        try:
+            code = proc.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            raise ChaosError(f"the stream kept running on a full disk for 300 s: {h.driver_tail()}") from None
+        h.stream = None
+        if code != streams.DISK_FULL or "no space left on the disk under" not in h.driver_log():
+            raise ChaosError(f"the stream did not stop saying the disk is full (exit {code}): {h.driver_tail()}")
+        h.note(f"the driver stopped with DISK_FULL ({code}) and said what to do")
+        h.disk.resize(h.disk.size)
+        h.note("the filesystem grown back; the stream started again")
+        proc = h.running_stream()
+        h.wait_for_commit(proc, h.committed(), timeout_s=240)
+        h.note("the stream committed again after the disk had room")
+    finally:
+        h.stop_load()
+
+
+def retention_outage(h: Harness) -> None:
+    """The stream down while Kafka's retention deletes records it has not read (here: the broker deletes
+    them on request, as retention would, every record sent during the outage). The next start must
+    stop with DATA_LOST and a message naming the lost ranges, and push the page's metric; the recovery
+    (``lakehouse stream skip-lost``) records exactly what was sent during the outage and gets bronze
+    past the gap. The accounting then expects everything but the lost records."""
+    from lakehouse.services import retention
+    from lakehouse.services.topics import end_offsets
+
+    names = [t.name for t in TOPICS]
+    h.produce_chunk()
+    proc = h.running_stream()
+    ends = end_offsets(h.s, names)
+    h.wait_until(lambda: h.bronze_read_to() == ends, "bronze caught up before the outage", proc)
+    h.stop_stream()
+    before = end_offsets(h.s, names)
+    lost_truth = h.produce_chunk(keep_truth=False)
+    gone = end_offsets(h.s, names)
+    h.delete_records_before(gone)
+    sent = int(lost_truth.summary["total"]["sent"])
+    h.note(f"outage: {sent} records sent while the stream was down, then deleted by the broker")
+    h.produce_chunk()
+    proc = h.start_stream()
+    code = proc.wait(timeout=300)
+    if code != retention.DATA_LOST:
+        raise ChaosError(f"bronze did not stop on the lost records (exit {code}): {h.driver_tail()}")
+    said = h.driver_log()
+    if "Kafka no longer holds" not in said or "lakehouse stream skip-lost" not in said:
+        raise ChaosError(f"bronze stopped without saying what was lost and what to do: {h.driver_tail()}")
+    h.note(f"bronze stopped with DATA_LOST ({code}) and named the lost ranges")
+    pushed = retention.pushed_lost(h.s)
+    if sum(pushed.values()) != sent:
+        raise ChaosError(f"the page's metric says {pushed} records lost, {sent} were")
+    h.note(f"lakehouse_kafka_records_lost pushed for the page: {pushed}")
+    skipped, report = retention.skip(h.s, lambda past: streams.run(past, "bronze", available_now=True))
+    want = {(t, p): (before[t][p], gone[t][p]) for t in names for p in gone[t] if gone[t][p] > before[t][p]}
+    got = {(r.topic, r.partition): (r.first, r.end) for r in skipped}
+    if got != want or sum(r.count for r in skipped) != sent:
+        raise ChaosError(f"skip-lost recorded {got}, the outage's records were {want} ({sent} records)")
+    if retention.pushed_lost(h.s):
+        raise ChaosError("skip-lost left lakehouse_kafka_records_lost in the pushgateway: the page would not resolve")
+    h.note(f"skip-lost recorded exactly the {sent} lost records in {report.name if report else '-'}")
+
+
 SCENARIOS: dict[str, tuple[Callable[..., None], str]] = {
     "kill-driver": (kill_driver, "SIGKILL the pipeline's driver N times in a row under load (--times, default 10)"),
     "kafka-restart": (kafka_restart, "SIGKILL the Kafka broker under a running stream, restart it 10 s later"),
+    "disk-full": (disk_full, "the lake's filesystem full under a running stream: stop, say so, resume (root)"),
+    "retention-outage": (
+        retention_outage,
+        "records deleted by retention while the stream is down: stop, page, skip",
+    ),
     "poison-flood": (
         poison_flood,
         "1,200 invalid records of all kinds and 40 of ~1 MB at once, under a running stream",
@@ -303,17 +483,29 @@ def run(
     if unknown or not names:
         raise ChaosError(f"unknown scenario {', '.join(unknown) or '(none)'}; known: {', '.join(SCENARIOS)}")
     t0 = time.monotonic()
-    h = Harness(base, workdir, log)
-    for name in names:
-        fn, what = SCENARIOS[name]
-        log(f"{name}: {what}")
-        try:
-            fn(h, **{k: v for k, v in options.items() if k in inspect.signature(fn).parameters})
-        except BaseException:
-            h.stop_stream()
-            raise
-    h.stop_stream()  # gracefully, at a batch boundary
-    log("draining: the pipeline catches up with everything produced (available-now)")
-    h.drain()
-    acc = h.account(spark)
+    disk = None
+    if "disk-full" in names:
+        why = SmallDisk.unavailable()
+        if why is not None:
+            raise ChaosError(f"disk-full cannot run here: {why}")
+        disk = SmallDisk(workdir / "lake")
+        disk.mount()
+    try:
+        h = Harness(base, workdir, log)
+        h.disk = disk
+        for name in names:
+            fn, what = SCENARIOS[name]
+            log(f"{name}: {what}")
+            try:
+                fn(h, **{k: v for k, v in options.items() if k in inspect.signature(fn).parameters})
+            except BaseException:
+                h.stop_stream()
+                raise
+        h.stop_stream()  # gracefully, at a batch boundary
+        log("draining: the pipeline catches up with everything produced (available-now)")
+        h.drain()
+        acc = h.account(spark)
+    finally:
+        if disk is not None:
+            disk.unmount()
     return Outcome(" + ".join(names), acc, h.events, time.monotonic() - t0)

@@ -10,11 +10,12 @@ import click
 
 from lakehouse.cli._common import console, err_console, friendly_errors, load_settings
 
+#: The scenarios (lakehouse.chaos.scenarios.SCENARIOS, named here to keep `--help` free of its imports).
+SCENARIO_NAMES = ("kill-driver", "disk-full", "kafka-restart", "poison-flood", "retention-outage")
+
 
 @click.command()
-@click.argument(
-    "scenarios", nargs=-1, required=True, type=click.Choice(["kill-driver", "kafka-restart", "poison-flood", "list"])
-)
+@click.argument("scenarios", nargs=-1, required=True, type=click.Choice([*SCENARIO_NAMES, "list"]))
 @click.option(
     "--times", type=click.IntRange(1, 100), default=10, show_default=True, help="kill-driver: kills in a row."
 )
@@ -24,16 +25,30 @@ from lakehouse.cli._common import console, err_console, friendly_errors, load_se
     default=None,
     help="Where the scenarios' private lake goes (default: a temporary directory, removed afterwards).",
 )
+@click.option(
+    "--allow-deleting-records",
+    is_flag=True,
+    help="retention-outage: let the broker delete every record of the stack's topics sent so far (other "
+    "streams behind that point will stop with DATA_LOST, as after a real outage).",
+)
 @friendly_errors
-def chaos(scenarios: tuple[str, ...], times: int, workdir: Path | None) -> None:
+def chaos(scenarios: tuple[str, ...], times: int, workdir: Path | None, allow_deleting_records: bool) -> None:
     """Run fault SCENARIOS against the running stack, one after another, then check the books exactly.
 
     \b
     kill-driver    SIGKILL the pipeline's Spark driver --times in a row under load, each time
                    after a new batch commit, restarting it from its checkpoint
+    disk-full      the private lake on a filesystem of its own (a tmpfs: needs root), shrunk to
+                   full under a running stream: the driver must stop (exit 74) saying so, and
+                   resume once there is room again
     kafka-restart  SIGKILL the Kafka broker under a running stream, restart it 10 s later
     poison-flood   1,200 invalid records of every kind (not UTF-8, JSON nested 5,000 deep, ...)
                    and 40 of ~1 MB at once, under a running stream
+    retention-outage
+                   the stream down while the broker deletes what it had not read (as retention
+                   would): bronze must stop (exit 65) naming the lost offsets, push the page's
+                   metric, and `lakehouse stream skip-lost` must record exactly those records
+                   and get it going again (needs --allow-deleting-records)
     list           say what each scenario does
 
     The scenarios write to one private lake (the stack's lake is left alone) and end with one
@@ -47,6 +62,11 @@ def chaos(scenarios: tuple[str, ...], times: int, workdir: Path | None) -> None:
         for name, (_, what) in SCENARIOS.items():
             console.print(f"[bold]{name}[/]  {what}", highlight=False)
         return
+    if "retention-outage" in scenarios and not allow_deleting_records:
+        raise click.UsageError(
+            "retention-outage deletes every record sent so far from the stack's topics (as Kafka's retention "
+            "would); streams of the stack that have not read them will stop. Add --allow-deleting-records."
+        )
     from lakehouse.delta.session import build_spark_session
 
     s = load_settings()

@@ -115,6 +115,59 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@stream.command("skip-lost")
+@click.option("--yes", is_flag=True, help="Skip without asking (for scripts).")
+@friendly_errors
+def stream_skip_lost(yes: bool) -> None:
+    """Accept that Kafka deleted records bronze had not read, record them, and let bronze go on.
+
+    Bronze stops (exit 65, page LakehouseKafkaRecordsLost) when the offsets its checkpoints would
+    read next are older than the oldest Kafka still holds: its retention deleted them while the
+    stream was down or behind. If the producers can send those records again, have them do it
+    first. Then this command:
+
+    \b
+    1. lists the lost ranges (topic, partition, offsets) and writes them, with their count,
+       to <lake>/_lost_offsets/<time>.json (kept: the record of what the lake never saw);
+    2. runs bronze once (available-now) past the gap: for that run only Spark's
+       failOnDataLoss is off, so it starts from the oldest records Kafka holds;
+    3. clears the page's metric.
+
+    Bronze must not be running (stop it, or its supervisor, first). Silver and gold continue
+    from bronze as usual: start the streams again afterwards.
+    """
+    from lakehouse.services import retention
+
+    s = load_settings()
+    lost = retention.find_lost(s)
+    if not lost:
+        console.print("nothing lost: every bronze checkpoint is within what Kafka holds")
+        retention.clear_lost(s, log=console.print)
+        return
+    table = Table("topic", "partition", "lost offsets", "records", box=None)
+    for r in lost:
+        table.add_row(r.topic, str(r.partition), f"{r.first}..{r.end - 1}", f"{r.count:,}")
+    console.print(table)
+    total = sum(r.count for r in lost)
+    if not yes and not click.confirm(f"skip these {total:,} records for good?", default=False):
+        err_console.print("nothing skipped")
+        sys.exit(1)
+    try:
+        skipped, report = retention.skip(
+            s, lambda past: streams.run(past, "bronze", available_now=True, on_line=lambda line: None)
+        )
+    except retention.DataLostError as e:  # retention moved on again while bronze ran: once more
+        err_console.print(f"[red]still lost:[/] {e}", highlight=False)
+        sys.exit(retention.DATA_LOST)
+    except RuntimeError as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(1)
+    console.print(f"lost ranges recorded in {report}")
+    console.print(
+        f"[green]bronze is past the gap[/]: {sum(r.count for r in skipped):,} records skipped; start the streams again"
+    )
+
+
 @stream.command("start")
 @name_arg
 @click.option("--available-now", is_flag=True, help="Run the catch-up job (ends by itself) instead of the stream.")

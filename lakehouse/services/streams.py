@@ -28,6 +28,8 @@ FAST_PATH = "fastpath"
 APPS = {**{name: f"{name}.py" for name in STREAMS}, "all": "pipeline.py"}
 #: Exit code of an app whose checkpoints another process holds (EX_TEMPFAIL): "already running".
 ALREADY_RUNNING = 75
+#: Exit code of an app that stopped because a disk under its lake or checkpoints is full (EX_IOERR).
+DISK_FULL = 74
 # Batch apps: launched the same way (spark-submit, Pipes), but they end by themselves.
 BATCH_APPS = {"quality": "quality.py", "maintenance": "maintenance.py", "replay": "replay.py"}
 # The benchmarks' baselines (`lakehouse bench`).

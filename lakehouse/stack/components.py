@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version as pkg_version
 from pathlib import Path
-from secrets import token_bytes
+from secrets import token_bytes, token_hex
 from string import Template
 from typing import Any
 
@@ -36,6 +36,7 @@ import requests
 
 from lakehouse.contracts import LAYERS, TOPICS
 from lakehouse.settings import (
+    FLINK_KEYSTORE,
     KAFKA_PRINCIPALS,
     PROJECT_ROOT,
     REDIS_ROLES,
@@ -322,8 +323,32 @@ class Kafka(Component):
             controller_principal=f"CN={SERVER_COMMON_NAME}",
         )
 
+    def metrics_agent(self) -> Path:
+        """Prometheus' JMX exporter agent jar (``make setup``)."""
+        jar = next((self.s.jvm_dir / "kafka-metrics").glob("jmx_prometheus_javaagent-*.jar"), None)
+        if jar is None:
+            raise StackError(
+                f"the JMX exporter agent is missing in {self.s.jvm_dir / 'kafka-metrics'}: run `make setup`"
+            )
+        return jar
+
+    def render_metrics_config(self) -> Path:
+        """The agent's configuration (0600: the key store's password): HTTPS, Basic auth as the scraper."""
+        salt = token_hex(16)
+        password = self.s.secret("prometheus_scraper").get_secret_value()
+        text = Template((INFRA / "kafka" / "jmx-exporter.yml").read_text()).substitute(
+            keystore=self.s.secrets_dir / FLINK_KEYSTORE,
+            keystore_password=self.s.secret("flink_keystore").get_secret_value(),
+            salt=salt,
+            password_hash=hashlib.sha256(f"{salt}:{password}".encode()).hexdigest(),
+        )
+        path = self.workdir / "jmx-exporter.yml"
+        write_private(path, text.encode())
+        return path
+
     def prepare(self) -> None:
         data = self.workdir / "data"
+        self.render_metrics_config()
         conf = self.render_config()
         if (data / "meta.properties").exists():
             if not (data / SECURED_MARKER).exists():
@@ -382,6 +407,9 @@ class Kafka(Component):
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            # The broker's metrics for Prometheus (kafka_log_*, kafka_topic_*, kafka_server_*).
+            f"-javaagent:{self.metrics_agent()}={self.s.host}:{self.s.kafka_metrics_port}:"
+            f"{self.workdir / 'jmx-exporter.yml'}",
             "-cp",
             self._classpath(),
             "kafka.Kafka",
@@ -715,6 +743,7 @@ class Prometheus(Component):
             alertmanager_port=self.s.alertmanager_port,
             node_exporter_port=self.s.node_exporter_port,
             redis_exporter_port=self.s.redis_exporter_port,
+            kafka_metrics_port=self.s.kafka_metrics_port,
             client_cert=self.s.secrets_dir / SERVER_CERT,
             client_key=self.s.secrets_dir / SERVER_KEY,
             rules_dir=self.workdir / "rules",

@@ -180,6 +180,7 @@ class Setup:
             ("debian packages", self.apt_packages),
             ("kafka broker jars", self.kafka_jars),
             ("kafka tools jars", self.kafka_tools_jars),
+            ("kafka metrics agent (jmx exporter)", self.kafka_metrics_jar),
             ("spark connector jars", self.spark_jars),
             ("spark operators (java)", self.spark_ops),
             ("flink jars (fast path engine)", self.flink_jars),
@@ -332,6 +333,14 @@ class Setup:
     def kafka_tools_jars(self) -> str:
         return self._pom_jars(
             "kafka-tools.pom.xml", "kafka-tools", ("Kafka tools", "kafka.version"), "resolving Kafka's tools"
+        )
+
+    def kafka_metrics_jar(self) -> str:
+        return self._pom_jars(
+            "kafka-metrics.pom.xml",
+            "kafka-metrics",
+            ("JMX exporter", "jmx.exporter.version"),
+            "resolving Prometheus' JMX exporter agent",
         )
 
     def spark_jars(self) -> str:

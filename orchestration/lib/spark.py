@@ -31,7 +31,11 @@ from pydantic import Field
 
 from lakehouse.delta import cds as spark_cds
 from lakehouse.services import streams
+from lakehouse.services.retention import DATA_LOST
 from lakehouse.settings import Settings
+
+#: Run tag: the exit code of the app of a failed run.
+EXIT_CODE_TAG = "lakehouse/exit_code"
 
 #: Which assets a progress message is about (messages name their query: ``<app>_<source>``).
 Observe = Callable[[Mapping[str, Any]], Sequence[dg.AssetKey]]
@@ -171,10 +175,17 @@ class SparkPipes(dg.ConfigurableResource):  # type: ignore[type-arg]  # the reso
             code = proc.returncode
             archive.succeeded = code == 0
             if code != 0:
+                # The supervisor reads it: a stream that lost Kafka records is not restarted in a loop.
+                context.instance.add_run_tags(context.run_id, {EXIT_CODE_TAG: str(code)})
                 raise dg.Failure(
                     description=f"{app.name} exited with code {code}"
                     + (" (killed by a signal)" if code < 0 or code >= 128 else "")
-                    + (" : already running elsewhere" if code == streams.ALREADY_RUNNING else ""),
+                    + (" : already running elsewhere" if code == streams.ALREADY_RUNNING else "")
+                    + (
+                        " : Kafka deleted records it had not read (its log says which; `lakehouse stream skip-lost`)"
+                        if code == DATA_LOST
+                        else ""
+                    ),
                     metadata={
                         "exit_code": code,
                         "driver_log": str(log_path),

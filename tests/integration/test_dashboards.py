@@ -63,7 +63,7 @@ def test_a_browser_draws_the_dashboard_with_data(
     s = stack_lake
     out = tmp_path / f"{dashboard}.png"
     expected_with_data = {
-        "lakehouse-pipeline": {"input_rate", "batch_p95"},
+        "lakehouse-pipeline": {"input_rate", "batch_p95", "kafka_retention"},  # the last: the broker's own
         "lakehouse-clickstream": {"top_pages", "funnel"},
         "lakehouse-iot": {"anomalies_per_minute", "anomalous_devices"},
         "lakehouse-fraud": {"alerts_per_minute"},

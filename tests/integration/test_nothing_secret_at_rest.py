@@ -6,8 +6,9 @@
   their statistics leave the raw columns out), the checkpoints, Redis, the logs, Dagster's storage,
   Trino's or Prometheus' files, or Spark's scratch directories.
 - No password or key is in any stack process's arguments or environment, in a log, or in Dagster's
-  storage; the one rendered configuration that holds one (Trino's internal shared secret, which
-  Trino reads only from its config file) is named here, and private to the stack's owner.
+  storage; the rendered configurations that hold one (Trino's internal shared secret, which Trino
+  reads only from its config file; the key store password of the JMX exporter in Kafka, likewise)
+  are named here, and private to the stack's owner.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from lakehouse.stack import components as stack
 #: Rendered files allowed to hold a secret in clear (relative to the state directory), and why.
 ALLOWED = {
     Path("trino/etc/config.properties"): "trino_shared_secret",  # Trino reads it from its config file only
+    # The JMX exporter agent (1.0.1) reads its key store's password from its config file only (0600).
+    Path("kafka/jmx-exporter.yml"): "flink_keystore",
 }
 
 

@@ -129,7 +129,7 @@ def test_a_pushed_metric_is_served_by_the_pushgateway(lakehouse_stack: Settings)
 def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_stack: Settings) -> None:
     import requests
 
-    expected = ("prometheus", "pushgateway", "trino", "alertmanager", "node", "redis")
+    expected = ("prometheus", "pushgateway", "trino", "alertmanager", "node", "redis", "kafka")
     deadline = time.monotonic() + 60  # the first scrape happens within one 15 s interval
     while True:
         targets = requests.get(
@@ -149,6 +149,20 @@ def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_sta
         auth=lakehouse_stack.http_auth(),
         verify=str(lakehouse_stack.ca_file),
     ).json()["data"]["groups"]
+    kafka = f"https://{lakehouse_stack.host}:{lakehouse_stack.kafka_metrics_port}/metrics"
+    ca = str(lakehouse_stack.ca_file)
+    assert requests.get(kafka, timeout=10, verify=ca).status_code == 401  # the broker's metrics: no login, no entry
+    assert requests.get(kafka, timeout=10, verify=ca, auth=("scraper", "wrong")).status_code == 401
+    served = requests.get(kafka, timeout=10, verify=ca, auth=lakehouse_stack.http_auth("scraper")).text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    partitions = {
+        (sample.labels["topic"], sample.labels["partition"])
+        for family in text_string_to_metric_families(served)
+        if family.name == "kafka_log_end_offset"
+        for sample in family.samples
+    }
+    assert {(t.name, str(p)) for t in TOPICS for p in range(lakehouse_stack.kafka_partitions)} <= partitions
     loaded = {r["name"] for g in rules for r in g["rules"]}
     assert {"LakehouseStreamDown", "LakehouseSupervisorGaveUp", "LakehouseDiskFilling"} <= loaded
     assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules

@@ -105,3 +105,9 @@ def test_without_a_webhook_tickets_go_nowhere_but_the_config_stays_valid(tmp_pat
     receivers = {r["name"]: r for r in yaml.safe_load(text)["receivers"]}
     assert "webhook_configs" not in receivers["pager"]
     assert set(receivers["tickets"]) == {"name"}
+
+
+def test_the_retention_the_near_retention_alert_assumes_is_the_brokers() -> None:
+    server = (PROJECT_ROOT / "infra" / "kafka" / "server.properties").read_text()
+    retention = next(line.split("=", 1)[1] for line in server.splitlines() if line.startswith("log.retention.bytes="))
+    assert f"0.8 * {int(retention)}" in RULES.read_text()

@@ -67,3 +67,18 @@ def test_a_failure_after_a_long_healthy_run_starts_the_count_again() -> None:
     d = decide("bronze", runs, [], NOW, S)
     assert d.launch
     assert d.restart == 1
+
+
+def test_a_stream_that_lost_kafka_records_is_not_restarted_until_someone_decides() -> None:
+    """A restart would find the same offsets gone: no loop of failing starts, and no 'gave up' page on
+    top of LakehouseKafkaRecordsLost. Once skip-lost ran and the stream was started, all is as before."""
+    from lakehouse.services.retention import DATA_LOST
+
+    lost = PastRun("l" + "0" * 8, F, NOW - 100, NOW - 90, exit_code=DATA_LOST)
+    d = decide("bronze", [lost], [], NOW + 3600, S)
+    assert not d.launch
+    assert not d.gave_up
+    assert "skip-lost" in d.reason
+    other = PastRun("o" + "0" * 8, F, NOW - 100, NOW - 90, exit_code=1)
+    assert decide("bronze", [other], [], NOW + 3600, S).launch  # any other failure: restarted with backoff
+    assert decide("bronze", [run(OK, NOW - 50, NOW - 1), lost], [], NOW, S).launch

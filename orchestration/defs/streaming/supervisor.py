@@ -19,7 +19,7 @@ toggle in the UI (Automation → ``supervise_<layer>``). On every tick the senso
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,10 +27,12 @@ import dagster as dg
 from dagster_prometheus import PrometheusResource
 
 from lakehouse.services import fastpath
+from lakehouse.services.retention import DATA_LOST
 from lakehouse.settings import Settings, get_settings
 from orchestration.defs.streaming.fastpath import stream_fastpath
 from orchestration.defs.streaming.streams import IN_PROGRESS, LAYERS, STREAM_TAG, stream_jobs
 from orchestration.lib.metrics import push_gave_up, push_restart
+from orchestration.lib.spark import EXIT_CODE_TAG
 
 if TYPE_CHECKING:  # what define_asset_job returns; `dagster` does not export the name
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -42,6 +44,7 @@ class PastRun:
     status: dg.DagsterRunStatus
     start_time: float | None
     end_time: float | None
+    exit_code: int | None = None  # the app's, for a failed run (run tag lakehouse/exit_code)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,12 @@ def decide(layer: str, runs: Sequence[PastRun], busy: Sequence[PastRun], now: fl
         failures += 1
         if r.start_time and r.end_time and r.end_time - r.start_time >= s.supervisor_stable_s:
             break  # it ran long enough: what failed before it is history
+    if last.status == dg.DagsterRunStatus.FAILURE and last.exit_code == DATA_LOST:
+        return Decision(
+            False,
+            f"{layer} stopped because Kafka deleted records it had not read (run {last.run_id[:8]}): a restart "
+            "would stop the same way; `lakehouse stream skip-lost` (docs/runbook.md, LakehouseKafkaRecordsLost)",
+        )
     if failures == 0:
         return Decision(True, f"restarting {layer}: its last run {last.run_id[:8]} ended ({last.status.value})")
     if failures > s.supervisor_max_restarts:
@@ -86,7 +95,15 @@ def decide(layer: str, runs: Sequence[PastRun], busy: Sequence[PastRun], now: fl
 
 
 def _past(records: Sequence[dg.RunRecord]) -> list[PastRun]:
-    return [PastRun(r.dagster_run.run_id, r.dagster_run.status, r.start_time, r.end_time) for r in records]
+    return [
+        PastRun(r.dagster_run.run_id, r.dagster_run.status, r.start_time, r.end_time, _exit_code(r.dagster_run.tags))
+        for r in records
+    ]
+
+
+def _exit_code(tags: Mapping[str, str]) -> int | None:
+    code = tags.get(EXIT_CODE_TAG, "")
+    return int(code) if code.lstrip("-").isdigit() else None
 
 
 def _supervisor(layer: str, job: dg.JobDefinition | UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
