@@ -51,12 +51,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from lakehouse.services import streams
 from lakehouse.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
 
-PUSH_JOB = "lakehouse_stream"
+PUSH_JOB = streams.METRICS_PUSH_JOB
 disable_created_metrics()  # no `_created` series beside each counter: Prometheus' text format does not need them
 
 #: Fine age buckets (upper edges, seconds) the sinks count rows in: 10 ms x 1.25^i, up to ~2 days.

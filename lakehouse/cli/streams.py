@@ -115,6 +115,28 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@stream.command("forget")
+@click.argument("app", type=click.Choice(list(streams.METRICS_APPS)))
+@friendly_errors
+def stream_forget(app: str) -> None:
+    """Remove the metrics a killed driver of APP left in the pushgateway.
+
+    A driver that ends cleanly removes its own metrics. One that was killed (or whose machine
+    died) leaves them, so its heartbeat ages and LakehouseStreamDown keeps paging until a new
+    driver of the same app replaces them. For a stream that is not coming back (pipeline replaced
+    by separate bronze and refine drivers, say), this ends that page. Refused while APP runs.
+    """
+    s = load_settings()
+    try:
+        held = streams.forget_metrics(s, app)
+    except RuntimeError as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(1)
+    console.print(
+        f"forgot {app}: {held} series removed from the pushgateway" if held else f"{app} had no metrics there"
+    )
+
+
 @stream.command("skip-lost")
 @click.option("--yes", is_flag=True, help="Skip without asking (for scripts).")
 @friendly_errors

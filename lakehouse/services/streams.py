@@ -268,6 +268,38 @@ def exclusive(s: Settings, apps: Sequence[str]) -> Iterator[None]:
             f.close()
 
 
+#: The pushgateway job every streaming driver pushes its metrics under (``spark_apps._metrics``), one
+#: group per app (``app=<name>``); and the checkpoint locks each app's driver holds while it runs.
+METRICS_PUSH_JOB = "lakehouse_stream"
+METRICS_APPS = {"bronze": ("bronze",), "refine": ("refine",), "serving": ("serving",), "pipeline": ("bronze", "refine")}
+
+
+def forget_metrics(s: Settings, app: str) -> int:
+    """Delete APP's metrics from the pushgateway and return how many series it held.
+
+    A driver that ends cleanly deletes its own; a killed one leaves them (its heartbeat ages and
+    LakehouseStreamDown pages) until a new driver of the app replaces them. For a stream that will not
+    run again, this is how that page ends. Refused while a driver of APP runs."""
+    import requests
+
+    running = {lock: pid for lock in METRICS_APPS[app] if (pid := lock_holder(s, lock))}
+    if running:
+        raise RuntimeError(f"{app} is running ({running}): stop it first; a running driver pushes again anyway")
+    base = f"{s.pushgateway_url}/metrics"
+    text = requests.get(base, timeout=10, auth=s.http_auth(), verify=str(s.ca_file)).text
+    held = sum(
+        1
+        for line in text.splitlines()
+        if not line.startswith(("#", "push_"))  # push_time_seconds & co.: the pushgateway's own, per group
+        and f'job="{METRICS_PUSH_JOB}"' in line
+        and f'app="{app}"' in line
+    )
+    requests.delete(
+        f"{base}/job/{METRICS_PUSH_JOB}/app/{app}", timeout=10, auth=s.http_auth("pusher"), verify=str(s.ca_file)
+    ).raise_for_status()
+    return held
+
+
 def lock_holder(s: Settings, app: str) -> int | None:
     """The pid holding APP's checkpoint lock (a driver inside Dagster or not), or None when it is free."""
     path = lock_path(s, app)

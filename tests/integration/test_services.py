@@ -126,6 +126,30 @@ def test_a_pushed_metric_is_served_by_the_pushgateway(lakehouse_stack: Settings)
         requests.delete(url, timeout=10, **https)
 
 
+def test_stream_forget_removes_what_a_killed_driver_left_in_the_pushgateway(lakehouse_stack: Settings) -> None:
+    """What a killed serving driver leaves (its heartbeat), removed by `lakehouse stream forget serving`;
+    the other apps' groups stay."""
+    import requests
+
+    s = lakehouse_stack
+    https: dict[str, Any] = {"verify": str(s.ca_file)}
+    left = 'lakehouse_stream_heartbeat_timestamp_seconds{app="serving"} 1.7e9\nlakehouse_stream_batches_total 3\n'
+    other = f"{s.pushgateway_url}/metrics/job/lakehouse_stream/app/it-other"
+    for url, body in ((f"{s.pushgateway_url}/metrics/job/lakehouse_stream/app/serving", left), (other, "x_it 1\n")):
+        assert requests.put(url, data=body, auth=s.http_auth("pusher"), timeout=10, **https).ok
+    try:
+        result = CliRunner().invoke(main, ["stream", "forget", "serving"])
+        assert result.exit_code == 0, result.output
+        assert "forgot serving: 2 series removed" in result.output
+        text = requests.get(f"{s.pushgateway_url}/metrics", auth=s.http_auth(), timeout=10, **https).text
+        assert 'app="serving"' not in text
+        assert 'app="it-other"' in text
+        again = CliRunner().invoke(main, ["stream", "forget", "serving"])
+        assert "serving had none there" in again.output
+    finally:
+        requests.delete(other, auth=s.http_auth("pusher"), timeout=10, **https)
+
+
 def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_stack: Settings) -> None:
     import requests
 
