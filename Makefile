@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # pip's stamp: reinstall only when pyproject.toml changes.
 PIP_STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help setup up down status test test-unit test-integration lint fmt demo clean
+.PHONY: help setup up down status test test-unit test-integration test-down lint fmt demo clean
 
 help: ## Show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,9 @@ test-integration: setup ## Integration tests against the real stack (started if 
 	$(TEST_ENV) $(BIN)/pytest -m integration --durations=30
 
 test: setup lint test-unit test-integration ## The CI command: setup, lint, unit, then integration tests
+
+test-down: ## Stop the integration tests' own stack, if an interrupted session left it running
+	@$(BIN)/python -m lakehouse.stack.test_stack down
 
 clean: down ## Stop the stack and delete all local state (.lakehouse/)
 	rm -rf .lakehouse

@@ -2,7 +2,8 @@
 
 The session runs on a stack that is not the user's: its own state directory
 (``<state_dir>/test-stack``: lake, Kafka log, Redis data, Dagster home, secrets, logs) and its own
-ports (each the user's plus ``PORT_SHIFT``), sharing only the JVM artifacts setup downloaded. So
+ports (each the user's plus ``lakehouse.stack.test_stack.PORT_SHIFT``), sharing only the JVM
+artifacts setup downloaded. So
 `make test` on a machine where someone works leaves their stack, lake, Redis and Dagster instance as
 they were (and their load cannot fail the tests).
 
@@ -27,12 +28,8 @@ import psutil
 import pytest
 from pyspark.sql import SparkSession
 
-from lakehouse.settings import ENV_PREFIX, Settings, get_settings
+from lakehouse.settings import Settings, get_settings
 from lakehouse.stack import components as stack
-
-#: The test stack listens on the user's ports plus this (9092 -> 19092, 3000 -> 13000, ...): below
-#: Linux's ephemeral range (32768+), so no client's outgoing connection holds one by chance.
-PORT_SHIFT = 10_000
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,40 +41,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def own_stack() -> Iterator[Settings]:
     """Point the whole session (this process and every process it starts, through the environment)
-    at the test stack's state and ports, and make its state directory and secrets."""
+    at the test stack's state and ports (``lakehouse.stack.test_stack``), and make its state
+    directory and secrets."""
+    from lakehouse.stack import test_stack
     from lakehouse.stack.install import Setup
 
-    user = get_settings()
-    root = user.state_dir / "test-stack"
-    env = {
-        "STATE_DIR": root,
-        "JVM_ROOT": user.jvm_dir,  # ~900 MB: shared, read-only here
-        "LAKE_ROOT": root / "lake",
-        "CHECKPOINT_ROOT": root / "lake" / "_checkpoints",
-    }
-    for name in Settings.model_fields:
-        if name.endswith("_port"):
-            env[name.upper()] = getattr(user, name) + PORT_SHIFT
-    overrides = {f"{ENV_PREFIX}{k}": str(v) for k, v in env.items()}
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    get_settings.cache_clear()
+    try:
+        saved = test_stack.apply(get_settings())
+    except ValueError as e:
+        pytest.exit(str(e), returncode=2)
     s = get_settings()
-    if s.kafka_bootstrap_servers:
-        pytest.exit(
-            f"{ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS is set ({s.kafka_bootstrap_servers}): the integration tests "
-            "run on a local stack of their own; unset it to run them",
-            returncode=2,
-        )
     setup = Setup(s, log=print)
-    print(f"integration tests: own stack in {setup.state_dirs()}, ports +{PORT_SHIFT}; {setup.secrets()}")
+    shift = test_stack.PORT_SHIFT
+    print(f"integration tests: own stack in {setup.state_dirs()}, ports +{shift}; {setup.secrets()}")
     yield s
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    get_settings.cache_clear()
+    test_stack.restore(saved)
 
 
 class StandInPagerDuty:

@@ -1,0 +1,73 @@
+"""The integration tests' own stack: the user's stack, moved aside.
+
+Its state lives in ``<state_dir>/test-stack`` (lake, Kafka log, Redis data, Dagster home, secrets,
+logs) and its services listen on the user's ports plus ``PORT_SHIFT``; only the JVM artifacts setup
+downloaded are shared. The integration session (``tests/integration/conftest.py``) runs with
+``env(user)`` in its environment, so every process it starts points there too.
+
+    python -m lakehouse.stack.test_stack down|status    # `make test-down`: stop what a session left
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from lakehouse.settings import ENV_PREFIX, Settings, get_settings
+
+#: The test stack listens on the user's ports plus this (9092 -> 19092, 3000 -> 13000, ...): below
+#: Linux's ephemeral range (32768+), so no client's outgoing connection holds one by chance.
+PORT_SHIFT = 10_000
+#: Settings that would point the tests somewhere else than their own stack: left unset for them.
+UNSET = ("lake_root", "checkpoint_root", "kafka_bootstrap_servers")
+
+
+def env(user: Settings) -> dict[str, str]:
+    """The LAKEHOUSE_* variables of the test stack of USER's settings."""
+    out = {"STATE_DIR": str(user.state_dir / "test-stack"), "JVM_ROOT": str(user.jvm_dir)}
+    for name in Settings.model_fields:
+        if name.endswith("_port"):
+            port = getattr(user, name) + PORT_SHIFT
+            if port > 65535:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(user, name)}: no room for the test stack's")
+            out[name.upper()] = str(port)
+    return {f"{ENV_PREFIX}{k}": v for k, v in out.items()}
+
+
+def apply(user: Settings) -> dict[str, str | None]:
+    """Point this process (and its children) at the test stack; returns what to restore."""
+    overrides = env(user)
+    unset = [f"{ENV_PREFIX}{name.upper()}" for name in UNSET]
+    saved = {k: os.environ.get(k) for k in [*overrides, *unset]}
+    os.environ.update(overrides)
+    for k in unset:
+        os.environ.pop(k, None)
+    get_settings.cache_clear()
+    s = get_settings()
+    left = [f"{ENV_PREFIX}{name.upper()}" for name in UNSET if getattr(s, name) is not None]
+    if left:  # set in a .env file, which the environment cannot unset
+        restore(saved)
+        raise ValueError(f"{', '.join(left)} set in .env: the integration tests run on a stack of their own")
+    return saved
+
+
+def restore(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    get_settings.cache_clear()
+
+
+def main(argv: list[str]) -> int:
+    """`lakehouse ARGV` on the test stack (the CLI of this interpreter's environment)."""
+    apply(get_settings())
+    cli = Path(sys.executable).with_name("lakehouse")
+    os.execv(cli, [str(cli), *argv])  # noqa: S606 (the project's own CLI, beside this interpreter)
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
