@@ -12,7 +12,7 @@ import difflib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -540,6 +540,26 @@ def child_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in SECRET_VARIABLES}
     env.update(overrides)
     return env
+
+
+def swap_env(overrides: Mapping[str, str], unset: Iterable[str] = ()) -> dict[str, str | None]:
+    """Set OVERRIDES and remove UNSET in this process's environment (its children inherit it); returns
+    what ``restore_env`` puts back. For a whole session pointed elsewhere (the integration tests)."""
+    saved = {k: os.environ.get(k) for k in [*overrides, *unset]}
+    os.environ.update(overrides)
+    for k in unset:
+        os.environ.pop(k, None)
+    get_settings.cache_clear()
+    return saved
+
+
+def restore_env(saved: Mapping[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    get_settings.cache_clear()
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from lakehouse.settings import ENV_PREFIX, Settings, get_settings
+from lakehouse.settings import ENV_PREFIX, Settings, get_settings, restore_env, swap_env
 
 #: The test stack listens on the user's ports plus this (9092 -> 19092, 3000 -> 13000, ...): below
 #: Linux's ephemeral range (32768+), so no client's outgoing connection holds one by chance.
@@ -36,14 +36,8 @@ def env(user: Settings) -> dict[str, str]:
 
 
 def apply(user: Settings) -> dict[str, str | None]:
-    """Point this process (and its children) at the test stack; returns what to restore."""
-    overrides = env(user)
-    unset = [f"{ENV_PREFIX}{name.upper()}" for name in UNSET]
-    saved = {k: os.environ.get(k) for k in [*overrides, *unset]}
-    os.environ.update(overrides)
-    for k in unset:
-        os.environ.pop(k, None)
-    get_settings.cache_clear()
+    """Point this process (and its children) at the test stack; returns what ``restore`` puts back."""
+    saved = swap_env(env(user), unset=[f"{ENV_PREFIX}{name.upper()}" for name in UNSET])
     s = get_settings()
     left = [f"{ENV_PREFIX}{name.upper()}" for name in UNSET if getattr(s, name) is not None]
     if left:  # set in a .env file, which the environment cannot unset
@@ -53,12 +47,7 @@ def apply(user: Settings) -> dict[str, str | None]:
 
 
 def restore(saved: dict[str, str | None]) -> None:
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    get_settings.cache_clear()
+    restore_env(saved)
 
 
 def main(argv: list[str]) -> int:
