@@ -120,15 +120,16 @@ PIPELINE = Dashboard(
             "kafka_in",
             "Kafka: records in per second",
             "timeseries",
-            ("sum by (topic) (rate(kafka_topic_messages_in_total[2m]))", "{{topic}}"),
+            ('sum by (topic) (rate(kafka_topic_messages_in_total{topic!~"__.*"}[2m]))', "{{topic}}"),
             unit="records/s",
-            description="What producers append to each topic (the broker's own count, JMX exporter).",
+            description="What producers append to each topic (the broker's own count, JMX exporter; "
+            "Kafka's internal topics left out).",
         ),
         _prom(
             "kafka_retention",
             "Kafka: fullest partition, share of its retention",
             "timeseries",
-            ("100 * max by (topic) (kafka_log_size_bytes) / 1073741824", "{{topic}}"),
+            ('100 * max by (topic) (kafka_log_size_bytes{topic!~"__.*"}) / 1073741824', "{{topic}}"),
             unit="%",
             description="At 100 % Kafka deletes the oldest records; a stream behind them loses them "
             "(LakehouseKafkaNearRetention pages before).",

@@ -377,12 +377,10 @@ def exit_on_data_loss(s: Settings, e: BaseException, log: Callable[[str], None])
     failure is explained by, records Kafka deleted before bronze read them; None for any other failure."""
     from lakehouse.services import retention
 
-    lost = e.lost if isinstance(e, retention.DataLostError) else None
-    if lost is None:
-        try:
-            lost = retention.find_lost(s)
-        except Exception:  # Kafka unreachable: the original failure is the one to show
-            return None
+    try:  # every topic: a start stops at the first topic found short, the others may be too
+        lost = retention.find_lost(s)
+    except Exception:  # Kafka unreachable: what the error itself knows, or the original failure
+        lost = e.lost if isinstance(e, retention.DataLostError) else []
     if not lost:
         return None
     print(f"error: {retention.DataLostError(lost)}", file=sys.stderr, flush=True)

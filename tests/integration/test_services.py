@@ -145,7 +145,7 @@ def test_stream_forget_removes_what_a_killed_driver_left_in_the_pushgateway(lake
         assert 'app="serving"' not in text
         assert 'app="it-other"' in text
         again = CliRunner().invoke(main, ["stream", "forget", "serving"])
-        assert "serving had none there" in again.output
+        assert "serving had no metrics there" in again.output
     finally:
         requests.delete(other, auth=s.http_auth("pusher"), timeout=10, **https)
 
