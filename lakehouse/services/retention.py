@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lakehouse.contracts import TOPICS
-from lakehouse.services.topics import checkpoint_offsets
+from lakehouse.services.topics import checkpoint_offsets, log_offsets
 from lakehouse.settings import Settings
 
 #: Exit code of a bronze driver that found records lost to retention (EX_DATAERR): a restart cannot help.
@@ -63,22 +63,7 @@ def lost_ranges(topic: str, read_to: Mapping[int, int], earliest: Mapping[int, i
 
 def earliest_offsets(s: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]:
     """The oldest offset Kafka holds, per partition of TOPICS (the log start: retention moves it)."""
-    from kafka import TopicPartition
-    from kafka.admin import OffsetSpec
-
-    from lakehouse.services.kafka import admin
-
-    client = admin(s)
-    try:
-        described = client.describe_topics(list(topics))
-        tps = [TopicPartition(d["name"], p["partition_index"]) for d in described for p in d["partitions"]]
-        found = client.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST))
-    finally:
-        client.close()
-    out: dict[str, dict[int, int]] = {}
-    for tp, o in found.items():
-        out.setdefault(tp.topic, {})[tp.partition] = o.offset
-    return out
+    return log_offsets(s, topics, earliest=True)
 
 
 def find_lost(s: Settings, topics: Iterable[str] | None = None) -> list[LostRange]:

@@ -259,6 +259,13 @@ def checkpoint_offsets(checkpoint: Path) -> tuple[dict[str, dict[int, int]], dat
 
 
 def end_offsets(s: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]:
+    """The next offset Kafka will write, per partition of TOPICS."""
+    return log_offsets(s, topics, earliest=False)
+
+
+def log_offsets(s: Settings, topics: Iterable[str], earliest: bool) -> dict[str, dict[int, int]]:
+    """Per partition of TOPICS: the oldest offset Kafka holds (EARLIEST: the log start, which retention
+    moves), or the next it will write."""
     from kafka import TopicPartition
     from kafka.admin import OffsetSpec
 
@@ -267,11 +274,12 @@ def end_offsets(s: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]
         names = list(topics)
         described = client.describe_topics(names)
         tps = [TopicPartition(d["name"], p["partition_index"]) for d in described for p in d["partitions"]]
-        ends = client.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST))
+        spec = OffsetSpec.EARLIEST if earliest else OffsetSpec.LATEST
+        found = client.list_partition_offsets(dict.fromkeys(tps, spec))
     finally:
         client.close()
     out: dict[str, dict[int, int]] = {}
-    for tp, o in ends.items():
+    for tp, o in found.items():
         out.setdefault(tp.topic, {})[tp.partition] = o.offset
     return out
 
