@@ -164,7 +164,7 @@ def stack_lake(lakehouse_stack: Settings) -> Settings:
     from datetime import UTC, datetime, timedelta
 
     from lakehouse.generator import GeneratorConfig, generate, produce
-    from lakehouse.services import streams
+    from lakehouse.services import retention, streams
     from lakehouse.services.kafka import end_offsets_json
 
     s = lakehouse_stack.model_copy(update={"kafka_starting_offsets": end_offsets_json(lakehouse_stack)})
@@ -174,6 +174,11 @@ def stack_lake(lakehouse_stack: Settings) -> Settings:
     start = datetime.now(UTC).replace(microsecond=0, second=0) - timedelta(minutes=40)
     run = generate(GeneratorConfig.every_fault(1500, seed=71, rate=5, start_time=start))
     assert produce(run, s).failed == 0
+    # An earlier session's retention drill (test_chaos, last) deleted records this kept lake had not
+    # read: bronze would stop with DATA_LOST, rightly. Recover as the runbook says, first.
+    if lost := retention.find_lost(s):
+        print(f"the test stack's lake: {retention.DataLostError(lost)}; skipping them (`stream skip-lost`)")
+        retention.skip(s, lambda past: streams.run(past, "bronze", available_now=True))
     with _stderr_kept() as log:
         code = streams.run(s, "all", available_now=True)
     # CI shows only the end of a failed session: the app's last words go into the message.
