@@ -189,3 +189,27 @@ def test_a_failed_driver_keeps_its_metrics_so_its_heartbeat_ages(
     with exported("refine", s, print):
         pass
     assert deleted == [f"{s.pushgateway_url}/metrics/job/lakehouse_stream/app/refine"]
+
+
+def test_a_run_that_reads_nothing_new_still_commits_where_the_checkpoint_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bronze alone moved the shared checkpoint; the pipeline's next run, with nothing new to read, must
+    still bring its own group there (else `kafka lag` shows a lag the stream does not have)."""
+    import json as _json
+
+    s = Settings(state_dir=tmp_path)
+    cp = s.checkpoint_dir / "bronze" / "iot"
+    (cp / "offsets").mkdir(parents=True)
+    (cp / "commits").mkdir()
+    (cp / "offsets" / "4").write_text('v1\n{"batchWatermarkMs":0}\n' + _json.dumps({"iot": {"0": 17, "1": 5}}))
+    (cp / "commits" / "4").write_text('v1\n{"nextBatchWatermarkMs":0}')
+    committed: list[tuple[str, object]] = []
+    monkeypatch.setattr(
+        "lakehouse.services.topics.commit_group_offsets", lambda s, group, offsets: committed.append((group, offsets))
+    )
+    StreamMetrics("pipeline", s, print).commit_offsets()
+    assert committed == [("spark-kafka-lakehouse-pipeline", {"iot": {"0": 17, "1": 5}})]
+    committed.clear()
+    StreamMetrics("refine", s, print).commit_offsets()  # reads no Kafka: commits nothing
+    assert committed == []
