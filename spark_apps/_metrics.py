@@ -240,13 +240,10 @@ class StreamMetrics:
         if "bronze" in streams.METRICS_APPS.get(app, ()):
             # Where the checkpoints start: committed even if this run reads nothing new, so the app's group
             # follows the checkpoint that another app reading it (bronze alone, pipeline) moved meanwhile.
-            from lakehouse.contracts import TOPICS
-            from lakehouse.services.topics import checkpoint_offsets
+            from lakehouse.services.topics import checkpoint_positions
 
-            for topic in TOPICS:
-                found = checkpoint_offsets(s.checkpoint_dir / "bronze" / topic.name)
-                if found is not None and topic.name in found[0]:
-                    self._offsets[topic.name] = {str(p): o for p, o in found[0][topic.name].items()}
+            for topic, parts in checkpoint_positions(s, "bronze").items():
+                self._offsets[topic] = {str(p): o for p, o in parts.items()}
         self._alive_at = time.time()  # the driver's poll loop last ran (``alive``)
         self._dirty = threading.Event()
         self._closing = threading.Event()

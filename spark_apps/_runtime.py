@@ -388,6 +388,15 @@ def exit_on_data_loss(s: Settings, e: BaseException, log: Callable[[str], None])
     return retention.DATA_LOST
 
 
+def exit_on_failure(s: Settings, e: BaseException, log: Callable[[str], None], reads_kafka: bool) -> int | None:
+    """The exit code of a failure the platform knows, said plainly (a full disk; for an app that reads
+    Kafka, records deleted before bronze read them); None for any other failure, to be raised."""
+    code = exit_on_disk_full(s, e)
+    if code is None and reads_kafka:
+        code = exit_on_data_loss(s, e, log)
+    return code
+
+
 StartQuery = Callable[["SparkSession", Settings, bool], "StreamingQuery"]
 
 
@@ -419,9 +428,7 @@ def main_for(app: str, starters: dict[str, StartQuery], argv: Sequence[str] | No
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
         except Exception as e:
-            if (code := exit_on_disk_full(s, e)) is not None:
-                return code
-            if app == "bronze" and (code := exit_on_data_loss(s, e, r.log)) is not None:
+            if (code := exit_on_failure(s, e, r.log, reads_kafka=app == "bronze")) is not None:
                 return code
             raise
         r.log(f"{app}: stopped" + (" on request" if stop.requested.is_set() else ""))

@@ -25,8 +25,7 @@ from spark_apps._runtime import (
     ProgressReporter,
     RunOptions,
     exclusive,
-    exit_on_data_loss,
-    exit_on_disk_full,
+    exit_on_failure,
     parse_args,
     register_in_trino,
     run_queries,
@@ -49,9 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
         except Exception as e:
-            if (code := exit_on_disk_full(s, e)) is not None:
-                return code
-            if (code := exit_on_data_loss(s, e, r.log)) is not None:
+            if (code := exit_on_failure(s, e, r.log, reads_kafka=True)) is not None:
                 return code
             raise
     return 0

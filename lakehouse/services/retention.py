@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lakehouse.contracts import TOPICS
-from lakehouse.services.topics import checkpoint_offsets, log_offsets
+from lakehouse.services.topics import checkpoint_positions, log_offsets
 from lakehouse.settings import Settings
 
 #: Exit code of a bronze driver that found records lost to retention (EX_DATAERR): a restart cannot help.
@@ -69,12 +69,8 @@ def earliest_offsets(s: Settings, topics: Iterable[str]) -> dict[str, dict[int, 
 def find_lost(s: Settings, topics: Iterable[str] | None = None) -> list[LostRange]:
     """Every range bronze's checkpoints have not read and Kafka no longer holds (empty: nothing lost).
     A topic without a committed batch yet has lost nothing: a new checkpoint starts where it is told."""
-    names = list(topics) if topics is not None else [t.name for t in TOPICS]
-    positions = {}
-    for topic in names:
-        found = checkpoint_offsets(s.checkpoint_dir / BRONZE / topic)
-        if found is not None and topic in found[0]:
-            positions[topic] = found[0][topic]
+    wanted = set(topics) if topics is not None else {t.name for t in TOPICS}
+    positions = {t: p for t, p in checkpoint_positions(s, BRONZE).items() if t in wanted}
     if not positions:
         return []
     earliest = earliest_offsets(s, positions)

@@ -258,6 +258,17 @@ def checkpoint_offsets(checkpoint: Path) -> tuple[dict[str, dict[int, int]], dat
     return None
 
 
+def checkpoint_positions(s: Settings, app: str = "bronze") -> dict[str, dict[int, int]]:
+    """Where each Kafka-reading query of APP's checkpoints (one per topic) will read next, per topic
+    and partition: its last committed batch's end. A query without a committed batch is left out."""
+    out: dict[str, dict[int, int]] = {}
+    for t in TOPICS:
+        found = checkpoint_offsets(s.checkpoint_dir / app / t.name)
+        if found is not None and t.name in found[0]:
+            out[t.name] = found[0][t.name]
+    return out
+
+
 def end_offsets(s: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]:
     """The next offset Kafka will write, per partition of TOPICS."""
     return log_offsets(s, topics, earliest=False)

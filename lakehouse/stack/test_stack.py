@@ -36,18 +36,14 @@ def env(user: Settings) -> dict[str, str]:
 
 
 def apply(user: Settings) -> dict[str, str | None]:
-    """Point this process (and its children) at the test stack; returns what ``restore`` puts back."""
+    """Point this process (and its children) at the test stack; returns what ``settings.restore_env`` puts back."""
     saved = swap_env(env(user), unset=[f"{ENV_PREFIX}{name.upper()}" for name in UNSET])
     s = get_settings()
     left = [f"{ENV_PREFIX}{name.upper()}" for name in UNSET if getattr(s, name) is not None]
     if left:  # set in a .env file, which the environment cannot unset
-        restore(saved)
+        restore_env(saved)
         raise ValueError(f"{', '.join(left)} set in .env: the integration tests run on a stack of their own")
     return saved
-
-
-def restore(saved: dict[str, str | None]) -> None:
-    restore_env(saved)
 
 
 def main(argv: list[str]) -> int:

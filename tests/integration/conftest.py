@@ -28,7 +28,7 @@ import psutil
 import pytest
 from pyspark.sql import SparkSession
 
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import Settings, get_settings, restore_env
 from lakehouse.stack import components as stack
 
 
@@ -55,7 +55,7 @@ def own_stack() -> Iterator[Settings]:
     shift = test_stack.PORT_SHIFT
     print(f"integration tests: own stack in {setup.state_dirs()}, ports +{shift}; {setup.secrets()}")
     yield s
-    test_stack.restore(saved)
+    restore_env(saved)
 
 
 class StandInPagerDuty:

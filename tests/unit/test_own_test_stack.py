@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.settings import Settings, get_settings
+from lakehouse.settings import Settings, get_settings, restore_env
 from lakehouse.stack import test_stack
 
 pytestmark = pytest.mark.unit
@@ -41,7 +41,7 @@ def test_a_lake_or_broker_of_the_users_environment_does_not_follow_the_tests(
         assert s.checkpoint_dir == s.lake_dir / "_checkpoints"  # a private lake's checkpoints follow it
         assert "LAKEHOUSE_LAKE_ROOT" not in os.environ
     finally:
-        test_stack.restore(saved)
+        restore_env(saved)
     assert os.environ["LAKEHOUSE_LAKE_ROOT"] == str(tmp_path / "elsewhere")
     assert get_settings().state_dir == tmp_path
     get_settings.cache_clear()
