@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
 import threading
@@ -23,6 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -54,7 +57,52 @@ def parse_args(app: str, argv: Sequence[str] | None = None) -> RunOptions:
 
 
 def checkpoint(s: Settings, app: str, query: str) -> str:
-    return str(s.checkpoint_dir / app / query)
+    """The query's checkpoint location, cleared of what a first micro-batch that failed left (see
+    ``clear_failed_first_batch``). Called under the app's lock, just before the query starts."""
+    root = s.checkpoint_dir / app / query
+    removed = clear_failed_first_batch(root)
+    if removed:
+        print(
+            f"{app}/{query}: the checkpoint's first micro-batch never started (its offsets were never "
+            f"written); removed what it left so the query can start at batch 0: {', '.join(removed)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return str(root)
+
+
+def _is_batch_file(p: Path) -> bool:
+    return p.name.isdigit()
+
+
+def clear_failed_first_batch(root: Path) -> list[str]:
+    """Remove what a query whose first micro-batch failed before writing its offsets left; the paths removed.
+
+    A query that has no batch in its offset log must, since Spark 4, find its ``offsets``, ``commits`` and
+    ``state`` directories empty (``STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY``). A write of ``offsets/0``
+    that failed (a full disk, a killed driver) leaves its temporary file (``.0.<uuid>.tmp`` and its
+    ``.crc``), and the query could then never start again. Nothing was read or written for such a
+    batch: no batch id exists, so no sink committed one. A checkpoint with any batch in ``offsets`` or
+    ``commits`` is left exactly as it is (Spark itself resumes it), as is ``sources/`` (a Kafka source's
+    initial offsets) and a readable ``metadata`` (the query's id); an unreadable ``metadata`` in such a
+    checkpoint is removed too (Spark writes a new one).
+    """
+    offsets, commits = root / "offsets", root / "commits"
+    if not root.is_dir() or any(_is_batch_file(p) for d in (offsets, commits) if d.is_dir() for p in d.iterdir()):
+        return []
+    removed: list[str] = []
+    for d in (offsets, commits, root / "state"):
+        if d.is_dir() and any(d.iterdir()):
+            removed += sorted(str(p.relative_to(root)) for p in d.rglob("*") if p.is_file())
+            shutil.rmtree(d)
+    metadata = root / "metadata"
+    if metadata.is_file():
+        try:
+            json.loads(metadata.read_text())["id"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            metadata.unlink()
+            removed.append("metadata")
+    return removed
 
 
 def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
@@ -65,9 +113,14 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
     epoch in the app id makes a new checkpoint a new writer.
     """
     marker = s.checkpoint_dir / app / query / "_lakehouse_epoch"
-    if not marker.exists():
+    if not marker.exists():  # written whole or not at all: a full disk must not leave an empty epoch
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(uuid.uuid4().hex[:12])
+        partial_marker = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+        try:
+            partial_marker.write_text(uuid.uuid4().hex[:12])
+            os.replace(partial_marker, marker)
+        finally:
+            partial_marker.unlink(missing_ok=True)
     return marker.read_text().strip()
 
 
