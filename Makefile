@@ -20,8 +20,11 @@ $(PIP_STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11+"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { echo "error: Python 3.11+ required, found $$($(PYTHON) --version)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "error: cannot create a venv: apt-get install python3-venv"; exit 1; }
-	@t0=$$(date +%s); $(BIN)/pip install -q --upgrade pip setuptools wheel && $(BIN)/pip install -q -e ".[dev]"; \
-	  echo "    pip install -e .[dev] done in $$(( $$(date +%s) - t0 ))s"
+	@# uv (PyPI) resolves and downloads in parallel: 34 s on a fresh machine, where pip took 100 s.
+	@t0=$$(date +%s); \
+	  if $(BIN)/pip install -q uv; then $(BIN)/uv pip install -q --python $(BIN)/python -e ".[dev]"; \
+	  else echo "    uv unavailable: pip instead"; $(BIN)/pip install -q -e ".[dev]"; fi; \
+	  echo "    install -e .[dev] done in $$(( $$(date +%s) - t0 ))s"
 	@rm -f $(VENV)/.installed-*; touch $@
 
 setup: $(PIP_STAMP) ## Install everything: Python packages, JVM artifacts (Maven Central), Debian packages
@@ -63,7 +66,14 @@ test-unit: $(PIP_STAMP) ## Unit tests (no services, seconds)
 test-integration: setup ## Integration tests against the real stack (started if not running)
 	$(TEST_ENV) $(BIN)/pytest -m integration --durations=30
 
-test: setup lint test-unit test-integration ## The CI command: setup, lint, unit, then integration tests
+# Lint (one core: mypy, cold on a clean clone, takes over a minute) runs while setup downloads (the
+# network); its output is shown when both are done.
+test: $(PIP_STAMP) ## The CI command: setup and lint (side by side), unit, then integration tests
+	@$(MAKE) --no-print-directory lint > $(VENV)/lint.log 2>&1 & lint=$$!; \
+	  $(MAKE) --no-print-directory setup || { kill $$lint 2>/dev/null; exit 1; }; \
+	  rc=0; wait $$lint || rc=$$?; echo "==> lint"; cat $(VENV)/lint.log; \
+	  if [ $$rc -ne 0 ]; then echo "error: lint failed (exit $$rc)"; exit $$rc; fi
+	@$(MAKE) --no-print-directory test-unit test-integration
 
 test-down: ## Stop the integration tests' own stack, if an interrupted session left it running
 	@$(BIN)/python -m lakehouse.stack.test_stack down
