@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -25,11 +24,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from lakehouse.services import streams
+from lakehouse.services import checkpoints, streams
 from lakehouse.services.streams import AlreadyRunningError, exclusive
 from lakehouse.settings import Settings, get_settings
 from spark_apps._metrics import StreamMetrics, exported, observed_latency, take_latency
@@ -57,52 +55,16 @@ def parse_args(app: str, argv: Sequence[str] | None = None) -> RunOptions:
 
 
 def checkpoint(s: Settings, app: str, query: str) -> str:
-    """The query's checkpoint location, cleared of what a first micro-batch that failed left (see
-    ``clear_failed_first_batch``). Called under the app's lock, just before the query starts."""
+    """The query's checkpoint location, checked and, where that is provably safe, repaired
+    (``lakehouse.services.checkpoints.prepare``); raises ``CheckpointDamagedError`` where it is not.
+    Called under the app's lock, just before the query starts."""
     root = s.checkpoint_dir / app / query
-    removed = clear_failed_first_batch(root)
-    if removed:
-        print(
-            f"{app}/{query}: the checkpoint's first micro-batch never started (its offsets were never "
-            f"written); removed what it left so the query can start at batch 0: {', '.join(removed)}",
-            file=sys.stderr,
-            flush=True,
-        )
+    done = checkpoints.prepare(root)
+    for line in done.repairs:
+        print(f"{app}/{query}: checkpoint repaired: {line}", file=sys.stderr, flush=True)
+    for line in done.warnings:
+        print(f"warning: {app}/{query}: checkpoint: {line}", file=sys.stderr, flush=True)
     return str(root)
-
-
-def _is_batch_file(p: Path) -> bool:
-    return p.name.isdigit()
-
-
-def clear_failed_first_batch(root: Path) -> list[str]:
-    """Remove what a query whose first micro-batch failed before writing its offsets left; the paths removed.
-
-    A query that has no batch in its offset log must, since Spark 4, find its ``offsets``, ``commits`` and
-    ``state`` directories empty (``STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY``). A write of ``offsets/0``
-    that failed (a full disk, a killed driver) leaves its temporary file (``.0.<uuid>.tmp`` and its
-    ``.crc``), and the query could then never start again. Nothing was read or written for such a
-    batch: no batch id exists, so no sink committed one. A checkpoint with any batch in ``offsets`` or
-    ``commits`` is left exactly as it is (Spark itself resumes it), as is ``sources/`` (a Kafka source's
-    initial offsets) and a readable ``metadata`` (the query's id); an unreadable ``metadata`` in such a
-    checkpoint is removed too (Spark writes a new one).
-    """
-    offsets, commits = root / "offsets", root / "commits"
-    if not root.is_dir() or any(_is_batch_file(p) for d in (offsets, commits) if d.is_dir() for p in d.iterdir()):
-        return []
-    removed: list[str] = []
-    for d in (offsets, commits, root / "state"):
-        if d.is_dir() and any(d.iterdir()):
-            removed += sorted(str(p.relative_to(root)) for p in d.rglob("*") if p.is_file())
-            shutil.rmtree(d)
-    metadata = root / "metadata"
-    if metadata.is_file():
-        try:
-            json.loads(metadata.read_text())["id"]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            metadata.unlink()
-            removed.append("metadata")
-    return removed
 
 
 def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
@@ -442,8 +404,12 @@ def exit_on_data_loss(s: Settings, e: BaseException, log: Callable[[str], None])
 
 
 def exit_on_failure(s: Settings, e: BaseException, log: Callable[[str], None], reads_kafka: bool) -> int | None:
-    """The exit code of a failure the platform knows, said plainly (a full disk; for an app that reads
-    Kafka, records deleted before bronze read them); None for any other failure, to be raised."""
+    """The exit code of a failure the platform knows, said plainly (a damaged checkpoint, a full disk; for
+    an app that reads Kafka, records deleted before bronze read them); None for any other failure, to be
+    raised."""
+    if isinstance(e, checkpoints.CheckpointDamagedError):
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return checkpoints.CHECKPOINT_DAMAGED
     code = exit_on_disk_full(s, e)
     if code is None and reads_kafka:
         code = exit_on_data_loss(s, e, log)

@@ -311,6 +311,36 @@ def stream_status() -> None:
     console.print(f"UI: {s.dagster_url}/automation (supervisors)  ·  {s.dagster_url}/runs")
 
 
+@stream.command("checkpoints")
+@friendly_errors
+def stream_checkpoints() -> None:
+    """Check every query's checkpoint (read only): its newest batch and commit, what a start would repair
+    by itself, and damage that stops it (exit 66: docs/runbook.md, 'A damaged checkpoint')."""
+    from lakehouse.services import checkpoints
+
+    s = load_settings()
+    found = [checkpoints.diagnose(root) for root in checkpoints.queries(s.checkpoint_dir)]
+    if not found:
+        console.print(f"no checkpoints under {s.checkpoint_dir}")
+        return
+    table = Table(title=f"checkpoints under {s.checkpoint_dir}")
+    for col in ("query", "batch", "committed", "state"):
+        table.add_column(col)
+    for d in found:
+        notes = [f"[red]damaged[/]: {p}" for p in d.problems]
+        notes += [f"[yellow]repaired at start[/]: {r}" for r in d.repairs]
+        notes += [f"[yellow]warning[/]: {w}" for w in d.warnings]
+        table.add_row(
+            str(d.root.relative_to(s.checkpoint_dir)),
+            "-" if d.latest_batch is None else str(d.latest_batch),
+            "-" if d.latest_commit is None else str(d.latest_commit),
+            "\n".join(notes) or "[green]ok[/]",
+        )
+    console.print(table)
+    if any(d.problems for d in found):
+        sys.exit(checkpoints.CHECKPOINT_DAMAGED)
+
+
 def _lag(s: Settings, name: str) -> str:
     """Records the stream's consumer group is behind (the fast path only: Spark keeps its offsets in checkpoints)."""
     if name != streams.FAST_PATH:

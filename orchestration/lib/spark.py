@@ -31,6 +31,7 @@ from pydantic import Field
 
 from lakehouse.delta import cds as spark_cds
 from lakehouse.services import streams
+from lakehouse.services.checkpoints import CHECKPOINT_DAMAGED
 from lakehouse.services.retention import DATA_LOST
 from lakehouse.settings import Settings
 
@@ -184,6 +185,11 @@ class SparkPipes(dg.ConfigurableResource):  # type: ignore[type-arg]  # the reso
                     + (
                         " : Kafka deleted records it had not read (its log says which; `lakehouse stream skip-lost`)"
                         if code == DATA_LOST
+                        else ""
+                    )
+                    + (
+                        " : a checkpoint file is damaged (its log names it; docs/runbook.md)"
+                        if code == CHECKPOINT_DAMAGED
                         else ""
                     ),
                     metadata={

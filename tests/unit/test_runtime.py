@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,7 +15,6 @@ from spark_apps._runtime import (
     ProgressReporter,
     checkpoint,
     checkpoint_epoch,
-    clear_failed_first_batch,
     exclusive,
     kafka_lag,
     parse_args,
@@ -24,9 +22,6 @@ from spark_apps._runtime import (
     record_rows_out,
     retrying,
 )
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,75 +33,6 @@ def test_checkpoint_epoch_is_stable_and_changes_with_a_new_checkpoint(tmp_path: 
     assert first != checkpoint_epoch(s, "gold", "iot")
     shutil.rmtree(checkpoint(s, "gold", "payments"))
     assert checkpoint_epoch(s, "gold", "payments") != first
-
-
-def _failed_first_offsets_write(root: Path) -> None:
-    """What a write of ``offsets/0`` that found the disk full leaves: the query's id, and the offset log's
-    temporary file with its checksum, never renamed to ``0``."""
-    (root / "offsets").mkdir(parents=True)
-    (root / "metadata").write_text('{"id":"9a0bd9a4-5f0e-4d43-a8f3-4b1c1f4a8f1e"}')
-    (root / "offsets" / ".0.5c1f9a52-0c1e-4f4e-9d57-0b2f3f8e9a11.tmp").write_text('v1\n{"batchWatermarkMs":0,')
-    (root / "offsets" / "..0.5c1f9a52-0c1e-4f4e-9d57-0b2f3f8e9a11.tmp.crc").write_bytes(b"crc")
-
-
-def test_a_first_micro_batch_that_failed_before_its_offsets_no_longer_blocks_the_query(
-    spark: SparkSession, tmp_path: Path
-) -> None:
-    """Found by the disk-full drill: Spark 4 refuses to start a query whose offset log has no batch but is not
-    empty, so the leftovers of a failed ``offsets/0`` write stopped the stream for good."""
-    s = Settings(state_dir=tmp_path)
-    root = Path(s.checkpoint_dir) / "refine" / "payments"
-    _failed_first_offsets_write(root)
-
-    def run(location: str) -> None:
-        df = spark.readStream.format("rate").option("rowsPerSecond", 10).load().dropDuplicates(["value"])
-        query = df.writeStream.format("noop").option("checkpointLocation", location).trigger(once=True).start()
-        query.awaitTermination()
-
-    with pytest.raises(Exception, match="STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY"):
-        run(str(root))  # Spark's own behaviour: the reason for the repair
-
-    location = checkpoint(s, "refine", "payments")
-    assert not (root / "offsets").exists(), "the failed batch's temporary offsets are removed"
-    assert json.loads((root / "metadata").read_text())["id"] == "9a0bd9a4-5f0e-4d43-a8f3-4b1c1f4a8f1e"
-    run(location)
-    assert (root / "offsets" / "0").is_file()
-    assert (root / "commits" / "0").is_file()
-
-
-def test_a_checkpoint_with_a_batch_is_left_as_it_is(tmp_path: Path) -> None:
-    _failed_first_offsets_write(tmp_path)
-    (tmp_path / "commits").mkdir()
-    (tmp_path / "commits" / "0").write_text("v1\n{}")
-    (tmp_path / "state" / "0" / "0").mkdir(parents=True)
-    (tmp_path / "state" / "0" / "0" / "1.delta").write_bytes(b"x")
-    before = sorted(p for p in tmp_path.rglob("*"))
-    assert clear_failed_first_batch(tmp_path) == []
-    assert sorted(p for p in tmp_path.rglob("*")) == before
-
-
-def test_a_never_started_checkpoint_loses_its_leftovers_and_an_unreadable_id_but_keeps_its_sources(
-    tmp_path: Path,
-) -> None:
-    _failed_first_offsets_write(tmp_path)
-    (tmp_path / "metadata").write_text("")  # the id's own write found the disk full
-    (tmp_path / "state" / "0" / "0").mkdir(parents=True)
-    (tmp_path / "state" / "0" / "0" / ".1.delta.tmp").write_bytes(b"x")
-    (tmp_path / "sources" / "0").mkdir(parents=True)
-    (tmp_path / "sources" / "0" / "0").write_text('v1\n{"payments":{"0":0}}')
-    (tmp_path / "_lakehouse_epoch").write_text("0123456789ab")
-    removed = clear_failed_first_batch(tmp_path)
-    assert removed == [
-        "offsets/..0.5c1f9a52-0c1e-4f4e-9d57-0b2f3f8e9a11.tmp.crc",
-        "offsets/.0.5c1f9a52-0c1e-4f4e-9d57-0b2f3f8e9a11.tmp",
-        "state/0/0/.1.delta.tmp",
-        "metadata",
-    ]
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
-        "_lakehouse_epoch",
-        "sources/0/0",
-    ]
-    assert clear_failed_first_batch(tmp_path / "missing") == []
 
 
 def test_modes() -> None:

@@ -82,3 +82,17 @@ def test_a_stream_that_lost_kafka_records_is_not_restarted_until_someone_decides
     other = PastRun("o" + "0" * 8, F, NOW - 100, NOW - 90, exit_code=1)
     assert decide("bronze", [other], [], NOW + 3600, S).launch  # any other failure: restarted with backoff
     assert decide("bronze", [run(OK, NOW - 50, NOW - 1), lost], [], NOW, S).launch
+
+
+def test_a_stream_stopped_by_a_damaged_checkpoint_pages_at_once_and_is_not_restarted() -> None:
+    """A restart would stop on the same file: the supervisor gives up on the first failure (the page
+    LakehouseSupervisorGaveUp) and says where to look."""
+    from lakehouse.services.checkpoints import CHECKPOINT_DAMAGED
+
+    damaged = PastRun("d" + "0" * 8, F, NOW - 100, NOW - 90, exit_code=CHECKPOINT_DAMAGED)
+    d = decide("refine", [damaged], [], NOW + 3600, S)
+    assert not d.launch
+    assert d.gave_up
+    assert d.restart == 1
+    assert "A damaged checkpoint" in d.reason
+    assert decide("refine", [run(OK, NOW - 50, NOW - 1), damaged], [], NOW, S).launch  # started again by a person

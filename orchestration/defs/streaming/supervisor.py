@@ -27,6 +27,7 @@ import dagster as dg
 from dagster_prometheus import PrometheusResource
 
 from lakehouse.services import fastpath
+from lakehouse.services.checkpoints import CHECKPOINT_DAMAGED
 from lakehouse.services.retention import DATA_LOST
 from lakehouse.settings import Settings, get_settings
 from orchestration.defs.streaming.fastpath import stream_fastpath
@@ -74,6 +75,14 @@ def decide(layer: str, runs: Sequence[PastRun], busy: Sequence[PastRun], now: fl
             False,
             f"{layer} stopped because Kafka deleted records it had not read (run {last.run_id[:8]}): a restart "
             "would stop the same way; `lakehouse stream skip-lost` (docs/runbook.md, LakehouseKafkaRecordsLost)",
+        )
+    if last.status == dg.DagsterRunStatus.FAILURE and last.exit_code == CHECKPOINT_DAMAGED:
+        return Decision(  # a restart would stop the same way; the page says a person is needed
+            False,
+            f"gave up on {layer}: a checkpoint file it needs is damaged (run {last.run_id[:8]}; its log names the "
+            "file); docs/runbook.md, 'A damaged checkpoint'",
+            restart=failures,
+            gave_up=True,
         )
     if failures == 0:
         return Decision(True, f"restarting {layer}: its last run {last.run_id[:8]} ended ({last.status.value})")
