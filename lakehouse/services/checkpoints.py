@@ -86,13 +86,20 @@ def _first_batch_leftovers(root: Path) -> list[Path]:
     if not root.is_dir() or _batches(offsets) or _batches(commits):
         return []
     found = [p for d in (offsets, commits, root / "state") if d.is_dir() for p in sorted(d.rglob("*")) if p.is_file()]
-    metadata = root / "metadata"
-    if metadata.is_file():
-        try:
-            json.loads(metadata.read_text())["id"]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            found.append(metadata)
+    if _query_id_problem(root) == "unreadable":
+        found.append(root / "metadata")
     return found
+
+
+def _query_id_problem(root: Path) -> str | None:
+    """``missing`` or ``unreadable`` when the checkpoint's ``metadata`` (the query's id) is, else None."""
+    try:
+        json.loads((root / "metadata").read_text())["id"]
+    except FileNotFoundError:
+        return "missing"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError):
+        return "unreadable"
+    return None
 
 
 def clear_failed_first_batch(root: Path) -> list[str]:
@@ -155,12 +162,8 @@ def diagnose(root: Path) -> Diagnosis:
             )
         elif bad_commit:
             problems.append(f"commits/{bad_commit}")
-    try:
-        json.loads((root / "metadata").read_text())["id"]
-    except FileNotFoundError:
-        problems.append("metadata: missing (the query's id, which its sinks know it by)")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError):
-        problems.append("metadata: unreadable (the query's id, which its sinks know it by)")
+    if id_problem := _query_id_problem(root):
+        problems.append(f"metadata: {id_problem} (the query's id, which its sinks know it by)")
     for d, ids, is_offsets in ((offsets, offset_ids[:-1], True), (commits, commit_ids[:-1], False)):
         for n in ids[-3:]:  # Spark keeps older batches as history and reads only the newest
             bad = unreadable(d / str(n), offsets=is_offsets)

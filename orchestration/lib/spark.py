@@ -37,6 +37,12 @@ from lakehouse.settings import Settings
 
 #: Run tag: the exit code of the app of a failed run.
 EXIT_CODE_TAG = "lakehouse/exit_code"
+#: What a driver's exit code means, where the platform knows (added to the run's failure).
+_EXIT_MEANS = {
+    streams.ALREADY_RUNNING: " : already running elsewhere",
+    DATA_LOST: " : Kafka deleted records it had not read (its log says which; `lakehouse stream skip-lost`)",
+    CHECKPOINT_DAMAGED: " : a checkpoint file is damaged (its log names it; docs/runbook.md)",
+}
 
 #: Which assets a progress message is about (messages name their query: ``<app>_<source>``).
 Observe = Callable[[Mapping[str, Any]], Sequence[dg.AssetKey]]
@@ -181,17 +187,7 @@ class SparkPipes(dg.ConfigurableResource):  # type: ignore[type-arg]  # the reso
                 raise dg.Failure(
                     description=f"{app.name} exited with code {code}"
                     + (" (killed by a signal)" if code < 0 or code >= 128 else "")
-                    + (" : already running elsewhere" if code == streams.ALREADY_RUNNING else "")
-                    + (
-                        " : Kafka deleted records it had not read (its log says which; `lakehouse stream skip-lost`)"
-                        if code == DATA_LOST
-                        else ""
-                    )
-                    + (
-                        " : a checkpoint file is damaged (its log names it; docs/runbook.md)"
-                        if code == CHECKPOINT_DAMAGED
-                        else ""
-                    ),
+                    + _EXIT_MEANS.get(code, ""),
                     metadata={
                         "exit_code": code,
                         "driver_log": str(log_path),
