@@ -27,3 +27,17 @@ def test_conf_has_delta_extensions_jars_and_the_given_master(tmp_path: Path) -> 
     assert spark_conf(s, "app", master="spark://10.1.2.3:7077")["spark.master"] == "spark://10.1.2.3:7077"
     # a driver out of memory must exit (a failed run the supervisor restarts), not limp on
     assert "-XX:+ExitOnOutOfMemoryError" in conf["spark.driver.extraJavaOptions"].split()
+
+
+def test_code_generation_is_on_unless_a_setting_turns_it_off(tmp_path: Path) -> None:
+    jars = tmp_path / "jvm" / "spark"
+    jars.mkdir(parents=True)
+    for name in ("delta-spark_4.2_2.13-4.4.0.jar", "spark-sql-kafka-0-10_2.13-4.2.0.jar"):
+        (jars / name).write_bytes(b"")
+    s = Settings(state_dir=tmp_path)
+    on = spark_conf(s, "app")  # Spark's defaults: code generation, whole-stage
+    assert "spark.sql.codegen.factoryMode" not in on
+    assert "spark.sql.codegen.wholeStage" not in on
+    off = spark_conf(s.model_copy(update={"spark_codegen": False}), "app")
+    assert off["spark.sql.codegen.factoryMode"] == "NO_CODEGEN"
+    assert off["spark.sql.codegen.wholeStage"] == "false"
