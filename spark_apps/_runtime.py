@@ -24,12 +24,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from lakehouse.delta import log_check
 from lakehouse.services import checkpoints, streams
 from lakehouse.services.streams import AlreadyRunningError, exclusive
 from lakehouse.settings import Settings, get_settings
+from lakehouse.tables import ALL_TABLES, BRONZE, GOLD, QUARANTINE, SILVER, TableSpec
 from spark_apps._metrics import StreamMetrics, exported, observed_latency, take_latency
 from spark_apps._pipes import Reporter, reporter
 
@@ -84,6 +87,24 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
         finally:
             partial_marker.unlink(missing_ok=True)
     return marker.read_text().strip()
+
+
+def tables_of(*apps: str) -> list[TableSpec]:
+    """The tables APPS read or write: bronze writes bronze; refine reads bronze and writes silver, the
+    quarantine and gold; serving reads gold; replay reads bronze and rewrites silver and gold."""
+    uses = {
+        "bronze": [*BRONZE.values()],
+        "refine": [*BRONZE.values(), *SILVER.values(), QUARANTINE, *GOLD.values()],
+        "serving": [*GOLD.values()],
+    }
+    uses["replay"] = uses["refine"]
+    return [t for t in ALL_TABLES if any(t in uses[app] for app in apps)]
+
+
+def check_tables(s: Settings, *apps: str) -> None:
+    """Stop before touching a table whose Delta log is damaged (``lakehouse.delta.log_check``): raises
+    ``DeltaLogDamagedError`` naming the commit. Called under the app's lock, before its session starts."""
+    log_check.check((t.full_name, s.lake_dir / t.layer / t.name) for t in tables_of(*apps))
 
 
 ALREADY_RUNNING = streams.ALREADY_RUNNING  # another process holds the stream's checkpoints
@@ -370,12 +391,29 @@ def _failure_text(e: BaseException) -> str:
     return "\n".join(parts)
 
 
+#: A filesystem with less room than this for the app (``statvfs``' f_bavail) counts as full.
+FULL_BELOW_BYTES = 1 << 20
+
+
+def _full(place: Path) -> bool:
+    """Whether the filesystem holding PLACE (or its nearest existing parent) has no room left."""
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        st = os.statvfs(place)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BELOW_BYTES
+
+
 def exit_on_disk_full(s: Settings, e: BaseException) -> int | None:
-    """DISK_FULL, said plainly, when E is a write that found no space (deep in a Spark job's error);
-    None for any other failure."""
-    if "No space left on device" not in _failure_text(e):
-        return None
+    """DISK_FULL, said plainly, when E is a write that found no space (deep in a Spark job's error), or
+    any failure while the filesystem under the lake or the checkpoints is full: not every error a full
+    disk causes says so (a table created while the disk filled fails as DELTA_TABLE_NOT_FOUND). None
+    for any other failure."""
     places = sorted({str(s.lake_dir), str(s.checkpoint_dir)})
+    if "No space left on device" not in _failure_text(e) and not any(_full(Path(p)) for p in places):
+        return None
     print(
         f"error: no space left on the disk under {' or '.join(places)}: a write of this stream failed. "
         "Nothing is lost: the failed batch was not committed, and Kafka and the upstream tables still hold "
@@ -410,6 +448,9 @@ def exit_on_failure(s: Settings, e: BaseException, log: Callable[[str], None], r
     if isinstance(e, checkpoints.CheckpointDamagedError):
         print(f"error: {e}", file=sys.stderr, flush=True)
         return checkpoints.CHECKPOINT_DAMAGED
+    if isinstance(e, log_check.DeltaLogDamagedError):
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return log_check.DELTA_LOG_DAMAGED
     code = exit_on_disk_full(s, e)
     if code is None and reads_kafka:
         code = exit_on_data_loss(s, e, log)
@@ -431,6 +472,7 @@ def main_for(app: str, starters: dict[str, StartQuery], argv: Sequence[str] | No
     with reporter() as r:
         try:
             with exclusive(s, [app]):
+                check_tables(s, app)
                 spark, s = session(app, opts, s)
                 try:
                     queries = [start(spark, s, opts.available_now) for start in starters.values()]

@@ -218,3 +218,31 @@ def test_a_batch_that_lost_a_delta_conflict_is_retried_and_other_errors_are_not(
     with pytest.raises(ValueError, match="a real bug"):
         retrying(broken, "gold_payments")(None, 8)  # type: ignore[arg-type]
     assert calls == [8]
+
+
+def test_a_failure_on_a_full_disk_exits_disk_full_whatever_it_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by the disk-full drill: a table created while the disk filled fails as DELTA_TABLE_NOT_FOUND,
+    which says nothing of space; the filesystem under the lake does."""
+    from spark_apps import _runtime
+    from spark_apps._runtime import DISK_FULL, exit_on_disk_full
+
+    s = Settings(state_dir=tmp_path, lake_root=tmp_path / "lake" / "not-yet")  # its nearest parent is asked
+    assert exit_on_disk_full(s, OSError(28, "No space left on device")) == DISK_FULL
+    assert "no space left on the disk under" in capsys.readouterr().err
+    unrelated = RuntimeError("[DELTA_TABLE_NOT_FOUND] Delta table `silver/clickstream` doesn't exist.")
+    assert exit_on_disk_full(s, unrelated) is None  # a disk with room: the failure is what it says
+
+    real = os.statvfs
+
+    def full_under_the_lake(path: os.PathLike[str] | str) -> os.statvfs_result:
+        st = real(path)
+        if Path(path) != tmp_path:
+            return st
+        fields = list(st)
+        fields[4] = 10  # f_bavail: 10 blocks
+        return os.statvfs_result(fields)
+
+    monkeypatch.setattr(_runtime.os, "statvfs", full_under_the_lake)
+    assert exit_on_disk_full(s, unrelated) == DISK_FULL
