@@ -21,8 +21,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.delta import log_check
 from lakehouse.delta import maintenance as m
 from lakehouse.delta.encryption import current_key
 from lakehouse.settings import Settings
@@ -121,6 +123,12 @@ def run(spark: SparkSession, s: Settings, args: Args, r: Reporter) -> list[Outco
         ops = list(args.operations)
         if not m.table_exists(spark, spec.path(s.lake_dir)):
             outcomes.append(Outcome(spec, ",".join(ops), skipped="no Delta table yet"))
+            continue
+        if damage := log_check.problems(Path(spec.path(s.lake_dir))):
+            # VACUUM would delete the files a damaged commit added (nothing would reference them any more)
+            reason = f"damaged Delta log ({'; '.join(damage)}): left alone; docs/runbook.md, 'A damaged Delta commit'"
+            r.log(f"maintenance: {spec.full_name} FAILED: {reason}")
+            outcomes.append(Outcome(spec, ",".join(ops), error=reason))
             continue
         for op in ops:
             try:

@@ -24,6 +24,7 @@ from spark_apps._runtime import (
     GracefulStop,
     ProgressReporter,
     RunOptions,
+    check_tables,
     exclusive,
     exit_on_failure,
     parse_args,
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with reporter() as r:
         try:
             with exclusive(s, list(LAYERS)):
+                check_tables(s, *LAYERS)
                 _run(opts, s, stop, r)
         except AlreadyRunningError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)

@@ -34,13 +34,14 @@ from pyspark.sql import functions as F
 
 from lakehouse.contracts import TOPICS, schema
 from lakehouse.delta.guards import assert_not_bronze
+from lakehouse.delta.log_check import DELTA_LOG_DAMAGED, DeltaLogDamagedError
 from lakehouse.delta.tables import ensure_table
 from lakehouse.delta.validator import compile_schema
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, MERCHANT_MINUTE, SILVER, TableSpec
 from spark_apps import fraud, gold, silver
 from spark_apps._pipes import Reporter, reporter
-from spark_apps._runtime import ALREADY_RUNNING, AlreadyRunningError, exclusive, merge_metric
+from spark_apps._runtime import ALREADY_RUNNING, AlreadyRunningError, check_tables, exclusive, merge_metric
 
 APP = "replay"
 
@@ -179,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with exclusive(s, ["refine"]):
                 from lakehouse.delta.session import build_spark_session
 
+                check_tables(s, "replay")
+
                 spark = build_spark_session("lakehouse-replay", s, master=args.master)
                 try:
                     for spec in (*SILVER.values(), *gold.GOLD_TABLES):
@@ -195,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except AlreadyRunningError as e:
             print(f"error: {e}. Stop the refine stream before a replay.", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
+        except DeltaLogDamagedError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return DELTA_LOG_DAMAGED
     return 0
 
 

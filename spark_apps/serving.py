@@ -35,6 +35,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse import serving
+from lakehouse.delta.log_check import DELTA_LOG_DAMAGED, DeltaLogDamagedError
 from lakehouse.delta.tables import ensure_table
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import GOLD
@@ -42,6 +43,7 @@ from spark_apps._pipes import reporter
 from spark_apps._runtime import (
     ALREADY_RUNNING,
     AlreadyRunningError,
+    check_tables,
     checkpoint,
     exclusive,
     main_for,
@@ -211,6 +213,7 @@ def rebuild_main(argv: Sequence[str]) -> int:
     with reporter() as r:
         try:
             with exclusive(s, [APP]):
+                check_tables(s, APP)
                 opts = parse_args(APP, ["--available-now", *(["--master", args.master] if args.master else [])])
                 spark, s = session(f"{APP}-rebuild", opts, s)
                 try:
@@ -220,6 +223,9 @@ def rebuild_main(argv: Sequence[str]) -> int:
         except AlreadyRunningError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
+        except DeltaLogDamagedError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return DELTA_LOG_DAMAGED
         r.message({"query": f"{APP}_rebuild", "rebuilt": True, **{f"rows_{t}": n for t, n in written.items()}})
         print("rebuilt Redis from gold: " + ", ".join(f"{t} {n}" for t, n in written.items()), flush=True)
     return 0

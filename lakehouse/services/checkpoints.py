@@ -29,6 +29,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakehouse.delta.log_check import UnreadableText, read_text
+
 #: Exit code of an app that stopped on a checkpoint it cannot safely repair (EX_NOINPUT).
 CHECKPOINT_DAMAGED = 66
 
@@ -56,11 +58,9 @@ def unreadable(path: Path, *, offsets: bool) -> str | None:
     The format: a version line (``v1``), then one JSON document per line; an offsets file has the batch's
     metadata and one line per source, ``-`` for a source with no offset yet."""
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        return f"{path.name}: not UTF-8 text (byte {e.start})"
-    except OSError as e:
-        return f"{path.name}: cannot be read ({e.strerror})"
+        text = read_text(path)
+    except UnreadableText as e:
+        return f"{path.name}: {e}"
     lines = text.split("\n")
     if not text.strip():
         return f"{path.name}: empty"

@@ -30,6 +30,7 @@ import dagster as dg
 from pydantic import Field
 
 from lakehouse.delta import cds as spark_cds
+from lakehouse.delta.log_check import DELTA_LOG_DAMAGED
 from lakehouse.services import streams
 from lakehouse.services.checkpoints import CHECKPOINT_DAMAGED
 from lakehouse.services.retention import DATA_LOST
@@ -42,6 +43,7 @@ _EXIT_MEANS = {
     streams.ALREADY_RUNNING: " : already running elsewhere",
     DATA_LOST: " : Kafka deleted records it had not read (its log says which; `lakehouse stream skip-lost`)",
     CHECKPOINT_DAMAGED: " : a checkpoint file is damaged (its log names it; docs/runbook.md)",
+    DELTA_LOG_DAMAGED: " : a Delta commit of a table it uses is damaged (its log names it; docs/runbook.md)",
 }
 
 #: Which assets a progress message is about (messages name their query: ``<app>_<source>``).

@@ -383,3 +383,25 @@ def test_app_runs_each_operation_reports_it_and_skips_missing_tables(spark: Spar
     table = app.summary(outcomes)
     assert "FAILED: RetentionTooShortError" in table
     assert "skipped: no Delta table yet" in table
+
+
+def test_app_leaves_a_table_with_a_damaged_log_alone(spark: SparkSession, s: Settings) -> None:
+    """VACUUM on a log Delta misreads (an empty commit) would delete the files that commit added."""
+    from spark_apps import maintenance as app
+    from spark_apps._pipes import Reporter
+
+    small_files_table(spark, s.lake_dir, files=2)
+    log = s.lake_dir / "gold" / "merchant_minute" / "_delta_log"
+    newest = max(log.glob("*.json"))
+    files_before = sorted(p.name for p in log.parent.rglob("*.parquet"))
+    saved = newest.read_bytes()
+    newest.write_bytes(b"")
+    try:
+        args = app.parse_args(["--vacuum", "--retention-hours", "0", "--force", "--tables", "gold/merchant_minute"])
+        (outcome,) = app.run(spark, s, args, Reporter(FakePipes()))  # type: ignore[arg-type]
+        assert outcome.error is not None
+        assert f"{newest.name} is empty" in outcome.error
+        assert "A damaged Delta commit" in outcome.error
+        assert sorted(p.name for p in log.parent.rglob("*.parquet")) == files_before  # nothing vacuumed
+    finally:
+        newest.write_bytes(saved)

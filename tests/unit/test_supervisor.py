@@ -96,3 +96,14 @@ def test_a_stream_stopped_by_a_damaged_checkpoint_pages_at_once_and_is_not_resta
     assert d.restart == 1
     assert "A damaged checkpoint" in d.reason
     assert decide("refine", [run(OK, NOW - 50, NOW - 1), damaged], [], NOW, S).launch  # started again by a person
+
+
+def test_a_stream_stopped_by_a_damaged_delta_commit_pages_at_once_and_is_not_restarted() -> None:
+    from lakehouse.delta.log_check import DELTA_LOG_DAMAGED
+
+    damaged = PastRun("e" + "0" * 8, F, NOW - 100, NOW - 90, exit_code=DELTA_LOG_DAMAGED)
+    d = decide("bronze", [damaged], [], NOW + 3600, S)
+    assert not d.launch
+    assert d.gave_up
+    assert "Delta log" in d.reason
+    assert "A damaged Delta commit" in d.reason

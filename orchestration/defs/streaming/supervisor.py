@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from dagster_prometheus import PrometheusResource
 
+from lakehouse.delta.log_check import DELTA_LOG_DAMAGED
 from lakehouse.services import fastpath
 from lakehouse.services.checkpoints import CHECKPOINT_DAMAGED
 from lakehouse.services.retention import DATA_LOST
@@ -76,11 +77,16 @@ def decide(layer: str, runs: Sequence[PastRun], busy: Sequence[PastRun], now: fl
             f"{layer} stopped because Kafka deleted records it had not read (run {last.run_id[:8]}): a restart "
             "would stop the same way; `lakehouse stream skip-lost` (docs/runbook.md, LakehouseKafkaRecordsLost)",
         )
-    if last.status == dg.DagsterRunStatus.FAILURE and last.exit_code == CHECKPOINT_DAMAGED:
+    damaged = {
+        CHECKPOINT_DAMAGED: "a checkpoint file it needs is damaged",
+        DELTA_LOG_DAMAGED: "a commit in the Delta log of a table it reads or writes is damaged",
+    }
+    if last.status == dg.DagsterRunStatus.FAILURE and last.exit_code in damaged:
+        section = "A damaged checkpoint" if last.exit_code == CHECKPOINT_DAMAGED else "A damaged Delta commit"
         return Decision(  # a restart would stop the same way; the page says a person is needed
             False,
-            f"gave up on {layer}: a checkpoint file it needs is damaged (run {last.run_id[:8]}; its log names the "
-            "file); docs/runbook.md, 'A damaged checkpoint'",
+            f"gave up on {layer}: {damaged[last.exit_code]} (run {last.run_id[:8]}; its log names the "
+            f"file); docs/runbook.md, '{section}'",
             restart=failures,
             gave_up=True,
         )
