@@ -143,6 +143,15 @@ PIPELINE = Dashboard(
             description="Over 30 s for 30 s pages (LakehouseStreamDown).",
         ),
         _prom(
+            "dagster",
+            "Dagster: webserver answering, daemon's oldest heartbeat",
+            "stat",
+            ("lakehouse_dagster_webserver_up", "webserver up (1 = yes)"),
+            ('max(lakehouse_dagster_daemon_heartbeat_age_seconds{required="true"})', "daemon heartbeat, s ago"),
+            description="The daemon runs schedules, sensors (the stream supervisors) and the run queue; it beats "
+            "every 30 s. Over 90 s for 30 s pages (LakehouseDagsterDaemonDown).",
+        ),
+        _prom(
             "alerts",
             "Alerts firing",
             "table",

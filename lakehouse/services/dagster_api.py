@@ -14,7 +14,7 @@ _LOCATIONS = """
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } }
 } } } }
 """
-_DAEMONS = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required lastHeartbeatTime } } } }"
+DAEMONS = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required lastHeartbeatTime } } } }"
 
 
 def session(s: Settings, user: str = "engineer") -> requests.Session:
@@ -63,7 +63,7 @@ def code_locations(s: Settings) -> list[dict[str, str]]:
 def daemon_health(s: Settings, since: float = 0.0) -> bool:
     """True when every required daemon (scheduler, sensors, run queue ...) is healthy and has
     sent a heartbeat after ``since`` (epoch seconds), so an old daemon's heartbeats don't count."""
-    daemons = graphql(s, _DAEMONS)["instance"]["daemonHealth"]["allDaemonStatuses"]
+    daemons = graphql(s, DAEMONS)["instance"]["daemonHealth"]["allDaemonStatuses"]
     required = [d for d in daemons if d["required"]]
     return bool(required) and all(d["healthy"] and (d["lastHeartbeatTime"] or 0) >= since for d in required)
 

@@ -165,6 +165,45 @@ def panel_data(s: Settings, dashboard_uid: str, panel_id: str, minutes: int = 60
     return {"kind": p.kind, "unit": p.unit, **data}
 
 
+# -- Dagster's health, for Prometheus -------------------------------------------------------------
+#: Dagster's daemons beat every 30 s (dagster._daemon.controller.DEFAULT_HEARTBEAT_INTERVAL_SECONDS).
+DAEMON_HEARTBEAT_S = 30
+
+
+def dagster_metrics(s: Settings, now: float | None = None) -> str:
+    """Prometheus' text format: whether the Dagster webserver answers, and each daemon's heartbeat age.
+
+    A dead daemon (schedules, sensors, the run queue, the stream supervisors) pushes nothing, and the
+    run-status sensors that push runs' outcomes live in it: its health is read from outside, from the
+    heartbeats the webserver reports. Dagster itself calls a daemon unhealthy only after 30 minutes
+    without one; the alert rule (LakehouseDagsterDaemonDown) uses the age."""
+    from lakehouse.services import dagster_api
+
+    now = time.time() if now is None else now
+    lines = [
+        "# HELP lakehouse_dagster_webserver_up Whether the Dagster webserver answered this scrape's GraphQL query.",
+        "# TYPE lakehouse_dagster_webserver_up gauge",
+    ]
+    try:
+        data = dagster_api.graphql(s, dagster_api.DAEMONS, timeout=5, user="viewer")
+        daemons = data["instance"]["daemonHealth"]["allDaemonStatuses"]
+    except Exception as e:  # down, refusing, or answering nonsense: all mean "not up"
+        log.warning("Dagster's daemon health unavailable: %s", e)
+        return "\n".join([*lines, "lakehouse_dagster_webserver_up 0", ""])
+    lines += [
+        "lakehouse_dagster_webserver_up 1",
+        f"# HELP lakehouse_dagster_daemon_heartbeat_age_seconds Seconds since each Dagster daemon's last "
+        f"heartbeat (they beat every {DAEMON_HEARTBEAT_S} s; +Inf: never).",
+        "# TYPE lakehouse_dagster_daemon_heartbeat_age_seconds gauge",
+    ]
+    for d in sorted(daemons, key=lambda d: d["daemonType"]):
+        beat = d.get("lastHeartbeatTime")
+        age = "+Inf" if beat is None else f"{max(0.0, now - float(beat)):.3f}"
+        labels = f'daemon_type="{d["daemonType"]}",required="{str(bool(d["required"])).lower()}"'
+        lines.append(f"lakehouse_dagster_daemon_heartbeat_age_seconds{{{labels}}} {age}")
+    return "\n".join([*lines, ""])
+
+
 def definition() -> list[dict[str, Any]]:
     def panel_json(p: Panel) -> dict[str, Any]:
         return {
@@ -231,6 +270,9 @@ def make_app(s: Settings) -> Callable[..., Any]:
                 return
             data = await asyncio.to_thread(panel_data, s, parts[0], parts[1], minutes)
             await _json(send, data)
+        elif path == "/metrics":  # Prometheus' `dagster` job
+            body = await asyncio.to_thread(dagster_metrics, s)
+            await _reply(send, 200, body.encode(), "text/plain; version=0.0.4; charset=utf-8")
         elif path == "/healthz":
             await _reply(send, 200, b"ok", "text/plain")
         else:

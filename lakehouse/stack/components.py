@@ -752,6 +752,8 @@ class Prometheus(Component):
             ca_file=self.s.ca_file,
             trino_monitoring_password_file=self.s.secret_file("trino_monitoring"),
             scraper_password_file=self.s.secret_file("prometheus_scraper"),
+            dashboard_port=self.s.dashboard_port,
+            dagster_viewer_password_file=self.s.secret_file("dagster_viewer"),
         )
         web_config(self.s, self.workdir / "web.yml", ("admin", "scraper"))
         rules = self.workdir / "rules"

@@ -23,6 +23,7 @@ from lakehouse.services import dagster_api as api
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import Settings
+from lakehouse.stack import components as stack
 from lakehouse.tables import BRONZE
 from tests.integration.conftest import StandInPagerDuty
 
@@ -116,13 +117,22 @@ def _bronze_count(spark: SparkSession, lake: Path) -> tuple[int, int]:
 def test_a_dagster_stream_reports_each_batch_pages_when_killed_survives_and_stops_at_a_batch_boundary(
     lakehouse_stack: Settings, bronze_clean: None, tmp_path: Path, spark: SparkSession, pager: StandInPagerDuty
 ) -> None:
-    """One stream through its life: started over GraphQL, observed live, its driver SIGKILLed (a page
-    reaches the stand-in PagerDuty), restarted by the supervisor with nothing lost (the page resolves),
-    then stopped gracefully (its metrics leave the pushgateway)."""
+    """One stream through its life: started over GraphQL, observed live while the Dagster daemon is
+    dead (SIGKILLed: a page), its driver SIGKILLed (a page reaches the stand-in PagerDuty), the daemon
+    started again, the stream restarted by the supervisor with nothing lost (both pages resolve), then
+    stopped gracefully (its metrics leave the pushgateway)."""
     s = lakehouse_stack
     lake = tmp_path / "lake"
     first = _launch(s, "bronze", _overrides(s, lake))
     _wait("the run to start", lambda: _status(s, first) == "STARTED", timeout=120)
+
+    # 0. The daemon dies (SIGKILL: no clean shutdown; its code servers are orphaned as in a crash). A
+    # running stream does not depend on it: everything below until step 3 happens without a daemon.
+    daemon = stack.DagsterDaemon(s).process()
+    assert daemon is not None, "the stack's Dagster daemon should be running"
+    daemon_killed_at = time.time()
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait(timeout=30)
     sent_a = _sent_per_topic(31, 300, s)
 
     # 1. Observations arrive while the run is still going: one per micro-batch, with rows in and lag.
@@ -164,7 +174,19 @@ def test_a_dagster_stream_reports_each_batch_pages_when_killed_survives_and_stop
     assert page["payload"]["severity"] == "critical"
     assert page["payload"]["custom_details"]["runbook"] == "docs/runbook.md#lakehousestreamdown"
 
-    # 3. The supervisor restarts it from the checkpoint; the new driver's heartbeat resolves the page.
+    # The dead daemon paged too (heartbeats older than 90 s, for 30 s): start it again.
+    (daemon_page,) = _wait(
+        "a page for the dead Dagster daemon",
+        lambda: pager.received("trigger", daemon_killed_at, alert="The Dagster daemon has sent no heartbeat"),
+        timeout=300,
+        every=5,
+    )
+    daemon_paged_after = time.time() - daemon_killed_at
+    assert daemon_page["payload"]["custom_details"]["runbook"] == "docs/runbook.md#lakehousedagsterdaemondown"
+    assert stack.up(s, ["dagster-daemon"], log=print) == {"dagster-daemon": "started"}
+
+    # 3. The supervisor (a sensor: the daemon's) restarts it from the checkpoint; the new driver's
+    # heartbeat resolves the stream's page, the new daemon's heartbeats the daemon's.
     assert api.set_sensor(s, "supervise_bronze", True) == "RUNNING"
 
     def restarted() -> dict[str, Any] | None:
@@ -181,7 +203,13 @@ def test_a_dagster_stream_reports_each_batch_pages_when_killed_survives_and_stop
         timeout=240,
         every=5,
     )
-    print(f"paged {paged_after:.0f}s after the kill")
+    _wait(
+        "the daemon's page to resolve",
+        lambda: [e for e in pager.received("resolve", daemon_killed_at) if e["dedup_key"] == daemon_page["dedup_key"]],
+        timeout=240,
+        every=5,
+    )
+    print(f"paged {paged_after:.0f}s after the driver's kill, {daemon_paged_after:.0f}s after the daemon's")
     sent_b = _sent_per_topic(42, 200, s)
     expected = sum(sent_a.values()) + sum(sent_b.values())
     _wait("every record in bronze", lambda: _bronze_count(spark, lake)[0] >= expected or None, every=5)

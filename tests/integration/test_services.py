@@ -153,7 +153,7 @@ def test_stream_forget_removes_what_a_killed_driver_left_in_the_pushgateway(lake
 def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_stack: Settings) -> None:
     import requests
 
-    expected = ("prometheus", "pushgateway", "trino", "alertmanager", "node", "redis", "kafka")
+    expected = ("prometheus", "pushgateway", "trino", "alertmanager", "node", "redis", "kafka", "dagster")
     deadline = time.monotonic() + 60  # the first scrape happens within one 15 s interval
     while True:
         targets = requests.get(
@@ -187,8 +187,17 @@ def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_sta
         for sample in family.samples
     }
     assert {(t.name, str(p)) for t in TOPICS for p in range(lakehouse_stack.kafka_partitions)} <= partitions
+    # Dagster's health, from the dashboards server (the Dagster users' login): every required daemon beat lately.
+    dagster = f"{lakehouse_stack.dashboard_url}/metrics"
+    assert requests.get(dagster, timeout=10, verify=ca).status_code == 401
+    served = requests.get(dagster, timeout=30, verify=ca, auth=lakehouse_stack.dagster_auth("viewer")).text
+    samples = [s for f in text_string_to_metric_families(served) for s in f.samples]
+    assert [s.value for s in samples if s.name == "lakehouse_dagster_webserver_up"] == [1.0]
+    ages = {s.labels["daemon_type"]: s.value for s in samples if s.labels.get("required") == "true"}
+    assert {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(ages), ages
+    assert all(age < 90 for age in ages.values()), ages
     loaded = {r["name"] for g in rules for r in g["rules"]}
-    assert {"LakehouseStreamDown", "LakehouseSupervisorGaveUp", "LakehouseDiskFilling"} <= loaded
+    assert {"LakehouseStreamDown", "LakehouseSupervisorGaveUp", "LakehouseDagsterDaemonDown"} <= loaded
     assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
 
 

@@ -125,3 +125,50 @@ def test_panels_are_found_by_dashboard_and_id() -> None:
     assert panel("lakehouse-fraud", "newest_alerts").source == "redis"
     with pytest.raises(KeyError):
         panel("lakehouse-fraud", "input_rate")
+
+
+def test_dagster_health_for_prometheus_is_each_daemons_heartbeat_age_or_the_webserver_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lakehouse.services import dagster_api
+
+    daemons = [
+        {"daemonType": "SENSOR", "healthy": True, "required": True, "lastHeartbeatTime": 1000.0},
+        {"daemonType": "SCHEDULER", "healthy": True, "required": True, "lastHeartbeatTime": 880.5},
+        {"daemonType": "FRESHNESS_DAEMON", "healthy": False, "required": False, "lastHeartbeatTime": None},
+    ]
+    asked: list[tuple[str, str]] = []
+
+    def answers(s: Settings, query: str, variables: Any = None, timeout: float = 10, user: str = "engineer") -> Any:
+        asked.append((query, user))
+        return {"instance": {"daemonHealth": {"allDaemonStatuses": daemons}}}
+
+    monkeypatch.setattr(dagster_api, "graphql", answers)
+    text = server.dagster_metrics(_settings(tmp_path), now=1010.0)
+    samples = {
+        (m.name, tuple(sorted(x.labels.items()))): x.value
+        for m in text_string_to_metric_families(text)
+        for x in m.samples
+    }
+    assert samples == {
+        ("lakehouse_dagster_webserver_up", ()): 1.0,
+        ("lakehouse_dagster_daemon_heartbeat_age_seconds", (("daemon_type", "SENSOR"), ("required", "true"))): 10.0,
+        ("lakehouse_dagster_daemon_heartbeat_age_seconds", (("daemon_type", "SCHEDULER"), ("required", "true"))): 129.5,
+        (
+            "lakehouse_dagster_daemon_heartbeat_age_seconds",
+            (("daemon_type", "FRESHNESS_DAEMON"), ("required", "false")),
+        ): float("inf"),
+    }
+    assert asked == [(dagster_api.DAEMONS, "viewer")]  # the least-privileged user
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(dagster_api, "graphql", refused)
+    status, headers, body = _get(server.make_app(_settings(tmp_path)), "/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain; version=0.0.4")
+    down = {m.name: [x.value for x in m.samples] for m in text_string_to_metric_families(body.decode())}
+    assert down == {"lakehouse_dagster_webserver_up": [0.0]}  # no ages: the daemon rule cannot fire on nothing
