@@ -92,19 +92,20 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
 def tables_of(*apps: str) -> list[TableSpec]:
     """The tables APPS read or write: bronze writes bronze; refine reads bronze and writes silver, the
     quarantine and gold; serving reads gold; replay reads bronze and rewrites silver and gold."""
+    refine = {t.full_name for t in (*BRONZE.values(), *SILVER.values(), QUARANTINE, *GOLD.values())}
     uses = {
-        "bronze": [*BRONZE.values()],
-        "refine": [*BRONZE.values(), *SILVER.values(), QUARANTINE, *GOLD.values()],
-        "serving": [*GOLD.values()],
+        "bronze": {t.full_name for t in BRONZE.values()},
+        "refine": refine,
+        "replay": refine,
+        "serving": {t.full_name for t in GOLD.values()},
     }
-    uses["replay"] = uses["refine"]
-    return [t for t in ALL_TABLES if any(t in uses[app] for app in apps)]
+    return [t for t in ALL_TABLES if any(t.full_name in uses[app] for app in apps)]
 
 
 def check_tables(s: Settings, *apps: str) -> None:
     """Stop before touching a table whose Delta log is damaged (``lakehouse.delta.log_check``): raises
     ``DeltaLogDamagedError`` naming the commit. Called under the app's lock, before its session starts."""
-    log_check.check((t.full_name, s.lake_dir / t.layer / t.name) for t in tables_of(*apps))
+    log_check.check((t.full_name, Path(t.path(s.lake_dir))) for t in tables_of(*apps))
 
 
 ALREADY_RUNNING = streams.ALREADY_RUNNING  # another process holds the stream's checkpoints
