@@ -13,11 +13,17 @@ def test_missing_connector_jars_name_the_fix(tmp_path: Path) -> None:
         spark_conf(Settings(state_dir=tmp_path), "x")
 
 
-def test_conf_has_delta_extensions_jars_and_the_given_master(tmp_path: Path) -> None:
+def _with_jars(tmp_path: Path) -> Path:
+    """A state directory with (empty) connector jars where setup puts them; the jars' directory."""
     jars = tmp_path / "jvm" / "spark"
     jars.mkdir(parents=True)
     for name in ("delta-spark_4.2_2.13-4.4.0.jar", "spark-sql-kafka-0-10_2.13-4.2.0.jar"):
         (jars / name).write_bytes(b"")
+    return jars
+
+
+def test_conf_has_delta_extensions_jars_and_the_given_master(tmp_path: Path) -> None:
+    jars = _with_jars(tmp_path)
     s = Settings(state_dir=tmp_path)
     conf = spark_conf(s, "app")
     assert conf["spark.master"] == "local[2]"
@@ -30,10 +36,7 @@ def test_conf_has_delta_extensions_jars_and_the_given_master(tmp_path: Path) -> 
 
 
 def test_code_generation_is_on_unless_a_setting_turns_it_off(tmp_path: Path) -> None:
-    jars = tmp_path / "jvm" / "spark"
-    jars.mkdir(parents=True)
-    for name in ("delta-spark_4.2_2.13-4.4.0.jar", "spark-sql-kafka-0-10_2.13-4.2.0.jar"):
-        (jars / name).write_bytes(b"")
+    _with_jars(tmp_path)
     s = Settings(state_dir=tmp_path)
     on = spark_conf(s, "app")  # Spark's defaults: code generation, whole-stage
     assert "spark.sql.codegen.factoryMode" not in on
