@@ -35,7 +35,7 @@ def up(components: tuple[str, ...]) -> None:
     """Start the stack (or only COMPONENTS) on loopback, in dependency order, each health-checked.
 
     Components, in start order: kafka, redis, trino, pushgateway, alertmanager, node-exporter,
-    redis-exporter, prometheus, dashboard, dagster-webserver, dagster-daemon. Running `up` again is
+    redis-exporter, prometheus, dashboard, dagster-code-server, dagster-webserver, dagster-daemon. Running `up` again is
     harmless: what is healthy is left alone (`lakehouse up dagster-daemon` restarts a dead daemon).
     """
     from lakehouse.stack import components as stack

@@ -914,14 +914,63 @@ class _Dagster(Component):
     def prepare(self) -> None:
         self.s.dagster_home.mkdir(parents=True, exist_ok=True)
         render(INFRA / "dagster" / "dagster.yaml", self.s.dagster_home / "dagster.yaml")
+        # The webserver and the daemon load the definitions from the stack's code server: the daemon
+        # reloads its workspace every minute, and with a Python module there it started a new code
+        # server each time (8-12 CPU-s each, a fifth of a core on an idle stack).
+        workspace = {"load_from": [{"grpc_server": {"socket": str(code_socket(self.s)), "location_name": "lakehouse"}}]}
+        (self.s.dagster_home / "workspace.yaml").write_text(json.dumps(workspace, indent=2) + "\n")
+
+    def workspace(self) -> str:
+        return str(self.s.dagster_home / "workspace.yaml")
 
     def version(self) -> str:
         return pkg_version("dagster")
 
 
+def code_socket(s: Settings) -> Path:
+    """The Unix socket of the stack's Dagster code server (in the run directory: the owner's only)."""
+    return s.run_dir / "dagster-code.sock"
+
+
+class DagsterCodeServer(_Dagster):
+    """The project's definitions (``orchestration.definitions``), loaded once and served to the webserver
+    and the daemon over a Unix socket; it launches the runs. ``reloadRepositoryLocation`` reloads it."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="dagster-code-server", timeout_s=180)
+
+    def url(self) -> str:
+        return f"unix:{code_socket(self.s)}"
+
+    def prepare(self) -> None:
+        super().prepare()
+        code_socket(self.s).unlink(missing_ok=True)  # one a killed server left
+
+    def command(self) -> list[str]:
+        return [
+            _bin("dagster"), "code-server", "start", "-m", "orchestration.definitions",
+            "--location-name", "lakehouse", "--socket", str(code_socket(self.s)), "--log-level", "warning",
+        ]  # fmt: skip
+
+    def healthy(self) -> bool:
+        if self.process() is None or not code_socket(self.s).exists():
+            return False
+        import grpc  # gRPC's standard health check, as `dagster api grpc-health-check` asks it
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            with grpc.insecure_channel(f"unix:{code_socket(self.s)}") as channel:
+                answer = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service="DagsterApi"), timeout=5
+                )
+            return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+        except grpc.RpcError:  # not listening yet
+            return False
+
+
 class DagsterWebserver(_Dagster):
     def __init__(self, s: Settings) -> None:
-        super().__init__(s, name="dagster-webserver", timeout_s=180)
+        super().__init__(s, name="dagster-webserver", timeout_s=180, depends_on=("dagster-code-server",))
 
     def port(self) -> int:
         return self.s.dagster_port
@@ -931,7 +980,7 @@ class DagsterWebserver(_Dagster):
 
     def command(self) -> list[str]:
         # Not `dagster-webserver`: the same app, served on HTTPS behind a login (orchestration/webserver.py).
-        return [sys.executable, "-m", "orchestration.webserver", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+        return [sys.executable, "-m", "orchestration.webserver", "-w", self.workspace()]
 
     def healthy(self) -> bool:
         from lakehouse.services.dagster_api import code_locations
@@ -953,7 +1002,7 @@ class DagsterDaemon(_Dagster):
         return "(no port)"
 
     def command(self) -> list[str]:
-        return [_bin("dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+        return [_bin("dagster-daemon"), "run", "-w", self.workspace()]
 
     def healthy(self) -> bool:
         proc = self.process()
@@ -979,6 +1028,7 @@ def components(s: Settings) -> list[Component]:
         RedisExporter(s),
         Prometheus(s),
         DashboardServer(s),
+        DagsterCodeServer(s),
         DagsterWebserver(s),
         DagsterDaemon(s),
     ]

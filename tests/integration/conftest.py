@@ -118,7 +118,8 @@ def lakehouse_stack(pager: StandInPagerDuty) -> Iterator[Settings]:
     s = get_settings()
     states = stack.up(s, log=print)
     started = [name for name, state in states.items() if state == "started"]
-    reused_dagster = [n for n in ("dagster-daemon", "dagster-webserver") if states.get(n) == "running"]
+    dagster = ("dagster-code-server", "dagster-webserver", "dagster-daemon")
+    reused_dagster = [n for n in dagster if states.get(n) == "running"]
     if reused_dagster:
         # A stack left running from before a code change would test yesterday's definitions
         # (the daemon's sensors included): restart Dagster so both processes load this checkout.
