@@ -442,17 +442,24 @@ def exit_on_data_loss(s: Settings, e: BaseException, log: Callable[[str], None])
     return retention.DATA_LOST
 
 
+def exit_on_damage(e: BaseException) -> int | None:
+    """The exit code of a file the app needs found damaged (a checkpoint's, a Delta log's), said plainly;
+    None for any other failure."""
+    for error, code in ((checkpoints.CheckpointDamagedError, checkpoints.CHECKPOINT_DAMAGED),
+                        (log_check.DeltaLogDamagedError, log_check.DELTA_LOG_DAMAGED)):  # fmt: skip
+        if isinstance(e, error):
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return code
+    return None
+
+
 def exit_on_failure(s: Settings, e: BaseException, log: Callable[[str], None], reads_kafka: bool) -> int | None:
     """The exit code of a failure the platform knows, said plainly (a damaged checkpoint, a full disk; for
     an app that reads Kafka, records deleted before bronze read them); None for any other failure, to be
     raised."""
-    if isinstance(e, checkpoints.CheckpointDamagedError):
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return checkpoints.CHECKPOINT_DAMAGED
-    if isinstance(e, log_check.DeltaLogDamagedError):
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return log_check.DELTA_LOG_DAMAGED
-    code = exit_on_disk_full(s, e)
+    code = exit_on_damage(e)
+    if code is None:
+        code = exit_on_disk_full(s, e)
     if code is None and reads_kafka:
         code = exit_on_data_loss(s, e, log)
     return code

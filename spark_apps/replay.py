@@ -34,14 +34,21 @@ from pyspark.sql import functions as F
 
 from lakehouse.contracts import TOPICS, schema
 from lakehouse.delta.guards import assert_not_bronze
-from lakehouse.delta.log_check import DELTA_LOG_DAMAGED, DeltaLogDamagedError
+from lakehouse.delta.log_check import DeltaLogDamagedError
 from lakehouse.delta.tables import ensure_table
 from lakehouse.delta.validator import compile_schema
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, MERCHANT_MINUTE, SILVER, TableSpec
 from spark_apps import fraud, gold, silver
 from spark_apps._pipes import Reporter, reporter
-from spark_apps._runtime import ALREADY_RUNNING, AlreadyRunningError, check_tables, exclusive, merge_metric
+from spark_apps._runtime import (
+    ALREADY_RUNNING,
+    AlreadyRunningError,
+    check_tables,
+    exclusive,
+    exit_on_damage,
+    merge_metric,
+)
 
 APP = "replay"
 
@@ -199,8 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}. Stop the refine stream before a replay.", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
         except DeltaLogDamagedError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            return DELTA_LOG_DAMAGED
+            return exit_on_damage(e) or 1
     return 0
 
 

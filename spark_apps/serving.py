@@ -35,7 +35,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse import serving
-from lakehouse.delta.log_check import DELTA_LOG_DAMAGED, DeltaLogDamagedError
+from lakehouse.delta.log_check import DeltaLogDamagedError
 from lakehouse.delta.tables import ensure_table
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import GOLD
@@ -46,6 +46,7 @@ from spark_apps._runtime import (
     check_tables,
     checkpoint,
     exclusive,
+    exit_on_damage,
     main_for,
     parse_args,
     record_rows_out,
@@ -224,8 +225,7 @@ def rebuild_main(argv: Sequence[str]) -> int:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return ALREADY_RUNNING
         except DeltaLogDamagedError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            return DELTA_LOG_DAMAGED
+            return exit_on_damage(e) or 1
         r.message({"query": f"{APP}_rebuild", "rebuilt": True, **{f"rows_{t}": n for t, n in written.items()}})
         print("rebuilt Redis from gold: " + ", ".join(f"{t} {n}" for t, n in written.items()), flush=True)
     return 0
