@@ -406,7 +406,7 @@ def retention_outage(h: Harness) -> None:
     (``lakehouse stream skip-lost``) records exactly what was sent during the outage and gets bronze
     past the gap. The accounting then expects everything but the lost records."""
     from lakehouse.services import retention
-    from lakehouse.services.topics import end_offsets
+    from lakehouse.services.kafka import end_offsets
 
     names = [t.name for t in TOPICS]
     h.produce_chunk()

@@ -4,6 +4,7 @@ the contracts. How each client connects is ``lakehouse.clients``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,6 +106,32 @@ def partition_counts(s: Settings) -> dict[str, int]:
         client.close()
 
 
+def end_offsets(s: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]:
+    """The next offset Kafka will write, per partition of TOPICS."""
+    return log_offsets(s, topics, earliest=False)
+
+
+def log_offsets(s: Settings, topics: Iterable[str], earliest: bool) -> dict[str, dict[int, int]]:
+    """Per partition of TOPICS: the oldest offset Kafka holds (EARLIEST: the log start, which retention
+    moves), or the next it will write."""
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
+    client = admin(s)
+    try:
+        names = list(topics)
+        described = client.describe_topics(names)
+        tps = [TopicPartition(d["name"], p["partition_index"]) for d in described for p in d["partitions"]]
+        spec = OffsetSpec.EARLIEST if earliest else OffsetSpec.LATEST
+        found = client.list_partition_offsets(dict.fromkeys(tps, spec))
+    finally:
+        client.close()
+    out: dict[str, dict[int, int]] = {}
+    for tp, o in found.items():
+        out.setdefault(tp.topic, {})[tp.partition] = o.offset
+    return out
+
+
 def end_offsets_json(s: Settings) -> str:
     """The contract topics' current end offsets in Spark's startingOffsets JSON form.
 
@@ -113,18 +140,8 @@ def end_offsets_json(s: Settings) -> str:
     """
     import json
 
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**python_config(s, "admin"))
-    try:
-        offsets: dict[str, dict[str, int]] = {}
-        for t in TOPICS:
-            parts = [TopicPartition(t.name, p) for p in sorted(consumer.partitions_for_topic(t.name) or [])]
-            for tp, off in consumer.end_offsets(parts).items():
-                offsets.setdefault(tp.topic, {})[str(tp.partition)] = off
-        return json.dumps(offsets, sort_keys=True)
-    finally:
-        consumer.close()
+    ends = end_offsets(s, [t.name for t in TOPICS])
+    return json.dumps({t: {str(p): o for p, o in parts.items()} for t, parts in ends.items()}, sort_keys=True)
 
 
 def group_lag(s: Settings, group: str, topic: str) -> dict[str, int | None]:
@@ -133,21 +150,16 @@ def group_lag(s: Settings, group: str, topic: str) -> dict[str, int | None]:
     ``lag`` is None when the group has committed nothing on the topic yet (a job that has not
     completed its first checkpoint, or never ran); a partition without a commit counts from 0.
     """
-    from kafka import KafkaConsumer, TopicPartition
-
     client = admin(s)
-    consumer = KafkaConsumer(client_id="lakehouse-lag", **python_config(s, "admin"))
     try:
         committed = {
             tp.partition: meta.offset
             for tp, meta in (client.list_group_offsets({group: None}).get(group) or {}).items()
             if tp.topic == topic and meta.offset >= 0
         }
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        end = {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
     finally:
-        consumer.close()
         client.close()
+    end = end_offsets(s, [topic]).get(topic, {})
     total_end = sum(end.values())
     if not committed:
         return {"committed": None, "end": total_end, "lag": None}

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lakehouse.contracts import TOPICS
-from lakehouse.services.topics import checkpoint_positions, log_offsets
+from lakehouse.services.kafka import log_offsets
+from lakehouse.services.topics import checkpoint_positions
 from lakehouse.settings import Settings
 
 #: Exit code of a bronze driver that found records lost to retention (EX_DATAERR): a restart cannot help.

@@ -19,7 +19,7 @@ from typing import Any
 
 from lakehouse.clients import SPARK_GROUP_PREFIX, python_config
 from lakehouse.contracts import TOPICS
-from lakehouse.services.kafka import admin
+from lakehouse.services.kafka import admin, end_offsets
 from lakehouse.settings import Settings
 from lakehouse.validation import WITHHELD_FIELDS
 
@@ -266,32 +266,6 @@ def checkpoint_positions(s: Settings, app: str = "bronze") -> dict[str, dict[int
         found = checkpoint_offsets(s.checkpoint_dir / app / t.name)
         if found is not None and t.name in found[0]:
             out[t.name] = found[0][t.name]
-    return out
-
-
-def end_offsets(s: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]:
-    """The next offset Kafka will write, per partition of TOPICS."""
-    return log_offsets(s, topics, earliest=False)
-
-
-def log_offsets(s: Settings, topics: Iterable[str], earliest: bool) -> dict[str, dict[int, int]]:
-    """Per partition of TOPICS: the oldest offset Kafka holds (EARLIEST: the log start, which retention
-    moves), or the next it will write."""
-    from kafka import TopicPartition
-    from kafka.admin import OffsetSpec
-
-    client = admin(s)
-    try:
-        names = list(topics)
-        described = client.describe_topics(names)
-        tps = [TopicPartition(d["name"], p["partition_index"]) for d in described for p in d["partitions"]]
-        spec = OffsetSpec.EARLIEST if earliest else OffsetSpec.LATEST
-        found = client.list_partition_offsets(dict.fromkeys(tps, spec))
-    finally:
-        client.close()
-    out: dict[str, dict[int, int]] = {}
-    for tp, o in found.items():
-        out.setdefault(tp.topic, {})[tp.partition] = o.offset
     return out
 
 

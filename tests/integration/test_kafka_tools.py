@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from lakehouse.cli.app import main
 from lakehouse.contracts import TOPICS
 from lakehouse.generator import GeneratorConfig, generate, produce
-from lakehouse.services import topics
+from lakehouse.services import kafka, topics
 from lakehouse.settings import Settings
 
 
@@ -67,7 +67,7 @@ def test_tail_shows_the_newest_records_with_card_numbers_masked(lakehouse_stack:
 def test_the_pipeline_commits_its_kafka_progress_to_a_consumer_group(stack_lake: Settings) -> None:
     """After the pipeline ran, its group's committed offsets are exactly where its checkpoint says it is."""
     s = stack_lake
-    ends = topics.end_offsets(s, [t.name for t in TOPICS])
+    ends = kafka.end_offsets(s, [t.name for t in TOPICS])
     from_checkpoint = {
         lag.topic: lag.behind for lag in topics.checkpoint_lags(s, ends) if lag.who.startswith("bronze/")
     }
