@@ -36,8 +36,9 @@ def chaos(scenarios: tuple[str, ...], times: int, workdir: Path | None, allow_de
     """Run fault SCENARIOS against the running stack, one after another, then check the books exactly.
 
     \b
-    kill-driver    SIGKILL the pipeline's Spark driver --times in a row under load, each time
-                   after a new batch commit, restarting it from its checkpoint
+    kill-driver    SIGKILL the pipeline's Spark driver --times in a row under load, restarting it
+                   from its checkpoint each time: odd kills after a new batch commit, even ones in
+                   the first micro-batch, which redoes what the kill before cut short
     disk-full      the private lake on a filesystem of its own (a tmpfs: needs root), shrunk to
                    full under a running stream: the driver must stop (exit 74) saying so, and
                    resume once there is room again

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import sys
 from pathlib import Path
 
 from delta.tables import DeltaTable
@@ -32,12 +35,36 @@ def spark_schema(spec: TableSpec) -> T.StructType:
     )
 
 
+_COMMIT_OR_CHECKPOINT = re.compile(r"\d{20}\.(json|checkpoint\..*parquet)")
+
+
+def never_committed(path: Path) -> str | None:
+    """Why the table at PATH is a creation that never committed (a ``_delta_log`` directory without a
+    commit or a checkpoint, what a creation cut short, by a full disk say, leaves), else None. Delta
+    takes the directory for a table and then finds none (DELTA_TABLE_NOT_FOUND) on every start after;
+    with no commit nothing refers to any file, so clearing it loses nothing."""
+    log = path / "_delta_log"
+    if not log.is_dir():
+        return None
+    names = [p.name for p in log.iterdir()]
+    if any(_COMMIT_OR_CHECKPOINT.fullmatch(n) for n in names):
+        return None
+    left = ", ".join(sorted(names)[:3]) or "nothing"
+    return f"its _delta_log holds no commit (a creation cut short, e.g. by a full disk; it holds {left})"
+
+
 def ensure_table(spark: SparkSession, spec: TableSpec, lake_dir: Path, *, writer: bool = True) -> None:
     """Create the Delta table at its location if it is missing (idempotent). The table's
     writer (``writer=True``) also brings the spec's table properties to an existing table
     whose values differ (they apply to new files); a reader never changes a table another
     stream may be writing."""
     path = spec.path(lake_dir)
+    uncommitted = never_committed(Path(path))
+    if uncommitted is not None:
+        if not writer:
+            raise RuntimeError(f"table {spec.full_name} at {path}: {uncommitted}; its writer clears it when it starts")
+        shutil.rmtree(Path(path) / "_delta_log")
+        print(f"table {spec.full_name}: {uncommitted}; cleared, created again", file=sys.stderr, flush=True)
     if DeltaTable.isDeltaTable(spark, path):
         if not writer:
             return

@@ -127,3 +127,30 @@ def test_each_app_checks_the_tables_it_reads_or_writes(tmp_path: Path) -> None:
     with pytest.raises(DeltaLogDamagedError) as e:
         check_tables(s, "serving")
     assert exit_on_failure(s, e.value, print, reads_kafka=False) == log_check.DELTA_LOG_DAMAGED
+
+
+def test_a_table_creation_cut_short_is_cleared_by_its_writer_and_created_again(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by the fault suite (disk-full, then the next scenario's start): a full disk during a table's
+    creation left its _delta_log without a commit. Delta takes that directory for a table, finds none,
+    and every later start failed with DELTA_TABLE_NOT_FOUND, room or not."""
+    from delta.tables import DeltaTable
+
+    from lakehouse.delta.tables import ensure_table, never_committed
+    from lakehouse.tables import SILVER
+
+    spec = SILVER["clickstream"]
+    path = Path(spec.path(tmp_path))
+    (path / "_delta_log").mkdir(parents=True)
+    (path / "_delta_log" / ".00000000000000000000.json.0b1c.tmp").write_text("{")  # the write the disk refused
+    assert "holds no commit" in (never_committed(path) or "")
+    with pytest.raises(Exception, match="DELTA_TABLE_NOT_FOUND"):  # what Delta alone does with it
+        DeltaTable.createIfNotExists(spark).location(str(path)).addColumn("x", "INT").execute()
+    with pytest.raises(RuntimeError, match="its writer clears it"):  # a reader leaves it to the writer
+        ensure_table(spark, spec, tmp_path, writer=False)
+    ensure_table(spark, spec, tmp_path)
+    assert "silver.clickstream: its _delta_log holds no commit" in capsys.readouterr().err
+    assert DeltaTable.isDeltaTable(spark, str(path))
+    assert never_committed(path) is None
+    assert spark.read.format("delta").load(str(path)).count() == 0
