@@ -69,6 +69,12 @@ class Reporter:
             with self._lock:
                 self._ctx.log.info(text)
 
+    def step(self, app: str, i: int, n: int, what: str) -> None:
+        """Step I of N starts (a batch app's progress): a line the CLI draws as a bar, and the run's log."""
+        from lakehouse.services.catchup import step_line
+
+        self.log(step_line(app, i, n, what))
+
     def extras(self) -> Mapping[str, Any]:
         """The ``extras`` the orchestrator passed (e.g. a backfill's date range); empty outside Dagster."""
         return dict(self._ctx.extras) if self._ctx is not None else {}

@@ -407,19 +407,25 @@ def _full(place: Path) -> bool:
     return st.f_bavail * st.f_frsize < FULL_BELOW_BYTES
 
 
-def exit_on_disk_full(s: Settings, e: BaseException) -> int | None:
-    """DISK_FULL, said plainly, when E is a write that found no space (deep in a Spark job's error), or
-    any failure while the filesystem under the lake or the checkpoints is full: not every error a full
-    disk causes says so (a table created while the disk filled fails as DELTA_TABLE_NOT_FOUND). None
-    for any other failure."""
+#: What a stream that stopped on a full disk loses and does next (``exit_on_disk_full``'s default).
+STREAM_ON_FULL_DISK = (
+    "a write of this stream failed. Nothing is lost: the failed batch was not committed, and Kafka and the "
+    "upstream tables still hold what it had not read. Free space or grow the filesystem, then start the stream "
+    "again: it resumes from its last committed batch"
+)
+
+
+def exit_on_disk_full(s: Settings, e: BaseException, said: str = STREAM_ON_FULL_DISK) -> int | None:
+    """DISK_FULL, said plainly (SAID: what failed, what is safe and what to do), when E is a write that
+    found no space (deep in a Spark job's error), or any failure while the filesystem under the lake or
+    the checkpoints is full: not every error a full disk causes says so (a table created while the disk
+    filled fails as DELTA_TABLE_NOT_FOUND). None for any other failure."""
     places = sorted({str(s.lake_dir), str(s.checkpoint_dir)})
     if "No space left on device" not in _failure_text(e) and not any(_full(Path(p)) for p in places):
         return None
     print(
-        f"error: no space left on the disk under {' or '.join(places)}: a write of this stream failed. "
-        "Nothing is lost: the failed batch was not committed, and Kafka and the upstream tables still hold "
-        "what it had not read. Free space or grow the filesystem, then start the stream again: it resumes "
-        "from its last committed batch (docs/runbook.md, LakehouseDiskFilling).",
+        f"error: no space left on the disk under {' or '.join(places)}: {said} "
+        "(docs/runbook.md, LakehouseDiskFilling).",
         file=sys.stderr,
         flush=True,
     )

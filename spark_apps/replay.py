@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
+from functools import partial
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -47,10 +48,16 @@ from spark_apps._runtime import (
     check_tables,
     exclusive,
     exit_on_damage,
+    exit_on_disk_full,
     merge_metric,
 )
 
 APP = "replay"
+ON_FULL_DISK = (
+    "a write of the replay failed. Each table's rebuild is one commit: the tables the replay had rebuilt "
+    "keep their new rows, the one it was writing is as it was, and bronze is untouched. Free space or grow "
+    "the filesystem, then run the same replay again"
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -81,7 +88,7 @@ def rebuilt_silver(spark: SparkSession, s: Settings, topic: str, start: date, en
     return silver.first_copies(rows.where(in_range("event_date", start, end)))
 
 
-def replace_silver(spark: SparkSession, s: Settings, topic: str, start: date, end: date, r: Reporter) -> int:
+def replace_silver(spark: SparkSession, s: Settings, start: date, end: date, r: Reporter, *, topic: str) -> int:
     table = SILVER[topic]
     assert_not_bronze(table, operation="replay into")
     rows = rebuilt_silver(spark, s, topic, start, end).persist()
@@ -99,7 +106,7 @@ def replace_silver(spark: SparkSession, s: Settings, topic: str, start: date, en
     return count
 
 
-def replace_minutes(spark: SparkSession, s: Settings, stream: str, start: date, end: date, r: Reporter) -> int:
+def replace_minutes(spark: SparkSession, s: Settings, start: date, end: date, r: Reporter, *, stream: str) -> int:
     from delta.tables import DeltaTable
 
     mt = gold.MINUTE_TABLES[stream]
@@ -127,15 +134,26 @@ def replace_minutes(spark: SparkSession, s: Settings, stream: str, start: date, 
     return changed
 
 
-def replay_gold(spark: SparkSession, s: Settings, start: date, end: date, r: Reporter) -> None:
+def drop_late(spark: SparkSession, s: Settings, start: date, end: date, r: Reporter) -> None:
     from delta.tables import DeltaTable
 
-    for stream in gold.MINUTE_TABLES:
-        replace_minutes(spark, s, stream, start, end, r)
     assert_not_bronze(LATE_EVENTS, operation="replay into")
     DeltaTable.forPath(spark, LATE_EVENTS.path(s.lake_dir)).delete(in_range("CAST(window_start AS DATE)", start, end))
     r.message({"asset": "gold/late_events", "operation": "replay", "note": "late rows of the range now counted"})
-    replay_fraud(spark, s, start, end, r)
+
+
+def steps(layers: set[str]) -> list[tuple[str, Callable[[SparkSession, Settings, date, date, Reporter], object]]]:
+    """What a replay of LAYERS does, in order: one step per table (gold's in the order they depend on
+    each other: the minute tables, late events, then the fraud alerts, which recount merchant flags)."""
+    out: list[tuple[str, Callable[[SparkSession, Settings, date, date, Reporter], object]]] = []
+    if "silver" in layers:
+        out += [(f"silver.{t.name}", partial(replace_silver, topic=t.name)) for t in TOPICS]
+    if "gold" in layers:
+        out += [
+            (f"gold.{gold.MINUTE_TABLES[m].spec.name}", partial(replace_minutes, stream=m)) for m in gold.MINUTE_TABLES
+        ]
+        out += [(f"gold.{LATE_EVENTS.name}", drop_late), (f"gold.{FRAUD_ALERTS.name}", replay_fraud)]
+    return out
 
 
 def replay_fraud(spark: SparkSession, s: Settings, start: date, end: date, r: Reporter) -> None:
@@ -193,13 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     for spec in (*SILVER.values(), *gold.GOLD_TABLES):
                         ensure_table(spark, spec, s.lake_dir)
-                    if "silver" in args.layers:
-                        for t in TOPICS:
-                            n = replace_silver(spark, s, t.name, args.start, args.end, r)
-                            r.log(f"replay: silver.{t.name}: {n} rows for {args.start}..{args.end}")
-                    if "gold" in args.layers:
-                        replay_gold(spark, s, args.start, args.end, r)
-                        r.log(f"replay: gold rebuilt for {args.start}..{args.end}")
+                    todo = steps(args.layers)
+                    for i, (what, step) in enumerate(todo, 1):
+                        r.step(APP, i, len(todo), f"{what} for {args.start}..{args.end}")
+                        step(spark, s, args.start, args.end, r)
+                    r.log(f"replay: {', '.join(w for w, _ in todo)} rebuilt for {args.start}..{args.end}")
                 finally:
                     spark.stop()
         except AlreadyRunningError as e:
@@ -207,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ALREADY_RUNNING
         except DeltaLogDamagedError as e:
             return exit_on_damage(e) or 1
+        except Exception as e:
+            code = exit_on_disk_full(s, e, ON_FULL_DISK)
+            if code is None:
+                raise
+            return code
     return 0
 
 

@@ -39,7 +39,7 @@ from lakehouse.delta.log_check import DeltaLogDamagedError
 from lakehouse.delta.tables import ensure_table
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import GOLD
-from spark_apps._pipes import reporter
+from spark_apps._pipes import Reporter, reporter
 from spark_apps._runtime import (
     ALREADY_RUNNING,
     AlreadyRunningError,
@@ -192,12 +192,15 @@ def snapshot(spark: SparkSession, s: Settings, table: str, since: datetime | Non
     return df.select(*serving.SERVED_COLUMNS[table])
 
 
-def rebuild(spark: SparkSession, s: Settings, everything: bool) -> dict[str, int]:
+def rebuild(spark: SparkSession, s: Settings, everything: bool, r: Reporter) -> dict[str, int]:
     since = None if everything else datetime.now(UTC) - timedelta(seconds=serving.MERCHANT_MINUTE_TTL_S)
+    n = 1 + len(serving.SERVED_KEYS)
+    r.step(f"{APP}-rebuild", 1, n, "dropping the serving keys")
     removed = with_redis(s, "the flush before a rebuild", serving.flush_serving_keys)
     log(f"rebuild: dropped {removed} serving keys")
     written: dict[str, int] = {}
-    for table in serving.SERVED_KEYS:
+    for i, table in enumerate(serving.SERVED_KEYS, 2):
+        r.step(f"{APP}-rebuild", i, n, f"gold.{table} into Redis")
         done = write_rows(snapshot(spark, s, table, since), table, s, f"the rebuild of {table}")
         written[table] = done.upserts
         log(f"rebuild: {table}: {done.upserts} rows written")
@@ -218,7 +221,7 @@ def rebuild_main(argv: Sequence[str]) -> int:
                 opts = parse_args(APP, ["--available-now", *(["--master", args.master] if args.master else [])])
                 spark, s = session(f"{APP}-rebuild", opts, s)
                 try:
-                    written = rebuild(spark, s, args.all)
+                    written = rebuild(spark, s, args.all, r)
                 finally:
                     spark.stop()
         except AlreadyRunningError as e:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from lakehouse.cli._common import console
-from lakehouse.services.catchup import CatchupTracker, QueryProgress
+from lakehouse.services.catchup import CatchupTracker, QueryProgress, parse_step
 
 
 def _eta(q: QueryProgress) -> str:
@@ -67,3 +67,49 @@ def catchup_display(title: str) -> Iterator[Callable[[str], None]]:
     console.print(f"[bold]{title}[/]")
     with progress:
         yield line
+
+
+class StepLines:
+    """Feed it an app's stdout lines (``on_line``); ``finished()`` once the app succeeded."""
+
+    def __init__(self, progress: Progress | None = None, title: str = "") -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+        if progress is not None:
+            self.task = progress.add_task(title, total=None, detail="starting Spark")
+
+    def __call__(self, text: str) -> None:
+        step = parse_step(text)
+        if self.progress is None or self.task is None:
+            console.print(text, highlight=False, markup=False)
+        elif step is None:
+            self.progress.console.print(text, highlight=False, markup=False)
+        else:
+            i, n, what = step
+            self.progress.update(self.task, total=n, completed=i - 1, detail=what)
+
+    def finished(self) -> None:
+        if self.progress is not None and self.task is not None:
+            total = self.progress.tasks[self.task].total or 1
+            self.progress.update(self.task, total=total, completed=total, detail="done")
+
+
+@contextlib.contextmanager
+def steps_display(title: str) -> Iterator[StepLines]:
+    """A line handler for a batch app that prints step lines (``lakehouse.services.catchup.step_line``):
+    on a terminal a bar of the steps done, the current one and the time so far; in a log every line as
+    it comes (the step lines are words already)."""
+    if not console.is_terminal:
+        yield StepLines()
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        yield StepLines(progress, title)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -143,13 +142,17 @@ def redis_rebuild(everything: bool, master: str | None) -> None:
     anything else in the same Redis is left alone. Minute windows older than 24 h are skipped
     (their keys would expire at once) unless --all.
     """
+    from lakehouse.cli.progress import steps_display
     from lakehouse.services import streams
 
     s = load_settings()
     cmd = streams.spark_submit(s, "serving", ["--rebuild", *(["--all"] if everything else [])], master)
     console.print("spark-submit spark_apps/serving.py --rebuild" + (" --all" if everything else ""))
     t0 = time.monotonic()
-    code = subprocess.run(cmd, env=streams.submit_env(s), check=False, preexec_fn=streams.app_preexec(s)).returncode
+    with steps_display("rebuilding Redis from gold") as lines:
+        code = streams.run_process(s, cmd, "serving", streams.app_preexec(s), on_line=lines)
+        if code == 0:
+            lines.finished()
     if code == streams.ALREADY_RUNNING:
         err_console.print("[red]the serving stream is running[/]: stop it first (`lakehouse stream stop serving`)")
         sys.exit(code)

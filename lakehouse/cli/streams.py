@@ -358,41 +358,87 @@ def _lag(s: Settings, name: str) -> str:
 @click.option("--from", "start", required=True, metavar="YYYY-MM-DD", help="First event date to rebuild (UTC).")
 @click.option("--to", "end", required=True, metavar="YYYY-MM-DD", help="Last event date to rebuild, inclusive.")
 @click.option("--layers", default="silver,gold", show_default=True, help="silver, gold, or both.")
-@click.option("--dagster", "via_dagster", is_flag=True, help="Launch the Dagster job `replay` instead of running here.")
+@click.option(
+    "--dagster", "via_dagster", is_flag=True, help="Launch the Dagster job `replay` (one run) instead of running here."
+)
+@click.option(
+    "--backfill",
+    is_flag=True,
+    help="Launch a Dagster backfill of `replay_by_date`: one run per date, shown on the UI's partition and "
+    "backfill pages.",
+)
 @friendly_errors
-def replay(start: str, end: str, layers: str, via_dagster: bool) -> None:
+def replay(start: str, end: str, layers: str, via_dagster: bool, backfill: bool) -> None:
     """Rebuild silver and gold from bronze for event dates START..END (bronze is only read).
 
     Silver rows of the dates are re-validated from bronze and replaced in one commit; gold
     minute tables, late events and fraud alerts of the dates are recomputed from them.
     The refine stream, which writes silver and gold, must be stopped first
     (`lakehouse stream stop refine`).
-    """
-    from datetime import date
 
+    \b
+    Where it runs:
+      (default)    here, in the foreground, one Spark app for the whole range
+      --dagster    one Dagster run of the job `replay` for the whole range
+      --backfill   a Dagster backfill of `replay_by_date`: one run per date (queued one at a time),
+                   each date's outcome kept on the job's Partitions tab
+    """
+    from datetime import date, timedelta
+
+    days = []
     for value in (start, end):
         try:
-            date.fromisoformat(value)
+            days.append(date.fromisoformat(value))
         except ValueError:
             raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD") from None
+    if days[1] < days[0]:
+        raise click.BadParameter(f"--to {end} is before --from {start}")
+    if via_dagster and backfill:
+        raise click.UsageError("choose one of --dagster and --backfill")
     s = load_settings()
+    chosen = layers.split(",")
+    if backfill:
+        dates = [(days[0] + timedelta(days=i)).isoformat() for i in range((days[1] - days[0]).days + 1)]
+        config = {"ops": {"replay_date": {"config": {"layers": chosen}}}}
+        backfill_id = _api(
+            api.launch_backfill,
+            s,
+            "replay_by_date",
+            dates,
+            config,
+            {"lakehouse/cli": "replay"},
+            f"replay {start}..{end}",
+        )
+        console.print(
+            f"launched a backfill of {len(dates)} date(s), one run each: {backfill_id}\n"
+            f"  {s.dagster_url}/runs/b/{backfill_id}?tab=runs"
+        )
+        return
     if via_dagster:
-        config = {
-            "ops": {"replay_tables": {"config": {"from_date": start, "to_date": end, "layers": layers.split(",")}}}
-        }
-        run_id = _api(api.launch_run, s, "replay", config, {"lakehouse/cli": "replay"})
+        ranged: dict[str, Any] = {"from_date": start, "to_date": end, "layers": chosen}
+        run_id = _api(
+            api.launch_run, s, "replay", {"ops": {"replay_tables": {"config": ranged}}}, {"lakehouse/cli": "replay"}
+        )
         console.print(f"launched replay: run {run_id}\n  {s.dagster_url}/runs/{run_id}")
         return
-    _foreground(s, "replay", ["--from", start, "--to", end, "--layers", layers], f"replay {start}..{end}")
+    _foreground(s, "replay", ["--from", start, "--to", end, "--layers", layers], f"replay {start}..{end}", steps=True)
 
 
-def _foreground(s: Settings, app: str, args: list[str], what: str) -> None:
-    """Run spark_apps/<app>.py with spark-submit here, output to the terminal; exit with its status."""
-    import subprocess
+def _foreground(s: Settings, app: str, args: list[str], what: str, steps: bool = False) -> None:
+    """Run spark_apps/<app>.py with spark-submit here, output to the terminal; exit with its status.
+    STEPS: the app prints step lines, drawn as a bar on a terminal. A stop signal (Ctrl-C, TERM) stops
+    the app, a second one kills it (``streams.run_process``)."""
+    from lakehouse.cli.progress import steps_display
 
     t0 = time.monotonic()
     cmd = streams.spark_submit(s, app, args)
-    code = subprocess.run(cmd, env=streams.submit_env(s), check=False, preexec_fn=streams.app_preexec(s)).returncode
+    if steps:
+        with steps_display(what) as lines:
+            code = streams.run_process(s, cmd, app, streams.app_preexec(s), on_line=lines)
+            if code == 0:
+                lines.finished()
+    else:
+        code = streams.run_process(s, cmd, app, streams.app_preexec(s))
     if code != 0:
         err_console.print(f"[red]{what} failed[/] (exit {code}) after {time.monotonic() - t0:.0f}s")
         sys.exit(code)

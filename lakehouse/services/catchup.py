@@ -4,16 +4,33 @@ Every micro-batch a streaming app prints ``progress {json}`` (``spark_apps._runt
 its rows read and what is still behind (Kafka records for Kafka queries, unread Delta files for Delta
 queries). A :class:`CatchupTracker` turns those lines into, per query, how much is done, how much
 is left and an ETA at the rate so far; the CLI draws it (``lakehouse.cli.progress``).
+
+A batch app (replay, the Redis rebuild) works through a known list of steps (a table each) and says
+when it starts each one with a :func:`step_line` (``[replay] step 3/8: silver.iot``): words in a log
+or Dagster's event log, a bar in the CLI (:func:`parse_step`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 PREFIX = "progress "
+_STEP = re.compile(r"\[(?P<app>[\w-]+)\] step (?P<i>\d+)/(?P<n>\d+): (?P<what>.*)")
+
+
+def step_line(app: str, i: int, n: int, what: str) -> str:
+    """The line a batch app prints as it starts step I (1-based) of N."""
+    return f"[{app}] step {i}/{n}: {what}"
+
+
+def parse_step(line: str) -> tuple[int, int, str] | None:
+    """(I, N, what) of a :func:`step_line`, else None."""
+    m = _STEP.fullmatch(line.strip())
+    return (int(m["i"]), int(m["n"]), m["what"]) if m else None
 
 
 @dataclass

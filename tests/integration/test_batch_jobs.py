@@ -88,9 +88,12 @@ def _snapshot(spark: SparkSession, s: Settings) -> dict[str, Any]:
     }
 
 
-def test_replay_rebuilds_silver_and_gold_from_bronze_and_never_touches_bronze(
+def test_a_replay_backfill_rebuilds_silver_and_gold_from_bronze_date_by_date_and_never_touches_bronze(
     lake: Settings, spark: SparkSession
 ) -> None:
+    """The partitioned job ``replay_by_date`` launched as a Dagster backfill (what the UI's Partitions
+    tab and ``lakehouse replay --backfill`` do): one run per event date, each tagged with its partition
+    and the backfill, together restoring silver and gold exactly."""
     from delta.tables import DeltaTable
 
     s = lake
@@ -99,6 +102,7 @@ def test_replay_rebuilds_silver_and_gold_from_bronze_and_never_touches_bronze(
     bronze_versions = {t: DeltaTable.forPath(spark, BRONZE[t].path(s.lake_dir)).history(1).first()[0] for t in BRONZE}  # type: ignore[index]
     dates = _read(spark, s, SILVER["payments"]).agg(F.min("event_date"), F.max("event_date")).first()
     assert dates is not None
+    days = [str(dates[0] + timedelta(days=i)) for i in range((dates[1] - dates[0]).days + 1)]
 
     # Damage silver and gold the way a bug would: rows lost, aggregates wrong, an alert gone.
     DeltaTable.forPath(spark, SILVER["payments"].path(s.lake_dir)).delete("event_id LIKE '%1'")
@@ -106,14 +110,31 @@ def test_replay_rebuilds_silver_and_gold_from_bronze_and_never_touches_bronze(
     DeltaTable.forPath(spark, GOLD["fraud_alerts"].path(s.lake_dir)).delete(f"event_id = '{before['alerts'][0][0]}'")
     assert _snapshot(spark, s) != before
 
-    run_id = _launch(s, "replay", "replay_tables", {"from_date": str(dates[0]), "to_date": str(dates[1])})
-    run = _wait_run(s, run_id)
-    assert run["status"] == "SUCCESS", [e for e in api.run_events(s, run_id) if e["error"]]
+    overrides = {"lake_root": str(s.lake_dir)}
+    config = {"ops": {"replay_date": {"config": {"settings": overrides}}}}
+    backfill_id = api.launch_backfill(s, "replay_by_date", days, config, {"test": "batch"}, "test replay")
+    try:
+        state = api.wait_backfill(s, backfill_id, timeout=600)
+    except TimeoutError as e:
+        pytest.fail(str(e))
+    assert set(state["partitions"]) == set(days), state
+    run_ids = {day: p["runId"] for day, p in state["partitions"].items()}
+    for day, run_id in run_ids.items():
+        run = api.runs(s, run_ids=[run_id])[0]
+        assert run["status"] == "SUCCESS", [e for e in api.run_events(s, run_id) if e["error"]]
+        assert run["jobName"] == "replay_by_date"
+        assert run["tags"]["dagster/partition"] == day
+        assert run["tags"]["dagster/backfill"] == backfill_id
 
     assert _snapshot(spark, s) == before
     for t, version in bronze_versions.items():  # bronze was only read
         assert DeltaTable.forPath(spark, BRONZE[t].path(s.lake_dir)).history(1).first()[0] == version  # type: ignore[index]
-    materialized = {e["asset"] for e in api.run_events(s, run_id) if e["type"] == "MaterializationEvent"}
+    events = {run_id: api.run_events(s, run_id) for run_id in run_ids.values()}
+    materialized = {e["asset"] for run in events.values() for e in run if e["type"] == "MaterializationEvent"}
+    for day, run_id in run_ids.items():  # each run said which step it was at (the CLI draws them as a bar)
+        said = [e["message"] for e in events[run_id]]
+        assert f"[replay] step 1/8: silver.payments for {day}..{day}" in said
+        assert f"[replay] step 8/8: gold.fraud_alerts for {day}..{day}" in said
     assert {"silver/payments", "gold/merchant_minute", "gold/fraud_alerts"} <= materialized
     assert not any(a.startswith("bronze/") for a in materialized)
 

@@ -47,3 +47,52 @@ def test_other_output_passes_through_and_a_log_gets_a_line_per_batch(capsys: pyt
     assert "catch-up bronze_iot: 10 rows read, 30 records behind (25%)" in out
     assert "progress not json" in out
     assert '"rows_in"' not in out  # no raw JSON
+
+
+def test_a_batch_apps_step_lines_read_back_and_other_output_is_not_a_step() -> None:
+    from lakehouse.services.catchup import parse_step, step_line
+
+    line = step_line("serving-rebuild", 3, 5, "gold.page_minute into Redis")
+    assert line == "[serving-rebuild] step 3/5: gold.page_minute into Redis"
+    assert parse_step(line) == (3, 5, "gold.page_minute into Redis")
+    assert parse_step("replay: silver.iot rebuilt") is None
+    assert parse_step("26/12/03 WARN step 1/2: not ours") is None
+
+
+def test_the_step_bar_follows_the_steps_and_fills_only_when_told_the_app_succeeded() -> None:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    shown = Console(record=True, width=120, force_terminal=False)
+    progress = Progress(console=shown)
+    lines = display.StepLines(progress, "replay")
+    lines("[replay] step 2/8: silver.clickstream for 2026-11-01..2026-11-02")
+    task = progress.tasks[0]
+    assert (task.completed, task.total, task.fields["detail"]) == (
+        1,
+        8,
+        "silver.clickstream for 2026-11-01..2026-11-02",
+    )
+    lines("an ordinary line of the app")
+    assert "an ordinary line of the app" in shown.export_text()
+    assert progress.tasks[0].completed == 1
+    lines.finished()
+    assert (progress.tasks[0].completed, progress.tasks[0].fields["detail"]) == (8, "done")
+
+
+def test_a_replay_rebuilds_its_tables_in_the_order_they_depend_on_each_other() -> None:
+    from spark_apps.replay import steps
+
+    names = [what for what, _ in steps({"silver", "gold"})]
+    assert names == [
+        "silver.payments",
+        "silver.clickstream",
+        "silver.iot",
+        "gold.merchant_minute",
+        "gold.page_minute",
+        "gold.device_minute",
+        "gold.late_events",
+        "gold.fraud_alerts",
+    ]
+    assert [w for w, _ in steps({"gold"})] == names[3:]
+    assert [w for w, _ in steps({"silver"})] == names[:3]

@@ -94,6 +94,40 @@ def test_replay_names_a_bad_date() -> None:
     assert "'2026-02-30' is not a date" in result.output
 
 
+def test_replay_backfill_launches_one_partition_per_date_and_says_where_to_watch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lakehouse.services import dagster_api as api
+
+    launched: list[tuple[str, list[str], dict[str, object]]] = []
+
+    def launch(s: object, job: str, dates: list[str], config: dict[str, object], *rest: object) -> str:
+        launched.append((job, dates, config))
+        return "abcdefgh"
+
+    monkeypatch.setattr(api, "launch_backfill", launch)
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["replay", "--from", "2026-02-27", "--to", "2026-03-02", "--backfill", "--layers", "gold"]
+    )
+    assert result.exit_code == 0, result.output
+    assert launched == [
+        (
+            "replay_by_date",
+            ["2026-02-27", "2026-02-28", "2026-03-01", "2026-03-02"],
+            {"ops": {"replay_date": {"config": {"layers": ["gold"]}}}},
+        )
+    ]
+    assert "4 date(s)" in result.output
+    assert "/runs/b/abcdefgh" in result.output
+    backwards = runner.invoke(main, ["replay", "--from", "2026-03-02", "--to", "2026-03-01", "--backfill"])
+    assert backwards.exit_code == 2
+    assert "--to 2026-03-01 is before --from 2026-03-02" in backwards.output
+    both = runner.invoke(main, ["replay", "--from", "2026-03-01", "--to", "2026-03-01", "--backfill", "--dagster"])
+    assert both.exit_code == 2
+    assert "choose one of --dagster and --backfill" in both.output
+
+
 def test_stream_commands_say_when_dagster_is_not_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAKEHOUSE_DAGSTER_PORT", "1")  # nothing listens there
     from lakehouse.settings import get_settings

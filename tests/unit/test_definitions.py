@@ -190,3 +190,42 @@ def test_a_catchup_tick_behind_a_running_stream_is_skipped_with_the_reason() -> 
         )
         other = next(s for s in catchup_schedules if s.name == "catchup_refine_schedule")
         assert other.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests  # another stream's slot
+
+
+def test_replay_by_date_backfills_one_event_date_per_run_and_queues_replays_one_at_a_time(tmp_path: Path) -> None:
+    """The partitioned replay: daily UTC partitions from 2024-01-01 to today, each run rebuilding its
+    own date only (the app gets --from D --to D) with the run's settings; the run queue admits one
+    replay at a time (they take the refine stream's checkpoint lock)."""
+    from datetime import UTC, datetime
+
+    import yaml
+
+    from orchestration.defs.batch.replay import REPLAY_DATES, replay_by_date
+    from orchestration.lib.spark import SparkPipes
+
+    job = defs.get_repository_def().get_job("replay_by_date")
+    assert job.partitions_def == REPLAY_DATES
+    assert job.tags["lakehouse/kind"] == "replay"
+    keys = REPLAY_DATES.get_partition_keys()
+    assert keys[0] == "2024-01-01"
+    assert keys[-1] == datetime.now(UTC).date().isoformat()
+
+    launched: list[tuple[list[str], str]] = []
+
+    class StandIn(SparkPipes):  # records the launch instead of starting Spark
+        def run(self, context, s, app, master=None):  # type: ignore[no-untyped-def, override]
+            launched.append((list(app.args), str(s.lake_dir)))
+            yield from ()
+
+    result = replay_by_date.execute_in_process(
+        partition_key="2026-11-02",
+        run_config={"ops": {"replay_date": {"config": {"layers": ["gold"], "settings": {"lake_root": str(tmp_path)}}}}},
+        resources={"spark": StandIn()},
+    )
+    assert result.success
+    assert launched == [(["--from", "2026-11-02", "--to", "2026-11-02", "--layers", "gold"], str(tmp_path))]
+
+    limits = yaml.safe_load((ROOT / "infra/dagster/dagster.yaml").read_text())["run_coordinator"]["config"][
+        "tag_concurrency_limits"
+    ]
+    assert {"key": "lakehouse/kind", "value": "replay", "limit": 1} in limits

@@ -246,3 +246,17 @@ def test_a_failure_on_a_full_disk_exits_disk_full_whatever_it_says(
 
     monkeypatch.setattr(_runtime.os, "statvfs", full_under_the_lake)
     assert exit_on_disk_full(s, unrelated) == DISK_FULL
+
+
+def test_a_replay_on_a_full_disk_says_what_it_kept_and_to_run_it_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spark_apps._runtime import DISK_FULL, exit_on_disk_full
+    from spark_apps.replay import ON_FULL_DISK
+
+    s = Settings(state_dir=tmp_path, lake_root=tmp_path / "lake")
+    assert exit_on_disk_full(s, OSError(28, "No space left on device"), ON_FULL_DISK) == DISK_FULL
+    said = capsys.readouterr().err
+    assert "a write of the replay failed" in said
+    assert "run the same replay again" in said
+    assert "start the stream again" not in said  # not a stream's advice
