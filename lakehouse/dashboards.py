@@ -135,6 +135,26 @@ PIPELINE = Dashboard(
             "(LakehouseKafkaNearRetention pages before).",
         ),
         _prom(
+            "trino_queries",
+            "Trino: queries running and queued; failed per minute",
+            "timeseries",
+            ("trino_execution_name_QueryManager_RunningQueries", "running"),
+            ("trino_execution_name_QueryManager_QueuedQueries", "queued"),
+            ("60 * rate(trino_execution_name_QueryManager_FailedQueries[2m])", "failed/min"),
+            description="The coordinator's own count (its /metrics): analysts' SQL, dbt and these dashboards. Queued "
+            "for long: the coordinator is saturated; failed: `SELECT * FROM system.runtime.queries WHERE state = "
+            "'FAILED'` says why (a user error, or a table Trino cannot read).",
+        ),
+        _prom(
+            "trino_time",
+            "Trino: query execution time, p50 and p95 over 5 minutes",
+            "timeseries",
+            ('trino_execution_name_QueryManager_ExecutionTime_FiveMinutes{quantile="0.5"} / 1000', "p50"),
+            ('trino_execution_name_QueryManager_ExecutionTime_FiveMinutes{quantile="0.95"} / 1000', "p95"),
+            unit="s",
+            description="From a query's start to its end, queueing excluded (Trino's decaying 5-minute distribution).",
+        ),
+        _prom(
             "heartbeat",
             "Seconds since each driver's heartbeat",
             "stat",

@@ -65,8 +65,9 @@ def test_a_browser_draws_the_dashboard_with_data(
     expected_with_data = {
         # Not batch_p95: a quantile of rates has no value when no batch ended between two scrapes in
         # the window (an available-now run of one batch per query), however correct the query.
-        # kafka_retention: the broker's own metrics; dagster: the daemon's heartbeat, scraped from the dashboards server
-        "lakehouse-pipeline": {"input_rate", "kafka_retention", "dagster"},
+        # kafka_retention: the broker's own metrics; dagster: the daemon's heartbeat, scraped from the dashboards
+        # server; trino_queries: the coordinator's own (these dashboards' SQL runs there)
+        "lakehouse-pipeline": {"input_rate", "kafka_retention", "dagster", "trino_queries"},
         "lakehouse-clickstream": {"top_pages", "funnel"},
         "lakehouse-iot": {"anomalies_per_minute", "anomalous_devices"},
         "lakehouse-fraud": {"alerts_per_minute"},
