@@ -1,7 +1,9 @@
 """dbt on the real stack: the ``dbt_marts`` job, launched on the stack's Dagster after a pipeline run.
 
 The run is `dbt build` through dagster-dbt against the stack's Trino: every model must be
-materialized and every dbt data test must come back as a passing asset check evaluation.
+materialized and every dbt data test must come back as a passing asset check evaluation. Before it,
+a `dbt build` has Trino restarted under it (the fault drill): it must fail saying so, and leave no
+mart half-built for the next build to trip on.
 Then `dbt docs generate` (which queries Trino's catalog) must describe the marts, and the
 marts must agree, through the same Trino, with the gold and silver tables they summarize.
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -56,12 +60,70 @@ def _wait_run(s: Settings, run_id: str, timeout: float = 420) -> dict[str, Any]:
         pytest.fail(str(e))
 
 
+@dataclass
+class Interrupted:
+    """A `dbt build` that had Trino restarted under it: its exit code and output, what the marts
+    looked like right after (each mart: its row count, or the error reading it)."""
+
+    code: int
+    output: str
+    marts: dict[str, int | str]
+    leftovers: list[str]
+
+
+def _marts_now(s: Settings) -> tuple[dict[str, int | str], list[str]]:
+    marts: dict[str, int | str] = {}
+    for name in MARTS:
+        try:
+            marts[name] = int(_rows(s, f"SELECT count(*) FROM {s.trino_catalog}.marts.{name}")[0][0])
+        except Exception as e:
+            marts[name] = str(e).splitlines()[0]
+    leftovers = [
+        str(r[0])
+        for r in _rows(
+            s,
+            f"SELECT table_name FROM {s.trino_catalog}.information_schema.tables WHERE table_schema = 'marts' "
+            "AND (table_name LIKE '%__dbt_tmp' OR table_name LIKE '%__dbt_backup')",
+        )
+    ]
+    return marts, leftovers
+
+
 @pytest.fixture(scope="module")
-def dbt_run(stack_lake: Settings) -> tuple[Settings, dict[str, Any], list[dict[str, Any]]]:
-    """One `dbt_marts` run on the stack's Dagster, after the pipeline filled the stack's lake."""
+def interrupted_build(stack_lake: Settings, tmp_path_factory: pytest.TempPathFactory) -> Interrupted:
+    """`dbt build` with Trino restarted once its first model is built (the rest of the build then has no
+    Trino for the 30-odd seconds Trino takes to start)."""
+    from lakehouse.stack import components as stack
+
     s = stack_lake
-    # Idempotent; harmless once the Spark apps register their tables themselves.
-    trino.register_tables(s, list(ALL_TABLES))
+    trino.register_tables(s, list(ALL_TABLES))  # idempotent; harmless once the apps register their tables
+    target = tmp_path_factory.mktemp("dbt-interrupted")
+    log_path = target / "build.log"
+    with log_path.open("w") as log:
+        proc = _dbt_process(s, ["build"], target, stdout=log)
+    try:
+        deadline = time.monotonic() + 300
+        while " OK created " not in log_path.read_text():
+            assert proc.poll() is None, f"dbt build ended before its first model:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "dbt built no model within 300 s"
+            time.sleep(0.2)
+        stack.down(s, ["trino"], log=print)
+        stack.up(s, ["trino"], log=print)
+        code = proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    marts, leftovers = _marts_now(s)
+    return Interrupted(code, log_path.read_text(), marts, leftovers)
+
+
+@pytest.fixture(scope="module")
+def dbt_run(
+    interrupted_build: Interrupted, stack_lake: Settings
+) -> tuple[Settings, dict[str, Any], list[dict[str, Any]]]:
+    """One `dbt_marts` run on the stack's Dagster, after the pipeline filled the stack's lake (and after
+    the build Trino's restart broke off)."""
+    s = stack_lake
     run_id = api.launch_run(s, "dbt_marts", {}, {"test": "dbt"})
     run = _wait_run(s, run_id)
     return s, run, api.run_events(s, run_id)
@@ -171,7 +233,7 @@ def test_funnel_and_device_marts_add_up_to_silver_and_gold(
     assert anomalies > 0, "the scenario injects sensor anomalies"
 
 
-def _dbt(s: Settings, args: Iterable[str], target: Path) -> subprocess.CompletedProcess[str]:
+def _dbt_command(s: Settings, args: Iterable[str], target: Path) -> tuple[list[str], dict[str, str], Path]:
     from orchestration.defs.dbt.assets import dbt_env
     from orchestration.defs.dbt.project import DBT_DIR, DBT_EXECUTABLE
 
@@ -187,9 +249,34 @@ def _dbt(s: Settings, args: Iterable[str], target: Path) -> subprocess.Completed
         "--log-path",
         str(target / "logs"),
     ]
-    return subprocess.run(
-        cmd, cwd=DBT_DIR, env=child_env(**dbt_env(s)), capture_output=True, text=True, timeout=300, check=False
-    )
+    return cmd, child_env(**dbt_env(s)), DBT_DIR
+
+
+def _dbt(s: Settings, args: Iterable[str], target: Path) -> subprocess.CompletedProcess[str]:
+    cmd, env, cwd = _dbt_command(s, args, target)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _dbt_process(s: Settings, args: Iterable[str], target: Path, stdout: IO[str]) -> subprocess.Popen[str]:
+    cmd, env, cwd = _dbt_command(s, args, target)
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=stdout, stderr=subprocess.STDOUT, text=True)
+
+
+def test_trino_restarted_during_a_dbt_build_fails_it_loudly_and_leaves_no_mart_half_built(
+    interrupted_build: Interrupted, dbt_run: tuple[Settings, dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    b = interrupted_build
+    assert b.code != 0, f"dbt build succeeded although Trino went away under it:\n{b.output[-3000:]}"
+    assert "ERROR" in b.output, b.output[-3000:]  # dbt names each model or test it could not run
+    # Each mart is whole or not there: a table materialization builds <mart>__dbt_tmp and renames it in.
+    for name, rows in b.marts.items():
+        assert isinstance(rows, int) or "does not exist" in rows, f"{name}: {rows}"
+    # The next build (the dbt_marts run) cleared whatever the broken one left and built every mart.
+    _, run, _ = dbt_run
+    assert run["status"] == "SUCCESS"
+    marts, leftovers = _marts_now(dbt_run[0])
+    assert all(isinstance(n, int) for n in marts.values()), marts
+    assert leftovers == [], f"intermediate tables left behind: {leftovers}"
 
 
 def test_dbt_docs_generate_describes_the_marts_from_trino(

@@ -36,6 +36,26 @@ def _serve(s: Settings) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, env=streams.submit_env(s), capture_output=True, text=True, check=False, timeout=900)
 
 
+def _serve_in_background(s: Settings, available_now: bool, log_path: Path) -> subprocess.Popen[str]:
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            streams.submit_command(s, "serving", available_now=available_now),
+            env=streams.submit_env(s),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def _wait_for(text: str, proc: subprocess.Popen[str], log_path: Path, timeout_s: float) -> None:
+    """Until the app's log says TEXT; fails if it ends first or takes longer than TIMEOUT_S."""
+    deadline = time.monotonic() + timeout_s
+    while text not in log_path.read_text():
+        assert proc.poll() is None, f"serving ended before saying {text!r}:\n{log_path.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"serving did not say {text!r} within {timeout_s:.0f} s"
+        time.sleep(0.5)
+
+
 def _gold(spark: SparkSession, s: Settings, table: str) -> DataFrame:
     return spark.read.format("delta").load(GOLD[table].path(s.lake_dir))
 
@@ -178,26 +198,15 @@ def test_a_replayed_batch_leaves_redis_unchanged(served: Settings) -> None:
     assert changed == [], f"{len(changed)} keys changed by a replayed batch, e.g. {changed[:5]}"
 
 
-def test_redis_stopped_mid_stream_fails_the_batch_and_a_restart_converges_with_nothing_lost(
+def test_redis_stopped_mid_stream_fails_the_batch_and_a_restart_on_a_full_redis_converges_with_nothing_lost(
     served: Settings, spark: SparkSession, tmp_path: Path
 ) -> None:
     # A continuous serving stream that gives Redis 5 s per batch before failing.
     s = served.model_copy(update={"serving_retry_s": 5.0, "stream_trigger_interval": "2 seconds"})
     log_path = tmp_path / "serving.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            streams.submit_command(s, "serving", available_now=False),
-            env=streams.submit_env(s),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    proc = _serve_in_background(s, False, log_path)
     try:
-        deadline = time.monotonic() + 180
-        while "4 queries started" not in log_path.read_text():
-            assert proc.poll() is None, f"serving ended early:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "serving did not start within 180 s"
-            time.sleep(1)
+        _wait_for("4 queries started", proc, log_path, 180)
         stack.down(s, ["redis"], log=print)
         try:
             # Gold moves on while Redis is down: the lake does not depend on it.
@@ -216,8 +225,28 @@ def test_redis_stopped_mid_stream_fails_the_batch_and_a_restart_converges_with_n
         if proc.poll() is None:
             streams.stop_gracefully(proc, 60)
 
-    restarted = _serve(s)  # what supervise_serving does after a failed run
-    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    # What supervise_serving does after a failed run; and Redis full when it comes back: every write
+    # refused with OOM (noeviction, so no key vanishes to make room). The restarted stream retries the
+    # batch until an operator gives Redis room (LakehouseRedisFull's runbook), then converges.
+    admin = serving.connect(s, role="admin")
+    limit = admin.config_get("maxmemory")["maxmemory"]
+    admin.config_set("maxmemory", max(1, int(admin.info("memory")["used_memory"]) - (1 << 20)))
+    full_log = tmp_path / "serving-full.log"
+    restarted: subprocess.Popen[str] | None = None
+    try:
+        patient = s.model_copy(update={"serving_retry_s": 300.0})
+        restarted = _serve_in_background(patient, True, full_log)
+        try:
+            _wait_for("full (maxmemory", restarted, full_log, 240)
+            assert "retrying" in full_log.read_text()
+        finally:
+            admin.config_set("maxmemory", limit)  # room again
+        code = restarted.wait(timeout=600)
+        assert code == 0, full_log.read_text()[-3000:]
+    finally:
+        admin.config_set("maxmemory", limit)
+        if restarted is not None and restarted.poll() is None:
+            streams.stop_gracefully(restarted, 60)
 
     client = ServingClient(serving.connect(s))
     rows = (
@@ -253,6 +282,9 @@ def test_rebuild_refills_redis_from_gold_after_it_lost_its_content(served: Setti
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "Redis rebuilt from gold" in proc.stdout
+    steps = [line for line in proc.stdout.splitlines() if line.startswith("[serving-rebuild] step ")]
+    assert steps[0] == "[serving-rebuild] step 1/5: dropping the serving keys", steps  # its progress, in words
+    assert steps[-1].startswith("[serving-rebuild] step 5/5: gold."), steps
     assert not r.exists(serving.merchant_minute_key("m-bogus", 0)), "the rebuild kept a key gold does not have"
     assert r.get("not-a-serving-key") == "kept", "the rebuild dropped a key that is not a serving key"
     assert_redis_equals_gold(s, spark)
