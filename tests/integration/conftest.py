@@ -18,10 +18,12 @@ import contextlib
 import http.server
 import json
 import os
+import secrets
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -150,8 +152,46 @@ def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
     session.stop()
 
 
+@dataclass(frozen=True)
+class CardCanary:
+    """A card number the stack's lake is filled with (test_nothing_secret_at_rest looks for it in clear
+    everywhere): sent valid twice (a duplicate) and as a 20-digit near miss the validator quarantines."""
+
+    card: str
+    near_miss: str
+
+    def payment(self, number: str, n: int) -> dict[str, object]:
+        return {
+            "event_id": f"canary-{self.card[-6:]}-{n}",
+            "event_time": "2026-12-02T05:00:00.000Z",
+            "user_id": "u-canary",
+            "card_number": number,
+            "merchant_id": "m-canary",
+            "amount": 12.5,
+            "currency": "EUR",
+            "country": "DE",
+        }
+
+    def send(self, s: Settings) -> None:
+        from kafka import KafkaProducer
+
+        from lakehouse.clients import python_config
+
+        producer = KafkaProducer(**python_config(s, "producer"), acks="all")
+        for n, number in ((0, self.card), (1, self.near_miss), (0, self.card)):
+            producer.send("payments", json.dumps(self.payment(number, n)).encode(), key=b"u-canary")
+        producer.flush(30)
+        producer.close()
+
+
 @pytest.fixture(scope="session")
-def stack_lake(lakehouse_stack: Settings) -> Settings:
+def card_canary() -> CardCanary:
+    card = "4" + "".join(secrets.choice("0123456789") for _ in range(15))
+    return CardCanary(card, card + "0000")
+
+
+@pytest.fixture(scope="session")
+def stack_lake(lakehouse_stack: Settings, card_canary: CardCanary) -> Settings:
     """The test stack's lake (the one its Trino catalog, dbt and Redis projection read), after the
     pipeline has caught up with records produced here.
 
@@ -175,6 +215,7 @@ def stack_lake(lakehouse_stack: Settings) -> Settings:
     start = datetime.now(UTC).replace(microsecond=0, second=0) - timedelta(minutes=40)
     run = generate(GeneratorConfig.every_fault(1500, seed=71, rate=5, start_time=start))
     assert produce(run, s).failed == 0
+    card_canary.send(s)  # through the same run: one pipeline run fewer for the secrets test
     # An earlier session's retention drill (test_chaos, last) deleted records this kept lake had not
     # read: bronze would stop with DATA_LOST, rightly. Recover as the runbook says, first.
     if lost := retention.find_lost(s):

@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import secrets as pysecrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +21,9 @@ from pathlib import Path
 import psutil
 from pyspark.sql import SparkSession
 
-from lakehouse.clients import python_config
 from lakehouse.settings import SECRETS, Settings
 from lakehouse.stack import components as stack
+from tests.integration.conftest import CardCanary
 
 #: Rendered files allowed to hold a secret in clear (relative to the state directory), and why.
 ALLOWED = {
@@ -63,35 +61,11 @@ def _spark_scratch() -> list[Path]:
     return [p for p in tmp.iterdir() if p.is_dir() and p.name.startswith(("spark-", "blockmgr-"))]
 
 
-def _payment(card: str, n: int) -> dict[str, object]:
-    return {
-        "event_id": f"canary-{card[-6:]}-{n}",
-        "event_time": "2026-12-02T05:00:00.000Z",
-        "user_id": "u-canary",
-        "card_number": card,
-        "merchant_id": "m-canary",
-        "amount": 12.5,
-        "currency": "EUR",
-        "country": "DE",
-    }
-
-
-def test_a_card_number_is_in_clear_only_in_kafka(stack_lake: Settings, spark: SparkSession) -> None:
-    from kafka import KafkaProducer
-
-    from lakehouse.services import streams
-
-    s = stack_lake
-    card = "4" + "".join(pysecrets.choice("0123456789") for _ in range(15))
-    near_miss = card + "0000"  # 20 digits: quarantined, its reason must not quote it
-    producer = KafkaProducer(**python_config(s, "producer"), acks="all")
-    # The valid payment twice (a duplicate: silver keeps one) and the near miss.
-    for n, number in ((0, card), (1, near_miss), (0, card)):
-        producer.send("payments", json.dumps(_payment(number, n)).encode(), key=b"u-canary")
-    producer.flush(30)
-    producer.close()
-    assert streams.run(s, "all", available_now=True) == 0
-
+def test_a_card_number_is_in_clear_only_in_kafka(
+    stack_lake: Settings, card_canary: CardCanary, spark: SparkSession
+) -> None:
+    s = stack_lake  # the pipeline has run over the canary's payments (sent with the stack lake's records)
+    card, near_miss = card_canary.card, card_canary.near_miss
     needle = card.encode()
     kafka_dir = stack.Kafka(s).workdir
     assert _holding(needle, _files(kafka_dir)), "control: the card number was not found even in Kafka's segments"
