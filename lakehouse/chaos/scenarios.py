@@ -207,8 +207,7 @@ class Harness:
 
     def committed(self) -> int:
         """Micro-batches committed so far over every query of the private lake."""
-        root = self.s.checkpoint_dir
-        return sum(1 for _ in root.glob("*/*/commits/[0-9]*")) if root.exists() else 0
+        return sum(self.committed_per_query().values())
 
     def committed_per_query(self) -> dict[str, int]:
         """Micro-batches committed so far by each query of the private lake (``app/query``)."""

@@ -77,6 +77,21 @@ def _commit_problem(path: Path) -> str | None:
     return None
 
 
+def never_committed(path: Path) -> str | None:
+    """Why the table at PATH is a creation that never committed (a ``_delta_log`` directory without a
+    commit or a checkpoint, what a creation cut short, by a full disk say, leaves), else None. Delta
+    takes the directory for a table and then finds none (DELTA_TABLE_NOT_FOUND) on every start after;
+    with no commit nothing refers to any file, so clearing it loses nothing."""
+    log = path / "_delta_log"
+    if not log.is_dir():
+        return None
+    names = [p.name for p in log.iterdir()]
+    if any(_COMMIT.match(n) or _CHECKPOINT.match(n) for n in names):
+        return None
+    left = ", ".join(sorted(names)[:3]) or "nothing"
+    return f"its _delta_log holds no commit (a creation cut short, e.g. by a full disk; it holds {left})"
+
+
 def problems(table_dir: Path) -> list[str]:
     """What is wrong with the commits Delta reads of the table at TABLE_DIR (none: ``[]``; no table yet: ``[]``)."""
     log = table_dir / "_delta_log"

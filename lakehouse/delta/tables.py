@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from lakehouse.delta.log_check import never_committed
 from lakehouse.tables import TableSpec
 
 
@@ -33,24 +33,6 @@ def spark_schema(spec: TableSpec) -> T.StructType:
             for c in spec.columns
         ]
     )
-
-
-_COMMIT_OR_CHECKPOINT = re.compile(r"\d{20}\.(json|checkpoint\..*parquet)")
-
-
-def never_committed(path: Path) -> str | None:
-    """Why the table at PATH is a creation that never committed (a ``_delta_log`` directory without a
-    commit or a checkpoint, what a creation cut short, by a full disk say, leaves), else None. Delta
-    takes the directory for a table and then finds none (DELTA_TABLE_NOT_FOUND) on every start after;
-    with no commit nothing refers to any file, so clearing it loses nothing."""
-    log = path / "_delta_log"
-    if not log.is_dir():
-        return None
-    names = [p.name for p in log.iterdir()]
-    if any(_COMMIT_OR_CHECKPOINT.fullmatch(n) for n in names):
-        return None
-    left = ", ".join(sorted(names)[:3]) or "nothing"
-    return f"its _delta_log holds no commit (a creation cut short, e.g. by a full disk; it holds {left})"
 
 
 def ensure_table(spark: SparkSession, spec: TableSpec, lake_dir: Path, *, writer: bool = True) -> None:

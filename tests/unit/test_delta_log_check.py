@@ -137,7 +137,8 @@ def test_a_table_creation_cut_short_is_cleared_by_its_writer_and_created_again(
     and every later start failed with DELTA_TABLE_NOT_FOUND, room or not."""
     from delta.tables import DeltaTable
 
-    from lakehouse.delta.tables import ensure_table, never_committed
+    from lakehouse.delta.log_check import never_committed
+    from lakehouse.delta.tables import ensure_table
     from lakehouse.tables import SILVER
 
     spec = SILVER["clickstream"]
