@@ -21,7 +21,6 @@ from pyspark.sql import functions as F
 
 from lakehouse.clients import spark_options
 from lakehouse.contracts import TOPICS
-from lakehouse.delta.tables import ensure_table
 from lakehouse.services import retention
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE
@@ -70,7 +69,6 @@ def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> 
     table = BRONZE[topic]
     if s.kafka_fail_on_data_loss:
         retention.check(s, [topic])  # records deleted before they were read: say which, stop (DATA_LOST)
-    ensure_table(spark, table, s.lake_dir)
     source = (
         spark.readStream.format("kafka")
         .options(**spark_options(s))  # SASL_SSL as the Spark principal

@@ -28,6 +28,7 @@ from spark_apps._runtime import (
     exclusive,
     exit_on_failure,
     parse_args,
+    prepare_tables,
     register_in_trino,
     run_queries,
     session,
@@ -61,6 +62,7 @@ def _run(opts: RunOptions, s: Settings, stop: GracefulStop, r: Reporter) -> None
     try:
         with exported("pipeline", s, r.log) as metrics:
             progress = ProgressReporter("pipeline", r, metrics)
+            prepare_tables(spark, s, *LAYERS)
             if opts.available_now:
                 for layer, starters in LAYERS.items():
                     if stop.requested.is_set():

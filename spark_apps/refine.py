@@ -44,7 +44,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.contracts import TOPICS, WATERMARK_MINUTES, schema
-from lakehouse.delta.tables import ensure_table
 from lakehouse.delta.validator import compile_schema
 from lakehouse.settings import Settings
 from lakehouse.tables import BRONZE, FRAUD_ALERTS, LATE_EVENTS, QUARANTINE, SILVER
@@ -321,9 +320,7 @@ def _no_partials(spark: SparkSession) -> DataFrame:
 
 # -- the queries ---------------------------------------------------------------------------
 def start(topic: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
-    ensure_table(spark, BRONZE[topic], s.lake_dir, writer=False)
-    for t in (SILVER[topic], QUARANTINE, *gold.GOLD_TABLES):
-        ensure_table(spark, t, s.lake_dir)
+    """Start the topic's refine query; its tables exist (``prepare_tables``, before any query starts)."""
     source = (
         spark.readStream.format("delta")
         .option("maxFilesPerTrigger", s.max_files_per_trigger)

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse import serving
 from lakehouse.delta.log_check import DeltaLogDamagedError
-from lakehouse.delta.tables import ensure_table
 from lakehouse.settings import Settings, get_settings
 from lakehouse.tables import GOLD
 from spark_apps._pipes import Reporter, reporter
@@ -157,7 +156,6 @@ def write_batch(batch: DataFrame, batch_id: int, *, table: str, s: Settings) -> 
 
 def start(table: str, spark: SparkSession, s: Settings, available_now: bool) -> StreamingQuery:
     spec = GOLD[table]
-    ensure_table(spark, spec, s.lake_dir, writer=False)
     source = (
         spark.readStream.format("delta")
         .option("readChangeFeed", "true")

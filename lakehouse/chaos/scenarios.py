@@ -143,10 +143,15 @@ class Harness:
         self.disk: SmallDisk | None = None
         self._chunk = 0
         self._start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+        self._t0 = time.monotonic()
+
+    def elapsed(self) -> str:
+        """Seconds since the harness began, for the log: where a run's time went."""
+        return f"[{time.monotonic() - self._t0:6.0f}s]"
 
     def note(self, text: str) -> None:
         self.events.append(text)
-        self.log(f"  {text}")
+        self.log(f"  {self.elapsed()} {text}")
 
     # -- load ------------------------------------------------------------------------------
     def produce_chunk(self, count: int = 150, keep_truth: bool = True, **mix: int) -> GroundTruth:
@@ -512,16 +517,18 @@ def run(
         h.disk = disk
         for name in names:
             fn, what = SCENARIOS[name]
-            log(f"{name}: {what}")
+            log(f"{h.elapsed()} {name}: {what}")
             try:
                 fn(h, **{k: v for k, v in options.items() if k in inspect.signature(fn).parameters})
             except BaseException:
                 h.stop_stream()
                 raise
         h.stop_stream()  # gracefully, at a batch boundary
-        log("draining: the pipeline catches up with everything produced (available-now)")
+        log(f"{h.elapsed()} draining: the pipeline catches up with everything produced (available-now)")
         h.drain()
+        log(f"{h.elapsed()} accounting: bronze, silver, quarantine, gold and alerts against the truth")
         acc = h.account(spark)
+        log(f"{h.elapsed()} accounted")
     finally:
         if disk is not None:
             disk.unmount()

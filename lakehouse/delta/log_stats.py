@@ -102,3 +102,20 @@ def log_stats(table_dir: Path) -> LogStats | None:
         return None
     size = sum(int(a.get("size") or 0) for a in live.values())
     return LogStats(sum(known), len(live), size, version, modified, "log replay")
+
+
+def table_properties(table_dir: Path) -> dict[str, str] | None:
+    """The table's properties (``TBLPROPERTIES``) as of its newest commit, from that commit's checksum
+    file: no Spark job. None when the newest commit has no readable checksum (the caller asks Delta)."""
+    log = table_dir / "_delta_log"
+    versions = [int(p.stem) for p in log.glob("[0-9]*.json") if p.stem.isdigit()] if log.is_dir() else []
+    if not versions:
+        return None
+    try:
+        doc = json.loads((log / f"{max(versions):020d}.crc").read_text())
+    except (OSError, ValueError):
+        return None
+    config = (doc.get("metadata") or {}).get("configuration") if isinstance(doc, dict) else None
+    if not isinstance(config, dict):
+        return None
+    return {str(k): str(v) for k, v in config.items()}

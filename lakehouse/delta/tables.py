@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from lakehouse.delta.log_check import never_committed
+from lakehouse.delta.log_stats import table_properties
 from lakehouse.tables import TableSpec
 
 
@@ -50,8 +51,12 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lake_dir: Path, *, writer
     if DeltaTable.isDeltaTable(spark, path):
         if not writer:
             return
-        current = DeltaTable.forPath(spark, path).detail().first()
-        have = dict(current["properties"] or {}) if current is not None else {}
+        # From the newest commit's checksum when it has one: DESCRIBE DETAIL is a Spark job, which waits
+        # for a free task slot behind the micro-batches of queries already running in this driver.
+        have = table_properties(Path(path))
+        if have is None:
+            current = DeltaTable.forPath(spark, path).detail().first()
+            have = dict(current["properties"] or {}) if current is not None else {}
         stale = {k: p.value for k, p in spec.properties.items() if have.get(k) != p.value}
         if stale:
             props = ", ".join(f"'{k}' = '{v}'" for k, v in stale.items())

@@ -660,10 +660,13 @@ class Trino(Component):
         r = _http_ok(f"{self.s.trino_url}/v1/info", verify=str(self.s.ca_file))
         if r is None or r.json().get("starting", True):
             return False
+        # Its HTTP server answers (and even SELECT 1 runs on the coordinator alone) a few seconds before
+        # its node has announced itself: a query that scans a catalog then fails with NO_NODES_AVAILABLE.
         try:
             from lakehouse.services.trino import query
 
-            return bool(query(self.s, "SELECT 1")[0][0] == 1)
+            active = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
+            return bool(query(self.s, active)[0][0] >= 1)
         except Exception:
             return False
 

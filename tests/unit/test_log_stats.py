@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from lakehouse.delta.log_stats import log_stats
+from lakehouse.delta.log_stats import log_stats, table_properties
 
 
 def _agrees(spark: SparkSession, path: Path) -> str:
@@ -55,3 +55,16 @@ def test_what_the_log_cannot_say_is_left_to_spark(tmp_path: Path) -> None:
         '{"commitInfo":{"timestamp":1}}\n{"add":{"path":"a.parquet","size":10,"dataChange":true}}\n'
     )
     assert log_stats(tmp_path / "t") is None  # a file without statistics: no row count from the log
+
+
+def test_table_properties_from_the_newest_checksum_equal_describe_detail(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    spark.range(0, 10).write.format("delta").save(str(path))
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.checkpointInterval' = '7', 'x.y' = 'a b')")
+    spark.sql(f"ALTER TABLE delta.`{path}` UNSET TBLPROPERTIES ('x.y')")
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+    assert detail is not None
+    assert table_properties(path) == dict(detail["properties"]) == {"delta.checkpointInterval": "7"}
+    (path / "_delta_log" / "00000000000000000002.crc").unlink()  # the newest commit's: an older one would lie
+    assert table_properties(path) is None
+    assert table_properties(tmp_path / "nothing") is None
