@@ -66,7 +66,7 @@ TEST_ENV := LAKEHOUSE_SPARK_DRIVER_JAVA_OPTIONS="-XX:TieredStopAtLevel=1 -XX:Res
   LAKEHOUSE_SPARK_CODEGEN=false
 
 test-unit: $(PIP_STAMP) ## Unit tests (no services, seconds)
-	$(BIN)/pytest -m unit
+	$(BIN)/pytest -m unit --durations=15
 
 test-integration: setup ## Integration tests against the real stack (started if not running)
 	$(TEST_ENV) $(BIN)/pytest -m integration --durations=30

@@ -112,8 +112,12 @@ class SmallDisk:
         return shutil.disk_usage(self.path).used
 
     def unmount(self) -> None:
+        """Unmount, lazily when a process still holds a file there (a driver an interrupt left behind):
+        the mount leaves the tree now and is freed when that process ends."""
         if self.mounted:
-            subprocess.run(["umount", self.path.as_posix()], check=False)
+            done = subprocess.run(["umount", self.path.as_posix()], capture_output=True, check=False)
+            if done.returncode != 0:
+                subprocess.run(["umount", "-l", self.path.as_posix()], check=False)
             self.mounted = False
 
 
