@@ -71,7 +71,9 @@ def with_redis(s: Settings, what: str, write: Callable[[Any], T]) -> T:
 
     Safe to retry because every write is idempotent. Redis never evicts (``noeviction``): when it is
     full a write fails with OOM, and keys expiring (every serving key has a TTL) or a larger
-    ``maxmemory`` let the retry through. After the deadline the error is raised with what was not
+    ``maxmemory`` let the retry through. When Redis cannot write its append-only file or snapshot (its
+    disk is full) it refuses writes with MISCONF, keeping what it had acknowledged, and takes them again
+    by itself once its disk has room. After the deadline the error is raised with what was not
     written and why, so the failing run says what to do.
     """
     import redis
@@ -84,15 +86,29 @@ def with_redis(s: Settings, what: str, write: Callable[[Any], T]) -> T:
         client = serving.connect(s, role="writer")
         try:
             return write(client)
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.OutOfMemoryError) as e:
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ResponseError) as e:
             full = isinstance(e, redis.OutOfMemoryError)
-            problem = f"full (maxmemory {s.redis_maxmemory} reached)" if full else "unreachable"
+            # In a pipeline the reply comes wrapped ("Command # 1 (...) of pipeline caused error: MISCONF ...").
+            unpersisted = isinstance(e, redis.ResponseError) and "MISCONF " in str(e)
+            if isinstance(e, redis.ResponseError) and not (full or unpersisted):
+                raise  # a command Redis refused for what it is: a retry would get the same answer
+            problem = (
+                f"full (maxmemory {s.redis_maxmemory} reached)"
+                if full
+                else "unable to write to its disk (MISCONF)"
+                if unpersisted
+                else "unreachable"
+            )
             left = deadline - time.monotonic()
             if left <= 0:
                 remedy = (
                     "Raise LAKEHOUSE_REDIS_MAXMEMORY (then `lakehouse down redis && lakehouse up`) or free keys; "
                     "nothing was evicted. "
                     if full
+                    else f"Free space on the disk under {s.state_dir / 'redis'} (Redis' append-only file and "
+                    "snapshots); Redis takes writes again by itself once it can write there, keeping what it "
+                    "had acknowledged. "
+                    if unpersisted
                     else ""
                 )
                 raise RuntimeError(

@@ -7,6 +7,7 @@ import time
 import typing
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -618,3 +619,83 @@ def test_a_full_redis_refuses_writes_evicts_nothing_and_the_stream_says_so(setti
     finally:
         r.config_set("maxmemory", before)
     assert r.exists("fraud:alert:oom-last") == 0  # refused, not half-written
+
+
+def test_redis_on_a_full_disk_refuses_writes_keeps_what_it_acknowledged_and_the_stream_waits_for_room(
+    tmp_path: Path,
+) -> None:
+    """Redis persisting to a full disk (its append-only file on a tmpfs shrunk under it): it refuses
+    writes (MISCONF); the serving stream retries and, past its deadline, says to free space there; once
+    the disk has room Redis takes writes again by itself, and after a restart every write it had
+    acknowledged is still there (replayed from the append-only file)."""
+    import threading
+
+    from lakehouse.chaos.scenarios import SmallDisk
+    from spark_apps.serving import with_redis
+    from tests.unit.conftest import answers, private_redis_settings, start_private_redis, stop
+
+    if (why := SmallDisk.unavailable()) is not None:
+        pytest.skip(why)
+    disk = SmallDisk(tmp_path / "disk", size_bytes=64 << 20)
+    disk.mount()
+    proc = None
+    try:
+        s = private_redis_settings(disk.path, free_port())
+        proc = start_private_redis(s, persistent=True)
+        assert answers(s, proc)
+        r = connect(s, role="admin", decode_responses=False)
+        disk.resize(disk.used() + (256 << 10))
+        acknowledged = 0
+        refused: redis.ResponseError | None = None
+        for i in range(200_000):
+            try:
+                write_fraud_alerts(r, [alert_row(f"disk-{i:06d}", f"u{i % 50}", i % 60)], maxlen=100_000)
+            except redis.ResponseError as e:
+                refused = e
+                break
+            acknowledged += 1
+        assert refused is not None, "Redis never refused a write on a full disk"
+        assert "MISCONF Errors writing to the AOF file: No space left on device" in str(refused), refused
+        assert acknowledged > 0
+
+        def last(w: redis.Redis) -> None:
+            write_fraud_alerts(w, [alert_row("disk-last", "u1", 1)], maxlen=100_000)
+
+        short = s.model_copy(update={"serving_retry_s": 1.5})
+        refusal = r"unable to write to its disk \(MISCONF\).*Free space on the disk under"
+        with pytest.raises(RuntimeError, match=refusal):
+            with_redis(short, "the test batch", last)
+        assert r.exists("fraud:alert:disk-last") == 0  # refused, not half-written
+
+        # The stream's retry meanwhile; the disk grows back under it.
+        patient = s.model_copy(update={"serving_retry_s": 60})
+        outcome: list[BaseException | None] = []
+
+        def retry() -> None:
+            try:
+                with_redis(patient, "the test batch", last)
+                outcome.append(None)
+            except BaseException as e:
+                outcome.append(e)
+
+        waiting = threading.Thread(target=retry)
+        waiting.start()
+        time.sleep(2)
+        disk.resize(disk.size)
+        waiting.join(timeout=90)
+        assert outcome == [None], outcome
+        markers = sum(1 for _ in r.scan_iter(match=b"fraud:alert:*", count=1000))
+        assert markers == acknowledged + 1 == r.xlen("fraud:alerts")
+        r.close()
+
+        stop(proc)  # a clean restart: everything acknowledged comes back from the append-only file
+        proc = start_private_redis(s, persistent=True)
+        assert answers(s, proc)
+        again = connect(s, role="admin", decode_responses=False)
+        assert again.xlen("fraud:alerts") == acknowledged + 1
+        assert again.exists("fraud:alert:disk-last") == 1
+        again.close()
+    finally:
+        if proc is not None:
+            stop(proc)
+        disk.unmount()
