@@ -295,9 +295,22 @@ class Settings(BaseSettings):
     )
 
     # --- services' wiring -------------------------------------------------
+    # Where clients reach each service. `host` and the ports above are what the local stack binds
+    # (loopback only); these are what clients connect to, so each may be another machine (a Redis, a
+    # Trino, a Dagster elsewhere) while the stack starts only what is local. Default: the local stack's.
     kafka_bootstrap_servers: str | None = Field(
         None, description="Default: the local broker, <host>:<kafka_port>. Set for an external cluster."
     )
+    redis_endpoint: str | None = Field(
+        None,
+        description="host:port clients reach Redis at (TLS, the stack's ACL users); default <host>:<redis_port>.",
+    )
+    trino_endpoint: str | None = Field(None, description="Trino's https:// URL for clients; default the local one.")
+    dagster_endpoint: str | None = Field(None, description="Dagster's https:// URL for clients; default the local one.")
+    prometheus_endpoint: str | None = Field(None, description="Prometheus' https:// URL; default the local one.")
+    pushgateway_endpoint: str | None = Field(None, description="The pushgateway's https:// URL; default the local one.")
+    alertmanager_endpoint: str | None = Field(None, description="Alertmanager's https:// URL; default the local one.")
+    dashboard_endpoint: str | None = Field(None, description="The dashboards' https:// URL; default the local one.")
     kafka_security: Literal["sasl_ssl", "plaintext"] = Field(
         "sasl_ssl",
         description="How clients reach Kafka. plaintext (no TLS, no login) exists only for the plain twin broker of "
@@ -333,6 +346,39 @@ class Settings(BaseSettings):
             raise ValueError(
                 'expected earliest, latest or offsets of payments\' partitions as JSON: {"payments": {"0": 42}}'
             ) from None
+        return value
+
+    @field_validator(
+        "trino_endpoint",
+        "dagster_endpoint",
+        "prometheus_endpoint",
+        "pushgateway_endpoint",
+        "alertmanager_endpoint",
+        "dashboard_endpoint",
+    )
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(value)
+            port = url.port
+        except ValueError as e:
+            raise ValueError(f"not a URL: {value!r} ({e})") from None
+        if url.scheme != "https" or not url.hostname or port is None or url.path not in ("", "/"):
+            raise ValueError(f"expected https://HOST:PORT (every service speaks TLS; no path), got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("redis_endpoint")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535 or "/" in value:
+            raise ValueError(f"expected HOST:PORT (e.g. redis.internal:6379), got {value!r}")
         return value
 
     @field_validator("host")
@@ -451,28 +497,50 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap_servers or f"{self.host}:{self.kafka_port}"
 
     @property
+    def redis_address(self) -> tuple[str, int]:
+        """(host, port) clients reach Redis at: ``redis_endpoint``, else the local stack's."""
+        if self.redis_endpoint is None:
+            return self.host, self.redis_port
+        host, _, port = self.redis_endpoint.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def redis_where(self) -> str:
+        """Redis' address as messages name it."""
+        host, port = self.redis_address
+        return f"{host}:{port}"
+
+    @property
+    def trino_address(self) -> tuple[str, int]:
+        """(host, port) of ``trino_url``, for clients that take them apart (the DB-API driver, dbt)."""
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self.trino_url)
+        return str(url.hostname), int(url.port or 443)
+
+    @property
     def trino_url(self) -> str:
-        return f"https://{self.host}:{self.trino_port}"
+        return self.trino_endpoint or f"https://{self.host}:{self.trino_port}"
 
     @property
     def dagster_url(self) -> str:
-        return f"https://{self.host}:{self.dagster_port}"
+        return self.dagster_endpoint or f"https://{self.host}:{self.dagster_port}"
 
     @property
     def prometheus_url(self) -> str:
-        return f"https://{self.host}:{self.prometheus_port}"
+        return self.prometheus_endpoint or f"https://{self.host}:{self.prometheus_port}"
 
     @property
     def dashboard_url(self) -> str:
-        return f"https://{self.host}:{self.dashboard_port}"
+        return self.dashboard_endpoint or f"https://{self.host}:{self.dashboard_port}"
 
     @property
     def alertmanager_url(self) -> str:
-        return f"https://{self.host}:{self.alertmanager_port}"
+        return self.alertmanager_endpoint or f"https://{self.host}:{self.alertmanager_port}"
 
     @property
     def pushgateway_url(self) -> str:
-        return f"https://{self.host}:{self.pushgateway_port}"
+        return self.pushgateway_endpoint or f"https://{self.host}:{self.pushgateway_port}"
 
     def http_auth(self, user: str = "admin") -> tuple[str, str]:
         """(user, password) of a Prometheus or pushgateway user (PROMETHEUS_USERS), for Basic auth."""

@@ -112,11 +112,11 @@ def with_redis(s: Settings, what: str, write: Callable[[Any], T]) -> T:
                     else ""
                 )
                 raise RuntimeError(
-                    f"Redis at {s.host}:{s.redis_port} {problem} for {s.serving_retry_s:g}s "
+                    f"Redis at {s.redis_where} {problem} for {s.serving_retry_s:g}s "
                     f"({attempt} attempts; last: {e}); {what} not written. {remedy}Gold is unchanged: the batch "
                     "is replayed when the stream restarts."
                 ) from e
-            log(f"Redis at {s.host}:{s.redis_port} {problem} ({e}); retrying {what} in {min(delay, left):.0f}s")
+            log(f"Redis at {s.redis_where} {problem} ({e}); retrying {what} in {min(delay, left):.0f}s")
             time.sleep(min(delay, left))
             delay = min(delay * 2, 30.0)
         finally:

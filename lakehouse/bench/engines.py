@@ -97,8 +97,8 @@ def _command(s: Settings, candidate: str, topic: str, out: str) -> list[str]:
             f"bootstrap={s.bootstrap_servers}",
             f"topic={topic}",
             f"group=bench-engines-{topic}",
-            f"redis_host={s.host}",
-            f"redis_port={s.redis_port}",
+            f"redis_host={s.redis_address[0]}",
+            f"redis_port={s.redis_address[1]}",
             "redis_user=admin",  # bench:* keys are no serving keys
             f"redis_password_file={s.secret_file('redis_admin')}",
             f"redis_ca_file={s.ca_file}",

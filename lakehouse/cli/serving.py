@@ -37,12 +37,12 @@ def _client(s: Settings, role: str = "reader") -> Iterator[Any]:
         yield r
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise click.ClickException(
-            f"Redis at {s.host}:{s.redis_port} is not reachable ({e}); start it with `lakehouse up redis`"
+            f"Redis at {s.redis_where} is not reachable ({e}); start it with `lakehouse up redis`"
         ) from None
     except redis.AuthenticationError as e:
         where = s.secret_file(f"redis_{role}")
         raise click.ClickException(
-            f"Redis at {s.host}:{s.redis_port} refused user {role!r}: {e} (its password is in {where})"
+            f"Redis at {s.redis_where} refused user {role!r}: {e} (its password is in {where})"
         ) from None
     finally:
         r.close()
@@ -119,7 +119,7 @@ def redis_keys() -> None:
 
     s = load_settings()
     with _client(s, role="admin") as r:  # INFO is an admin command
-        table = Table("key pattern", "keys", title=f"Redis {s.host}:{s.redis_port}", title_justify="left")
+        table = Table("key pattern", "keys", title=f"Redis {s.redis_where}", title_justify="left")
         for pattern, exact in serving.SERVING_KEY_PATTERNS:
             n = sum(1 for k in r.scan_iter(match=pattern, count=1000) if exact.fullmatch(k))
             table.add_row(Text(pattern), f"{n:,}")  # Text: `page:top:*` is not an emoji code

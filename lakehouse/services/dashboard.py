@@ -129,7 +129,7 @@ def redis_panel(s: Settings, p: Panel, count: int = 20) -> dict[str, Any]:
         finally:
             r.close()
     except redis.RedisError as e:
-        raise PanelError(f"Redis at {s.host}:{s.redis_port}: {e}") from None
+        raise PanelError(f"Redis at {s.redis_where}: {e}") from None
     columns: list[str] = []
     decoded = []
     for _id, fields in entries or []:

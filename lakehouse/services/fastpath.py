@@ -64,8 +64,8 @@ def redis_config(s: Settings) -> dict[str, Any]:
     from lakehouse.serving import keys, writer
 
     return {
-        "host": s.host,
-        "port": s.redis_port,
+        "host": s.redis_address[0],
+        "port": s.redis_address[1],
         "user": "writer",
         "password_file": str(s.secret_file("redis_writer")),
         "ca_file": str(s.ca_file),

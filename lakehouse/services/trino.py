@@ -38,8 +38,8 @@ def connect(s: Settings, schema: str | None = None, timeout: float = 60.0, *, us
     # requests lets REQUESTS_CA_BUNDLE (set on many machines) override a session's CA: not here.
     session.trust_env = False
     return trino.dbapi.connect(  # type: ignore[no-untyped-call]
-        host=s.host,
-        port=s.trino_port,
+        host=s.trino_address[0],
+        port=s.trino_address[1],
         user=user,
         auth=BasicAuthentication(user, s.secret(f"trino_{user}").get_secret_value()),
         catalog=s.trino_catalog,

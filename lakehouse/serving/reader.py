@@ -175,14 +175,14 @@ def connect(
     decode_responses: bool = True,
     socket_timeout: float = 5.0,
 ) -> redis.Redis:
-    """A client for the serving Redis at ``s.host:s.redis_port`` over TLS (verified against the local CA,
+    """A client for the serving Redis at ``s.redis_address`` over TLS (verified against the local CA,
     host name included), logged in as ROLE's ACL user: ``reader`` (services: read the serving keys),
     ``writer`` (the serving stream and the fast path) or ``admin`` (the stack, tests, benchmarks)."""
     if role not in REDIS_ROLES:
         raise ValueError(f"unknown Redis role {role!r}; known: {', '.join(REDIS_ROLES)}")
     return redis.Redis(
-        host=s.host,
-        port=s.redis_port,
+        host=s.redis_address[0],
+        port=s.redis_address[1],
         username=role,
         password=s.secret(f"redis_{role}").get_secret_value(),
         ssl=True,

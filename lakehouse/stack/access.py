@@ -64,8 +64,8 @@ def connection(s: Settings, role: str, *, with_secrets: bool) -> dict[str, dict[
     user = REDIS_USER[role]
     if user is not None:
         out["redis"] = {
-            "host": s.host,
-            "port": s.redis_port,
+            "host": s.redis_address[0],
+            "port": s.redis_address[1],
             "username": user,
             "ssl": True,
             "ssl_ca_certs": str(s.ca_file),
@@ -73,8 +73,8 @@ def connection(s: Settings, role: str, *, with_secrets: bool) -> dict[str, dict[
         }
     if role != "producer":
         out["trino"] = {
-            "host": s.host,
-            "port": s.trino_port,
+            "host": s.trino_address[0],
+            "port": s.trino_address[1],
             "http_scheme": "https",
             "user": role,
             "catalog": s.trino_catalog,

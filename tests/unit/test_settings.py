@@ -37,6 +37,45 @@ def test_environment_variables_with_the_prefix_override(monkeypatch: pytest.Monk
     assert s.bootstrap_servers == "127.0.0.1:19092"
 
 
+def test_clients_reach_the_local_stack_unless_an_endpoint_says_elsewhere() -> None:
+    local = Settings(_env_file=None, redis_port=16379, trino_port=18080)  # type: ignore[call-arg]
+    assert local.redis_address == ("127.0.0.1", 16379)
+    assert (local.trino_url, local.trino_address) == ("https://127.0.0.1:18080", ("127.0.0.1", 18080))
+    assert local.dagster_url == "https://127.0.0.1:3000"
+    remote = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        redis_endpoint="redis.internal:6380",
+        trino_endpoint="https://trino.internal:8443/",
+        dagster_endpoint="https://dagster.internal:443",
+        pushgateway_endpoint="https://metrics.internal:9091",
+    )
+    assert remote.host == "127.0.0.1"  # what the local stack binds stays loopback
+    assert remote.redis_address == ("redis.internal", 6380)
+    assert remote.redis_where == "redis.internal:6380"
+    assert (remote.trino_url, remote.trino_address) == ("https://trino.internal:8443", ("trino.internal", 8443))
+    assert remote.dagster_url == "https://dagster.internal:443"
+    assert remote.pushgateway_url == "https://metrics.internal:9091"
+    assert remote.prometheus_url == "https://127.0.0.1:9090"  # not set: the local one
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("trino_endpoint", "http://trino.internal:8080", "every service speaks TLS"),
+        ("trino_endpoint", "https://trino.internal", "https://HOST:PORT"),
+        ("dagster_endpoint", "https://dagster.internal:3000/graphql", "no path"),
+        ("redis_endpoint", "redis.internal", "HOST:PORT"),
+        ("redis_endpoint", "rediss://redis.internal:6379", "HOST:PORT"),
+        ("redis_endpoint", "redis.internal:99999", "HOST:PORT"),
+    ],
+)
+def test_a_malformed_endpoint_is_refused_naming_the_form(field: str, value: str, says: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Settings(_env_file=None, **{field: value})  # type: ignore[call-arg]
+
+
 def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"{ENV_PREFIX}REDIS_PORT=16379\n{ENV_PREFIX}TRINO_HEAP=2g\n")
     monkeypatch.chdir(tmp_path)
@@ -181,7 +220,17 @@ def test_to_env_round_trips_through_a_child_process_environment(
 
 @pytest.mark.parametrize(
     "name",
-    ["java17_home", "pii_hmac_key", "spark_driver_java_options", "state_dir", "redis_port", "host", "environment"],
+    [
+        "java17_home",
+        "pii_hmac_key",
+        "spark_driver_java_options",
+        "state_dir",
+        "redis_port",
+        "host",
+        "environment",
+        "redis_endpoint",  # a run must not send the stack's credentials to a host of its choosing
+        "trino_endpoint",
+    ],
 )
 def test_a_run_may_not_override_secrets_programs_or_endpoints(name: str) -> None:
     from lakehouse.settings import check_run_overrides

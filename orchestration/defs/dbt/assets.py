@@ -8,7 +8,7 @@ the model it tests (error severity: blocking, warn: not); the unit tests run ins
 ``dbt build`` (a failing one fails the run) but are not asset checks, since they read no table.
 
 The ``dbt_marts`` job runs ``dbt build`` (views, unit tests, marts and tests in DAG order)
-against the Trino of the platform's settings (``host``, ``trino_port``, user ``dbt``,
+against the Trino of the platform's settings (``trino_url``, user ``dbt``,
 ``trino_catalog``; a run may override them like the Spark jobs: ``settings: {...}``).
 """
 
@@ -76,15 +76,15 @@ translator = LakehouseDbtTranslator(
 
 
 class DbtRunConfig(SettingsRunConfig):
-    """dbt reads host, trino_port and trino_catalog of the run's settings; it logs in as Trino user `dbt`."""
+    """dbt reads trino_url and trino_catalog of the run's settings; it logs in as Trino user `dbt`."""
 
 
 def dbt_env(s: Settings) -> dict[str, str]:
     """What dbt_project/profiles.yml reads, from the platform's settings: Trino over HTTPS as user `dbt`
     (it owns the marts), its password from the secrets (dbt's environment only, for the build)."""
     return {
-        "LAKEHOUSE_TRINO_HOST": s.host,
-        "LAKEHOUSE_TRINO_PORT": str(s.trino_port),
+        "LAKEHOUSE_TRINO_HOST": s.trino_address[0],
+        "LAKEHOUSE_TRINO_PORT": str(s.trino_address[1]),
         "LAKEHOUSE_TRINO_USER": "dbt",
         "LAKEHOUSE_TRINO_PASSWORD": s.secret("trino_dbt").get_secret_value(),
         "LAKEHOUSE_TRINO_CA": str(s.ca_file),
