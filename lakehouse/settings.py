@@ -318,6 +318,15 @@ class Settings(BaseSettings):
         "SASL_SSL only.",
     )
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic (contracts §1 local default).")
+    kafka_replication_factor: int = Field(
+        1, ge=1, description="Replicas of each contract topic (the local stack has one broker; a cluster: 3)."
+    )
+    kafka_min_insync_replicas: int = Field(
+        1,
+        ge=1,
+        description="Replicas that must have a record before an acks=all producer is told it is stored (topic "
+        "setting min.insync.replicas; with 3 replicas: 2, so one broker may be down and nothing acknowledged lost).",
+    )
     trino_catalog: str = Field("lakehouse", description="Trino catalog of the lake (Delta Lake connector).")
     pii_hmac_key: SecretStr | None = Field(
         None,
@@ -405,6 +414,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{ENV_PREFIX}KAFKA_SECURITY=plaintext is refused in the {self.environment!r} environment: it exists "
                 "only for a benchmark's plain twin broker on this machine"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Settings:
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_MIN_INSYNC_REPLICAS={self.kafka_min_insync_replicas} exceeds "
+                f"{ENV_PREFIX}KAFKA_REPLICATION_FACTOR={self.kafka_replication_factor}: every acks=all write would fail"
             )
         return self
 

@@ -80,8 +80,14 @@ def broker_ready(s: Settings) -> bool:
         client.close()
 
 
+def topic_config(s: Settings) -> dict[str, str]:
+    """The topic-level settings the contract topics are created with (from the settings)."""
+    return {"min.insync.replicas": str(s.kafka_min_insync_replicas)}
+
+
 def ensure_topics(s: Settings) -> list[str]:
-    """Create the contract's topics that are missing; return the names created."""
+    """Create the contract's topics that are missing (partitions, replicas and ``topic_config`` from the
+    settings); return the names created."""
     from kafka.admin import NewTopic
 
     client = admin(s)
@@ -90,7 +96,15 @@ def ensure_topics(s: Settings) -> list[str]:
         missing = [t.name for t in TOPICS if t.name not in existing]
         if missing:
             client.create_topics(
-                [NewTopic(name, num_partitions=s.kafka_partitions, replication_factor=1) for name in missing]
+                [
+                    NewTopic(
+                        name,
+                        num_partitions=s.kafka_partitions,
+                        replication_factor=s.kafka_replication_factor,
+                        topic_configs=topic_config(s),
+                    )
+                    for name in missing
+                ]
             )
         return missing
     finally:

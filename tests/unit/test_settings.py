@@ -265,3 +265,36 @@ def test_dagster_runs_and_the_cli_refuse_a_forbidden_override(monkeypatch: pytes
     result = CliRunner().invoke(main, ["stream", "start", "bronze", "--set", "java17_home=/tmp/evil-jdk"])
     assert result.exit_code == 2
     assert "a run may not override java17_home" in result.output
+
+
+def test_min_insync_replicas_above_the_replication_factor_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(
+        ValidationError, match="KAFKA_MIN_INSYNC_REPLICAS=2 exceeds LAKEHOUSE_KAFKA_REPLICATION_FACTOR=1"
+    ):
+        Settings(_env_file=None, kafka_min_insync_replicas=2)  # type: ignore[call-arg]
+
+
+def test_contract_topics_are_created_with_the_configured_partitions_replicas_and_min_insync(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lakehouse.services import kafka
+
+    created: list[object] = []
+
+    class Admin:  # kafka-python's KafkaAdminClient, as far as ensure_topics uses it
+        def list_topics(self) -> list[str]:
+            return ["payments"]
+
+        def create_topics(self, topics: list[object]) -> None:
+            created.extend(topics)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(kafka, "admin", lambda s: Admin())
+    s = Settings(_env_file=None, kafka_partitions=12, kafka_replication_factor=3, kafka_min_insync_replicas=2)  # type: ignore[call-arg]
+    assert kafka.ensure_topics(s) == ["clickstream", "iot"]
+    got = [(t.name, t.num_partitions, t.replication_factor, t.topic_configs) for t in created]  # type: ignore[attr-defined]
+    assert got == [(name, 12, 3, {"min.insync.replicas": "2"}) for name in ("clickstream", "iot")]
