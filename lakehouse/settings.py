@@ -390,6 +390,18 @@ class Settings(BaseSettings):
             raise ValueError(f"expected HOST:PORT (e.g. redis.internal:6379), got {value!r}")
         return value
 
+    @field_validator("lake_root", "checkpoint_root", "state_dir", "jvm_root", mode="before")
+    @classmethod
+    def _a_local_path(cls, value: object) -> object:
+        # A URI would become a relative path ("s3a://b/lake" -> <cwd>/s3a:/b/lake) and the lake would land
+        # on the local disk without a word.
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                f"{value!r} is a URI: this version keeps the lake, its checkpoints and the state on a local (or "
+                "mounted) filesystem; give a path"
+            )
+        return value
+
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, value: str) -> str:

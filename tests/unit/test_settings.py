@@ -298,3 +298,11 @@ def test_contract_topics_are_created_with_the_configured_partitions_replicas_and
     assert kafka.ensure_topics(s) == ["clickstream", "iot"]
     got = [(t.name, t.num_partitions, t.replication_factor, t.topic_configs) for t in created]  # type: ignore[attr-defined]
     assert got == [(name, 12, 3, {"min.insync.replicas": "2"}) for name in ("clickstream", "iot")]
+
+
+@pytest.mark.parametrize("field", ["lake_root", "checkpoint_root"])
+def test_a_uri_for_the_lake_is_refused_instead_of_becoming_a_local_directory(field: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="'s3a://bucket/lake' is a URI"):
+        Settings(_env_file=None, **{field: "s3a://bucket/lake"})  # type: ignore[call-arg]
