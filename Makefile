@@ -53,12 +53,26 @@ $(ACTIONLINT):
 	@echo "==> building actionlint $(ACTIONLINT_VERSION) (Go module proxy)"
 	@tmp=$$(mktemp -d) && GOBIN=$$tmp go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION) && mv $$tmp/actionlint $@ && rmdir $$tmp
 
-lint: $(PIP_STAMP) $(ACTIONLINT) ## ruff (lint + format check), mypy, the import contracts (pyproject.toml [tool.importlinter]), actionlint
+# checkov checks the deploy templates (infra/deploy). It pins packaging, networkx and tabulate below
+# what the project's venv holds, so it lives in a venv of its own, from PyPI.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .lakehouse/tools/checkov-$(CHECKOV_VERSION)/bin/checkov
+
+$(CHECKOV):
+	@echo "==> installing checkov $(CHECKOV_VERSION) in a venv of its own (PyPI)"
+	@rm -rf .lakehouse/tools/checkov-$(CHECKOV_VERSION)
+	@$(PYTHON) -m venv .lakehouse/tools/checkov-$(CHECKOV_VERSION)
+	@if $(BIN)/uv --version >/dev/null 2>&1; then \
+	  $(BIN)/uv pip install -q --python .lakehouse/tools/checkov-$(CHECKOV_VERSION)/bin/python checkov==$(CHECKOV_VERSION); \
+	  else .lakehouse/tools/checkov-$(CHECKOV_VERSION)/bin/pip install -q checkov==$(CHECKOV_VERSION); fi
+
+lint: $(PIP_STAMP) $(ACTIONLINT) $(CHECKOV) ## ruff, mypy, the import contracts, actionlint (workflows), checkov (deploy templates)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy lakehouse orchestration
 	$(BIN)/lint-imports --no-cache
 	$(ACTIONLINT) -shellcheck= .github/workflows/*.yml
+	$(CHECKOV) -d infra/deploy --framework terraform --quiet --compact --skip-download
 
 fmt: $(PIP_STAMP) ## Format and autofix with ruff
 	$(BIN)/ruff format .

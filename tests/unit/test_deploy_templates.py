@@ -1,0 +1,60 @@
+"""The deploy templates (infra/deploy) agree with the platform they deploy: checkov (`make lint`) checks
+their security; these check that the CloudWatch alarms mirror real Prometheus rules, runbook sections
+and metrics, and that names the code fixes (consumer groups, topics) are the ones the templates use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from lakehouse.contracts import TOPICS
+from lakehouse.services.topics import spark_group
+
+ROOT = Path(__file__).resolve().parents[2]
+AWS = ROOT / "infra" / "deploy" / "terraform" / "aws"
+
+
+def _rules() -> set[str]:
+    doc = yaml.safe_load((ROOT / "infra" / "prometheus" / "rules" / "lakehouse.rules.yml").read_text())
+    return {rule["alert"] for group in doc["groups"] for rule in group["rules"] if "alert" in rule}
+
+
+def test_every_alarm_names_a_prometheus_rule_and_a_runbook_section() -> None:
+    alarms = (AWS / "cloudwatch.tf").read_text()
+    named = set(re.findall(r"\b(Lakehouse[A-Z][A-Za-z]+)\b", alarms))
+    assert named, "the alarms name no Prometheus rule"
+    assert named <= _rules(), f"alarms name rules that do not exist: {named - _rules()}"
+    headings = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in (ROOT / "docs" / "runbook.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    anchors = set(re.findall(r"runbook\}#([a-z0-9-]+)", alarms)) | {r.lower() for r in named}
+    missing = {a for a in anchors if a not in headings and not a.startswith("${")}
+    # The Redis alarms share LakehouseRedisMemoryHigh's section, as the rules do.
+    assert missing <= {"lakehouseredisfull", "lakehouseredisevicting"}, f"no runbook section for {missing}"
+
+
+def test_the_platform_metrics_the_alarms_read_are_ones_the_platform_exports() -> None:
+    alarms = (AWS / "cloudwatch.tf").read_text()
+    metrics = set(re.findall(r"\b(lakehouse_[a-z_]+)\b", alarms))
+    assert metrics
+    code = "".join(
+        p.read_text()
+        for d in ("lakehouse", "spark_apps", "orchestration", "infra/prometheus")
+        for p in (ROOT / d).rglob("*")
+        if p.suffix in (".py", ".yml") and p.is_file()
+    )
+    assert {m for m in metrics if m not in code} == set()
+
+
+def test_kafka_names_in_the_templates_are_the_platforms() -> None:
+    tf = (AWS / "cloudwatch.tf").read_text() + (AWS / "iam.tf").read_text() + (AWS / "msk.tf").read_text()
+    assert f'"Consumer Group" = "{spark_group("bronze")}"' in tf
+    assert '"spark-kafka-*"' in tf or "/spark-kafka-*" in tf
+    for topic in TOPICS:
+        assert f'"{topic.name}"' in tf
+    assert "min.insync.replicas=2" in tf
+    assert "default.replication.factor=3" in tf
