@@ -58,3 +58,35 @@ def test_kafka_names_in_the_templates_are_the_platforms() -> None:
         assert f'"{topic.name}"' in tf
     assert "min.insync.replicas=2" in tf
     assert "default.replication.factor=3" in tf
+
+
+def test_the_strimzi_manifests_are_the_ones_the_code_generates() -> None:
+    from lakehouse.stack.deploy import kafka_manifests
+
+    committed = (ROOT / "infra" / "deploy" / "kubernetes" / "kafka.yaml").read_text()
+    assert committed == kafka_manifests(), (
+        "regenerate: python -m lakehouse.stack.deploy > infra/deploy/kubernetes/kafka.yaml"
+    )
+
+
+def test_every_principal_gets_exactly_its_local_acls_on_strimzi() -> None:
+    from lakehouse.services.kafka import acls
+    from lakehouse.stack.deploy import cluster_settings, topics, users
+
+    spelled = {"Read": "READ", "Write": "WRITE", "Describe": "DESCRIBE", "IdempotentWrite": "IDEMPOTENT_WRITE"}
+    granted = set()
+    for user in users():
+        for rule in user["spec"].get("authorization", {}).get("acls", []):
+            r = rule["resource"]
+            key = (
+                ("BROKER", "LITERAL", "kafka-cluster")
+                if r["type"] == "cluster"
+                else (r["type"].upper(), {"literal": "LITERAL", "prefix": "PREFIXED"}[r["patternType"]], r["name"])
+            )
+            granted |= {(user["metadata"]["name"], *key, spelled[op]) for op in rule["operations"]}
+    assert granted == set(acls())
+    s = cluster_settings()
+    made = {
+        (t["metadata"]["name"], t["spec"]["replicas"], t["spec"]["config"]["min.insync.replicas"]) for t in topics(s)
+    }
+    assert made == {(t.name, 3, "2") for t in TOPICS}
