@@ -90,3 +90,28 @@ def test_every_principal_gets_exactly_its_local_acls_on_strimzi() -> None:
         (t["metadata"]["name"], t["spec"]["replicas"], t["spec"]["config"]["min.insync.replicas"]) for t in topics(s)
     }
     assert made == {(t.name, 3, "2") for t in TOPICS}
+
+
+def test_dagsters_helm_values_are_generated_and_queue_runs_as_the_local_instance_does() -> None:
+    from lakehouse.stack.deploy import dagster_values, dagster_values_yaml
+
+    committed = (ROOT / "infra" / "deploy" / "kubernetes" / "dagster-values.yaml").read_text()
+    assert committed == dagster_values_yaml(), (
+        "regenerate: python -m lakehouse.stack.deploy dagster > infra/deploy/kubernetes/dagster-values.yaml"
+    )
+    local = yaml.safe_load((ROOT / "infra" / "dagster" / "dagster.yaml").read_text())["run_coordinator"]["config"]
+    queue = dagster_values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queue["tagConcurrencyLimits"] == local["tag_concurrency_limits"]
+    assert queue["maxConcurrentRuns"] == local["max_concurrent_runs"]
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"][0]["python_module"]
+    (location,) = dagster_values()["dagster-user-deployments"]["deployments"]
+    assert location["dagsterApiGrpcArgs"] == ["--module-name", workspace["module_name"]]
+    assert dagster_values()["postgresql"]["enabled"] is False  # an external database; no password in values
+
+    def keys(node: object) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {k for v in node.values() for k in keys(v)}
+        return {k for v in node for k in keys(v)} if isinstance(node, list) else set()
+
+    secrets = {k for k in keys(dagster_values()) if "password" in k.lower()}
+    assert secrets == {"generatePostgresqlPasswordSecret"}  # no password among the values
