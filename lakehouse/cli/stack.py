@@ -94,6 +94,9 @@ def status(as_json: bool) -> None:
         console.print(table)
         if bad:
             console.print(f"[red]not healthy:[/] {', '.join(bad)}  (see `lakehouse logs NAME`)")
+        for r in rows:
+            if r.why:
+                console.print(f"[red]{r.name}:[/] {r.why}", highlight=False)
         console.print(
             f"dashboards: {s.dashboard_url}  ·  Dagster: {s.dagster_url}  ·  alerts: {s.alertmanager_url}"
             "  (`lakehouse ui` or `lakehouse ui --dashboard` prints a login link)",

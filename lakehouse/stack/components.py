@@ -216,6 +216,7 @@ class Component:
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.s.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.rotate_log()
         self.prepare()
         cmd = self.command()
         with open(self.logfile, "ab") as out:
@@ -279,11 +280,37 @@ class Component:
         proc = self.process()
         return 0 if proc is None else tree_rss(proc)
 
+    def rotate_log(self, max_bytes: int = 64 << 20) -> None:
+        """Before a start: a log over MAX_BYTES becomes ``<name>.log.1`` (replacing the previous one), so
+        a stack that runs for months keeps at most two logs' worth per component."""
+        try:
+            if self.logfile.stat().st_size > max_bytes:
+                self.logfile.replace(self.logfile.with_name(self.logfile.name + ".1"))
+        except FileNotFoundError:
+            pass
+
     def log_tail(self, n: int = 40) -> str:
         if not self.logfile.exists():
             return "(no log)"
         lines = self.logfile.read_text(errors="replace").splitlines()
         return "\n".join(lines[-n:])
+
+    def why_down(self, last_bytes: int = 1 << 20) -> str:
+        """What the log of its last run says stopped it, when it is a cause we know; "" otherwise.
+        (A broker whose log directory filled stops itself: `lakehouse status` then says so.)"""
+        try:
+            with self.logfile.open("rb") as f:
+                f.seek(max(0, self.logfile.stat().st_size - last_bytes))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        last_run = text.rsplit("\n=== ", 1)[-1]  # start() writes "=== <time> starting: ..." before each run
+        if "No space left on device" in last_run:
+            return (
+                f"its last run stopped on a full disk (No space left on device, in {self.logfile}); free space "
+                f"under {self.workdir}, then `lakehouse up {self.name}`"
+            )
+        return ""
 
 
 #: Written into Kafka's storage directory once it is formatted with the SCRAM users.
@@ -1088,6 +1115,7 @@ class Status:
     url: str
     version: str
     rss_bytes: int
+    why: str = ""  # when down: what its log says stopped it (Component.why_down), if known
 
 
 def status(s: Settings) -> list[Status]:
@@ -1108,6 +1136,7 @@ def status(s: Settings) -> list[Status]:
                 url=c.url(),
                 version=c.version() if healthy else "",
                 rss_bytes=c.rss_bytes(),
+                why=c.why_down() if state == "down" else "",
             )
         )
     return out

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from lakehouse.cli.app import main
 
@@ -47,21 +47,47 @@ def test_command_modules_never_import_the_app() -> None:
         assert "lakehouse.cli.app" not in imported, module.name
 
 
-def test_status_of_a_stopped_stack_exits_non_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _status_of_a_stopped_stack(monkeypatch: pytest.MonkeyPatch, state_dir: Path) -> Result:
+    """`lakehouse status` on a stack in STATE_DIR that is not running."""
     # Ports nobody listens on, so nothing can be mistaken for a running service.
     for i, var in enumerate(["KAFKA", "KAFKA_CONTROLLER", "REDIS", "TRINO", "DAGSTER", "PROMETHEUS", "PUSHGATEWAY"]):
         monkeypatch.setenv(f"LAKEHOUSE_{var}_PORT", str(1 + i))
-    monkeypatch.setenv("LAKEHOUSE_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("LAKEHOUSE_STATE_DIR", str(state_dir))
     from lakehouse.settings import get_settings
 
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(main, ["status"])
+        return CliRunner().invoke(main, ["status"])
     finally:
         get_settings.cache_clear()
+
+
+def test_status_of_a_stopped_stack_exits_non_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    result = _status_of_a_stopped_stack(monkeypatch, tmp_path)
     assert result.exit_code == 1
     assert "down" in result.output
     assert "kafka" in result.output
+
+
+def test_status_says_a_component_stopped_on_a_full_disk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "kafka.log").write_text(
+        "\n=== 2026-12-01 10:00:00 starting: java kafka.Kafka\n[..] ERROR No space left on device\n"
+        "\n=== 2026-12-03 10:00:00 starting: java kafka.Kafka\n"
+        "[..] ERROR Error while appending records to payments-3 in dir data\n"
+        "java.io.IOException: No space left on device\n"
+        "[..] ERROR Shutdown broker because all log dirs in data have failed\n"
+    )
+    (tmp_path / "logs" / "redis.log").write_text(  # an earlier run's full disk, not the last one's
+        "\n=== 2026-12-01 10:00:00 starting: redis-server\nNo space left on device\n"
+        "\n=== 2026-12-03 10:00:00 starting: redis-server\nReady to accept connections\n"
+    )
+    result = _status_of_a_stopped_stack(monkeypatch, tmp_path)
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert text.count("stopped on a full disk") == 1, result.output
+    assert "kafka: its last run stopped on a full disk (No space left on device" in text
+    assert "then `lakehouse up kafka`" in text
 
 
 def test_logs_of_an_unknown_component_is_a_clear_error() -> None:

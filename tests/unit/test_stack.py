@@ -131,6 +131,25 @@ def test_a_service_that_dies_at_start_reports_its_log(settings: Settings) -> Non
     assert time.monotonic() - t0 < 15, "a dead process must be noticed without waiting out the timeout"
 
 
+def test_a_start_rotates_a_large_log_and_says_why_the_last_run_stopped(settings: Settings) -> None:
+    class Crashes(HttpServer):
+        def command(self) -> list[str]:
+            return [sys.executable, "-c", "import sys; print('write: No space left on device'); sys.exit(3)"]
+
+    svc = Crashes(settings, free_port())
+    settings.logs_dir.mkdir(parents=True)
+    svc.logfile.write_bytes(b"old run\n" * 200)
+    svc.rotate_log(max_bytes=1000)  # as start() does, here with a small limit
+    assert (settings.logs_dir / "http.log.1").read_bytes() == b"old run\n" * 200
+    assert not svc.logfile.exists()
+    with pytest.raises(StackError, match="No space left on device"):
+        svc.start(print)
+    assert "stopped on a full disk" in svc.why_down()
+    assert (settings.logs_dir / "http.log.1").read_bytes() == b"old run\n" * 200  # a small log is not rotated
+    svc.logfile.write_text(svc.logfile.read_text() + "\n=== 2026-12-03 10:00:00 starting: x\nserving\n")
+    assert svc.why_down() == ""  # only the last run counts
+
+
 def test_render_fills_placeholders_and_rejects_missing_ones(tmp_path: Path) -> None:
     tpl = tmp_path / "t.conf"
     tpl.write_text("port=${port}\nhost=${host}\n")
