@@ -115,3 +115,26 @@ def test_dagsters_helm_values_are_generated_and_queue_runs_as_the_local_instance
 
     secrets = {k for k in keys(dagster_values()) if "password" in k.lower()}
     assert secrets == {"generatePostgresqlPasswordSecret"}  # no password among the values
+
+
+def test_trinos_helm_values_are_generated_with_the_local_access_rules() -> None:
+    import json
+    from string import Template
+
+    from lakehouse.stack.deploy import cluster_settings, trino_values, trino_values_yaml
+
+    committed = (ROOT / "infra" / "deploy" / "kubernetes" / "trino-values.yaml").read_text()
+    assert committed == trino_values_yaml(), (
+        "regenerate: python -m lakehouse.stack.deploy trino > infra/deploy/kubernetes/trino-values.yaml"
+    )
+    values = yaml.safe_load(committed)
+    catalog = cluster_settings().trino_catalog
+    local = Template((ROOT / "infra" / "trino" / "rules.json").read_text()).substitute(catalog=catalog)
+    assert json.loads(values["accessControl"]["rules"]["rules.json"]) == json.loads(local)
+    assert "connector.name=delta_lake" in values["catalogs"][catalog]
+    assert values["server"]["config"]["authenticationType"] == "PASSWORD"
+    assert values["server"]["config"]["https"]["enabled"] is True
+    # The service account the values create is the one Terraform's role trusts.
+    iam = (AWS / "iam.tf").read_text()
+    assert '"system:serviceaccount:lakehouse:${each.value}"' in iam
+    assert f'trino = "{trino_values()["serviceAccount"]["name"]}"' in iam

@@ -20,10 +20,15 @@ output "redis_auth_secret_arn" {
 
 output "spark_role_arn" {
   description = "The role the Spark drivers' service account assumes (annotation eks.amazonaws.com/role-arn)."
-  value       = aws_iam_role.spark.arn
+  value       = aws_iam_role.workload["spark"].arn
 }
 
 output "alarm_topic_arn" {
   description = "The SNS topic the alarms go to."
   value       = aws_sns_topic.alarms.arn
+}
+
+output "trino_role_arn" {
+  description = "The role Trino's service account assumes (the Helm values' serviceAccount annotation)."
+  value       = aws_iam_role.workload["trino"].arn
 }
