@@ -66,6 +66,11 @@ def log(text: str) -> None:
     print(f"[serving] {text}", file=sys.stderr, flush=True)
 
 
+def where_redis_writes(s: Settings) -> str:
+    """Where Redis keeps its files, as a remedy names it: the local stack's directory, or its own host's."""
+    return f"under {s.state_dir / 'redis'}" if s.redis_endpoint is None else f"of the Redis host ({s.redis_where})"
+
+
 def with_redis(s: Settings, what: str, write: Callable[[Any], T]) -> T:
     """Run ``write(redis_client)``; retry an unreachable or full Redis with backoff for ``s.serving_retry_s``.
 
@@ -105,9 +110,8 @@ def with_redis(s: Settings, what: str, write: Callable[[Any], T]) -> T:
                     "Raise LAKEHOUSE_REDIS_MAXMEMORY (then `lakehouse down redis && lakehouse up`) or free keys; "
                     "nothing was evicted. "
                     if full
-                    else f"Free space on the disk under {s.state_dir / 'redis'} (Redis' append-only file and "
-                    "snapshots); Redis takes writes again by itself once it can write there, keeping what it "
-                    "had acknowledged. "
+                    else f"Free space on the disk {where_redis_writes(s)} (Redis' append-only file and snapshots); "
+                    "Redis takes writes again by itself once it can write there, keeping what it had acknowledged. "
                     if unpersisted
                     else ""
                 )
