@@ -37,6 +37,7 @@ def ensure_acls(s: Settings) -> int:
     """Create the ACLs of ``acls`` (creating an existing one is a no-op); return how many there are."""
     from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, as documented
         AclBinding,
+        AclBindingFilter,
         AclOperation,
         AclPermissionType,
         AdminClient,
@@ -62,7 +63,32 @@ def ensure_acls(s: Settings) -> int:
             future.result()
         except Exception as e:
             raise RuntimeError(f"creating Kafka ACL {binding} failed: {e}") from e
-    return len(wanted)
+
+    # The controller has them; the broker's authorizer applies them from the metadata log a moment
+    # later, and a client that connects in between is denied (seen: a producer right after `up` got
+    # TopicAuthorizationFailed). DescribeAcls is answered by the broker's authorizer: wait until it
+    # lists every ACL.
+    def key(b: Any) -> tuple[str, str, str, str, str]:
+        return (b.restype.name, b.name, b.resource_pattern_type.name, b.principal, b.operation.name)
+
+    everything = AclBindingFilter(  # None matches any name, principal and host (confluent-kafka's docs)
+        ResourceType.ANY,
+        None,  # type: ignore[arg-type]
+        ResourcePatternType.ANY,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    want = {key(b) for b in wanted}
+    deadline = time.monotonic() + 30
+    while True:
+        have = {key(b) for b in client.describe_acls(everything, request_timeout=10).result()}
+        if want <= have:
+            return len(wanted)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the broker does not enforce {len(want - have)} of the ACLs 30 s after creating them")
+        time.sleep(0.2)
 
 
 def broker_ready(s: Settings) -> bool:
