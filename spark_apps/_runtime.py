@@ -89,24 +89,24 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
     return marker.read_text().strip()
 
 
+_BRONZE = frozenset(t.full_name for t in BRONZE.values())
+_REFINED = frozenset(t.full_name for t in (*SILVER.values(), QUARANTINE, *GOLD.values()))
+_GOLD = frozenset(t.full_name for t in GOLD.values())
+#: What each app writes, and what it only reads: bronze writes bronze; refine reads bronze and writes
+#: silver, the quarantine and gold; replay reads bronze and rewrites silver and gold; serving reads gold.
+_WRITES = {"bronze": _BRONZE, "refine": _REFINED, "replay": _REFINED, "serving": frozenset()}
+_READS = {"bronze": frozenset(), "refine": _BRONZE, "replay": _BRONZE, "serving": _GOLD}
+
+
 def tables_of(*apps: str) -> list[TableSpec]:
-    """The tables APPS read or write: bronze writes bronze; refine reads bronze and writes silver, the
-    quarantine and gold; serving reads gold; replay reads bronze and rewrites silver and gold."""
-    refine = {t.full_name for t in (*BRONZE.values(), *SILVER.values(), QUARANTINE, *GOLD.values())}
-    uses = {
-        "bronze": {t.full_name for t in BRONZE.values()},
-        "refine": refine,
-        "replay": refine,
-        "serving": {t.full_name for t in GOLD.values()},
-    }
-    return [t for t in ALL_TABLES if any(t.full_name in uses[app] for app in apps)]
+    """The tables APPS read or write (``_WRITES``, ``_READS``)."""
+    uses = frozenset().union(*(_WRITES[app] | _READS[app] for app in apps))
+    return [t for t in ALL_TABLES if t.full_name in uses]
 
 
-def _written_by(*apps: str) -> set[str]:
+def _written_by(*apps: str) -> frozenset[str]:
     """The tables APPS write (the others of ``tables_of`` they only read)."""
-    refined = {t.full_name for t in (*SILVER.values(), QUARANTINE, *GOLD.values())}
-    writes = {"bronze": {t.full_name for t in BRONZE.values()}, "refine": refined, "replay": refined}
-    return set().union(*(writes.get(app, set()) for app in apps))
+    return frozenset().union(*(_WRITES[app] for app in apps))
 
 
 def prepare_tables(spark: SparkSession, s: Settings, *apps: str) -> None:

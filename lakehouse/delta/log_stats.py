@@ -58,10 +58,15 @@ def _commit_time(log: Path, version: int) -> datetime | None:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC) if path.exists() else None
 
 
+def _versions(log: Path) -> list[int]:
+    """The versions of the JSON commits in the ``_delta_log`` directory LOG, oldest first."""
+    return sorted(int(p.stem) for p in log.glob("[0-9]*.json") if p.stem.isdigit()) if log.is_dir() else []
+
+
 def log_stats(table_dir: Path) -> LogStats | None:
     """The table's statistics from its log, or None when only a scan (or a Parquet reader) can tell."""
     log = table_dir / "_delta_log"
-    versions = sorted(int(p.stem) for p in log.glob("[0-9]*.json") if p.stem.isdigit()) if log.is_dir() else []
+    versions = _versions(log)
     if not versions:
         return None
     version = versions[-1]
@@ -108,11 +113,11 @@ def table_properties(table_dir: Path) -> dict[str, str] | None:
     """The table's properties (``TBLPROPERTIES``) as of its newest commit, from that commit's checksum
     file: no Spark job. None when the newest commit has no readable checksum (the caller asks Delta)."""
     log = table_dir / "_delta_log"
-    versions = [int(p.stem) for p in log.glob("[0-9]*.json") if p.stem.isdigit()] if log.is_dir() else []
+    versions = _versions(log)
     if not versions:
         return None
     try:
-        doc = json.loads((log / f"{max(versions):020d}.crc").read_text())
+        doc = json.loads((log / f"{versions[-1]:020d}.crc").read_text())
     except (OSError, ValueError):
         return None
     config = (doc.get("metadata") or {}).get("configuration") if isinstance(doc, dict) else None

@@ -57,14 +57,20 @@ class StackError(RuntimeError):
     """A component could not be started, stopped or checked; the message says which and why."""
 
 
-def render(template: Path, dest: Path, **values: Any) -> Path:
-    """Fill ``${name}`` placeholders of an infra template; a missing value is an error, not a blank."""
+def fill(template: Path, **values: Any) -> str:
+    """An infra template's text with its ``${name}`` placeholders filled; a missing value is an error, not a
+    blank."""
     try:
-        text = Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
+        return Template(template.read_text()).substitute({k: str(v) for k, v in values.items()})
     except KeyError as exc:
         raise StackError(f"template {template} needs a value for {exc}") from None
     except ValueError as exc:
         raise StackError(f"template {template} is malformed: {exc}") from None
+
+
+def render(template: Path, dest: Path, **values: Any) -> Path:
+    """``fill`` the template into DEST."""
+    text = fill(template, **values)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(text)
     return dest
@@ -363,7 +369,8 @@ class Kafka(Component):
         """The agent's configuration (0600: the key store's password): HTTPS, Basic auth as the scraper."""
         salt = token_hex(16)
         password = self.s.secret("prometheus_scraper").get_secret_value()
-        text = Template((INFRA / "kafka" / "jmx-exporter.yml").read_text()).substitute(
+        text = fill(
+            INFRA / "kafka" / "jmx-exporter.yml",
             keystore=self.s.secrets_dir / FLINK_KEYSTORE,
             keystore_password=self.s.secret("flink_keystore").get_secret_value(),
             salt=salt,
@@ -711,8 +718,11 @@ class Trino(Component):
 def web_config(s: Settings, dest: Path, users: tuple[str, ...]) -> Path:
     """A Prometheus-style web config (TLS, Basic auth for USERS, bcrypt hashes) at DEST, mode 0600."""
     lines = [f"  {user}: {bcrypt_hash(s, f'prometheus_{user}')}" for user in users]
-    text = Template((INFRA / "prometheus" / "web.yml").read_text()).substitute(
-        cert_file=s.secrets_dir / SERVER_CERT, key_file=s.secrets_dir / SERVER_KEY, users="\n".join(lines)
+    text = fill(
+        INFRA / "prometheus" / "web.yml",
+        cert_file=s.secrets_dir / SERVER_CERT,
+        key_file=s.secrets_dir / SERVER_KEY,
+        users="\n".join(lines),
     )
     write_private(dest, text.encode())
     return dest
@@ -814,7 +824,8 @@ def alertmanager_config(s: Settings) -> str:
     webhook = ""
     if s.alert_webhook_url:
         webhook = f"    webhook_configs:\n      - url: {json.dumps(s.alert_webhook_url)}\n        send_resolved: true"
-    return Template((INFRA / "alertmanager" / "alertmanager.yml").read_text()).substitute(
+    return fill(
+        INFRA / "alertmanager" / "alertmanager.yml",
         pagerduty_url=json.dumps(s.pagerduty_url),
         routing_key_file=s.secret_file("pagerduty_routing_key"),
         alertmanager_url=s.alertmanager_url,

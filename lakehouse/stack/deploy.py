@@ -178,10 +178,6 @@ def dagster_values() -> dict[str, Any]:
 
     local = yaml.safe_load((INFRA / "dagster" / "dagster.yaml").read_text())
     queue = local["run_coordinator"]["config"]
-    limits = [
-        {"key": limit["key"], "value": limit["value"], "limit": limit["limit"]}
-        for limit in queue["tag_concurrency_limits"]
-    ]
 
     def settings_secret() -> dict[str, str]:
         """The Secret with the environment's LAKEHOUSE_* settings (a new dict each time: no YAML anchors)."""
@@ -225,7 +221,7 @@ def dagster_values() -> dict[str, Any]:
                     "queuedRunCoordinator": {
                         "maxConcurrentRuns": queue["max_concurrent_runs"],
                         "dequeueIntervalSeconds": queue["dequeue_interval_seconds"],
-                        "tagConcurrencyLimits": limits,
+                        "tagConcurrencyLimits": queue["tag_concurrency_limits"],
                     }
                 },
             },
@@ -255,12 +251,10 @@ def trino_values(s: Settings | None = None) -> dict[str, Any]:
     """Values for Trino's Helm chart (``trino/trino``): the lake's catalog on S3 with Glue as its
     metastore, HTTPS with password users, and the local access rules (infra/trino/rules.json, who may
     read what, which columns are masked), so a cluster grants exactly what the local stack grants."""
-    from string import Template
-
-    from lakehouse.stack.components import INFRA
+    from lakehouse.stack.components import INFRA, fill
 
     s = s or cluster_settings()
-    rules = Template((INFRA / "trino" / "rules.json").read_text()).substitute(catalog=s.trino_catalog)
+    rules = fill(INFRA / "trino" / "rules.json", catalog=s.trino_catalog)
     catalog = "\n".join(
         [
             "connector.name=delta_lake",

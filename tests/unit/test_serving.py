@@ -589,6 +589,19 @@ def test_the_documented_key_layout_is_the_one_the_key_functions_write() -> None:
     assert "| `fraud:alerts` | stream, capped near 100 000 | none |" in serving.key_layout_markdown()
 
 
+def _alerts_until_refused(
+    r: redis.Redis, prefix: str, refusal: type[redis.RedisError], at_most: int
+) -> tuple[int, redis.RedisError | None]:
+    """Write one fraud alert at a time until Redis refuses one with REFUSAL (at most AT_MOST): how many it
+    took, and the refusal (None: it never refused)."""
+    for i in range(at_most):
+        try:
+            write_fraud_alerts(r, [alert_row(f"{prefix}-{i:06d}", f"u{i % 50}", i % 60)], maxlen=100_000)
+        except refusal as e:
+            return i, e
+    return at_most, None
+
+
 def test_a_full_redis_refuses_writes_evicts_nothing_and_the_stream_says_so(settings: Settings, r: redis.Redis) -> None:
     """noeviction: at maxmemory a write fails with OOM instead of an alert marker silently vanishing (which
     would let the alert be appended twice). The serving stream retries, then stops with the remedy."""
@@ -596,17 +609,9 @@ def test_a_full_redis_refuses_writes_evicts_nothing_and_the_stream_says_so(setti
 
     assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
     before = int(r.config_get("maxmemory")["maxmemory"])
-    written = 0
     try:
         r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + 200_000)
-        refused = None
-        for i in range(100_000):
-            try:
-                write_fraud_alerts(r, [alert_row(f"oom-{i:06d}", f"u{i % 50}", i % 60)], maxlen=100_000)
-            except redis.OutOfMemoryError as e:
-                refused = e
-                break
-            written += 1
+        written, refused = _alerts_until_refused(r, "oom", redis.OutOfMemoryError, 100_000)
         assert refused is not None, "Redis never refused a write at its maxmemory"
         assert written > 0
         markers = sum(1 for _ in r.scan_iter(match=b"fraud:alert:*", count=1000))
@@ -645,15 +650,7 @@ def test_redis_on_a_full_disk_refuses_writes_keeps_what_it_acknowledged_and_the_
         assert answers(s, proc)
         r = connect(s, role="admin", decode_responses=False)
         disk.resize(disk.used() + (256 << 10))
-        acknowledged = 0
-        refused: redis.ResponseError | None = None
-        for i in range(200_000):
-            try:
-                write_fraud_alerts(r, [alert_row(f"disk-{i:06d}", f"u{i % 50}", i % 60)], maxlen=100_000)
-            except redis.ResponseError as e:
-                refused = e
-                break
-            acknowledged += 1
+        acknowledged, refused = _alerts_until_refused(r, "disk", redis.ResponseError, 200_000)
         assert refused is not None, "Redis never refused a write on a full disk"
         assert "MISCONF Errors writing to the AOF file: No space left on device" in str(refused), refused
         assert acknowledged > 0
