@@ -73,6 +73,10 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
             [f"-Dlog4j2.configurationFile={LOG4J2}", "-XX:+ExitOnOutOfMemoryError", s.spark_driver_java_options]
         ).strip(),
         "spark.ui.showConsoleProgress": "false",
+        # Shuffle and spill files, broadcast blocks and the driver's file server under the state directory,
+        # one directory per process, instead of /tmp: a driver killed outright (SIGKILL, OOM killer) leaves its
+        # scratch behind, and the next session sweeps what dead processes left (``sweep_scratch``).
+        "spark.local.dir": str(scratch_dir(s)),
         # Delta reads its log with this many tasks (default 50): far too many for 2 cores.
         "spark.databricks.delta.snapshotPartitions": str(s.spark_shuffle_partitions),
         # Delta: a stream restart must find its own state; never silently drop the Delta log.
@@ -89,6 +93,31 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         "spark.sql.streaming.pollingDelay": "50ms",
         **({} if s.spark_codegen else _INTERPRETED),
     }
+
+
+def scratch_dir(s: Settings, pid: int | None = None) -> Path:
+    """Spark's scratch directory (``spark.local.dir``) of process PID (this one by default)."""
+    return s.state_dir / "spark-scratch" / str(os.getpid() if pid is None else pid)
+
+
+def sweep_scratch(s: Settings) -> list[Path]:
+    """Remove the scratch directories of processes that no longer run; return them.
+
+    A driver that exits cleanly removes its own files; one killed outright leaves them (gigabytes over a
+    fault test's ten kills). Named by the Python process' pid, a directory is its own as long as that
+    process lives; a pid reused since by another process keeps its directory until that one ends too.
+    """
+    import shutil
+
+    import psutil
+
+    root = s.state_dir / "spark-scratch"
+    removed: list[Path] = []
+    for d in root.iterdir() if root.is_dir() else ():
+        if d.name.isdigit() and int(d.name) != os.getpid() and not psutil.pid_exists(int(d.name)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 #: Expressions interpreted, no whole-stage Java code: a cold driver's first batches spent more time in
@@ -120,6 +149,8 @@ def build_spark_session(
     os.environ["JAVA_HOME"] = str(s.java17())
     # Bind the driver to the configured loopback address instead of guessing an interface.
     os.environ["SPARK_LOCAL_IP"] = s.host
+    sweep_scratch(s)
+    scratch_dir(s).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder
     for key, value in {**spark_conf(s, app_name, master), **(extra_conf or {})}.items():
         builder = builder.config(key, value)

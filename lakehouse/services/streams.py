@@ -59,6 +59,8 @@ def spark_submit(
 
     s = spark_cds.with_options(s, spark_cds.driver_options(s) if java_options is None else list(java_options))
     conf = spark_conf(s, f"lakehouse-{name}", master)
+    # The driver's own scratch directory is named after its own process, set by its session (not this one's).
+    conf.pop("spark.local.dir")
     cmd = [
         str(Path(sys.executable).parent / "spark-submit"),
         "--master",

@@ -44,3 +44,33 @@ def test_code_generation_is_on_unless_a_setting_turns_it_off(tmp_path: Path) -> 
     off = spark_conf(s.model_copy(update={"spark_codegen": False}), "app")
     assert off["spark.sql.codegen.factoryMode"] == "NO_CODEGEN"
     assert off["spark.sql.codegen.wholeStage"] == "false"
+
+
+def test_spark_scratch_is_per_process_under_the_state_dir_and_dead_processes_scratch_is_swept(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from lakehouse.delta.session import scratch_dir, sweep_scratch
+
+    _with_jars(tmp_path)
+    s = Settings(state_dir=tmp_path)
+    assert spark_conf(s, "app")["spark.local.dir"] == str(tmp_path / "spark-scratch" / str(os.getpid()))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dirs = {pid: scratch_dir(s, pid) for pid in (int(dead.stdout), alive.pid, os.getpid())}
+        for d in dirs.values():
+            (d / "blockmgr-1").mkdir(parents=True)
+            (d / "blockmgr-1" / "shuffle_0_0_0.data").write_bytes(b"x" * 1024)
+        (tmp_path / "spark-scratch" / "not-a-pid").mkdir()  # not ours to judge: kept
+        assert sweep_scratch(s) == [dirs[int(dead.stdout)]]
+        assert not dirs[int(dead.stdout)].exists()
+        assert dirs[alive.pid].exists() and dirs[os.getpid()].exists()
+        assert (tmp_path / "spark-scratch" / "not-a-pid").exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    assert sweep_scratch(s) == [dirs[alive.pid]]
