@@ -68,7 +68,8 @@ def test_spark_scratch_is_per_process_under_the_state_dir_and_dead_processes_scr
         (tmp_path / "spark-scratch" / "not-a-pid").mkdir()  # not ours to judge: kept
         assert sweep_scratch(s) == [dirs[int(dead.stdout)]]
         assert not dirs[int(dead.stdout)].exists()
-        assert dirs[alive.pid].exists() and dirs[os.getpid()].exists()
+        assert dirs[alive.pid].exists()
+        assert dirs[os.getpid()].exists()
         assert (tmp_path / "spark-scratch" / "not-a-pid").exists()
     finally:
         alive.kill()
