@@ -91,6 +91,20 @@ DAGSTER_USERS = ("engineer", "viewer")
 REDIS_ROLES = ("admin", "writer", "reader", "monitor")
 
 
+#: Broker i of a multi-broker stack listens on the first broker's ports plus this times (i - 1)
+#: (9092, 9192, 9292; controllers 9093, 9193, 9293): clear of every other default port.
+KAFKA_NODE_PORT_STRIDE = 100
+
+#: What a profile changes (docs/scaling.md); a setting given explicitly (environment, .env, argument) wins.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cluster": {
+        "kafka_brokers": 3,
+        "kafka_replication_factor": 3,
+        "kafka_min_insync_replicas": 2,
+    },
+}
+
+
 class SettingsError(RuntimeError):
     """A bad configuration, explained in one readable message (no stack trace)."""
 
@@ -107,6 +121,12 @@ class Settings(BaseSettings):
     # --- where things live -------------------------------------------------
     environment: Literal["local", "ci", "prod"] = Field(
         "local", description="Deployment environment; everything environment-specific derives from it."
+    )
+    profile: Literal["local", "cluster"] = Field(
+        "local",
+        description="What `lakehouse up` runs on this machine: `local`, one process per service; `cluster`, the "
+        "distributed versions (three Kafka brokers, replication 3, 2 in sync). A profile only changes defaults: "
+        "a setting given explicitly wins (docs/scaling.md).",
     )
     state_dir: Path = Field(
         PROJECT_ROOT / ".lakehouse", description="Data, logs, pid files and the JVM cache (git-ignored)."
@@ -318,6 +338,13 @@ class Settings(BaseSettings):
         "SASL_SSL only.",
     )
     kafka_partitions: int = Field(6, ge=1, description="Partitions per topic (contracts §1 local default).")
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=9,
+        description="Brokers of the stack's Kafka (KRaft; each also a controller); the cluster profile: 3. Broker i "
+        f"listens on the Kafka ports plus {KAFKA_NODE_PORT_STRIDE}·(i-1).",
+    )
     kafka_replication_factor: int = Field(
         1, ge=1, description="Replicas of each contract topic (the local stack has one broker; a cluster: 3)."
     )
@@ -429,6 +456,25 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        """The profile's defaults for what was not set explicitly (PROFILE_DEFAULTS)."""
+        if isinstance(data, dict):
+            profile = data.get("profile")
+            for key, value in PROFILE_DEFAULTS.get(str(profile), {}).items():
+                data.setdefault(key, value)
+        return data
+
+    @model_validator(mode="after")
+    def _replicas_within_brokers(self) -> Settings:
+        if self.kafka_bootstrap_servers is None and self.kafka_replication_factor > self.kafka_brokers:
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_REPLICATION_FACTOR={self.kafka_replication_factor} exceeds the stack's "
+                f"{ENV_PREFIX}KAFKA_BROKERS={self.kafka_brokers}: no topic could be created"
+            )
+        return self
+
     @model_validator(mode="after")
     def _insync_within_replicas(self) -> Settings:
         if self.kafka_min_insync_replicas > self.kafka_replication_factor:
@@ -459,7 +505,18 @@ class Settings(BaseSettings):
             if port in ports:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={port} clashes with {ENV_PREFIX}{ports[port].upper()}")
             ports[port] = name
+        for node in range(2, self.kafka_brokers + 1):
+            for what, port in zip(("client", "controller", "metrics"), self.kafka_node_ports(node), strict=True):
+                if port in ports or port > 65535:
+                    clash = f"clashes with {ENV_PREFIX}{ports[port].upper()}" if port in ports else "is not a port"
+                    raise ValueError(f"Kafka broker {node}'s {what} port {port} {clash}")
+                ports[port] = f"kafka_{what}_port_of_broker_{node}"
         return self
+
+    def kafka_node_ports(self, node: int) -> tuple[int, int, int]:
+        """Broker NODE's (1-based) client, controller and metrics ports: the Kafka ports plus a stride per node."""
+        shift = KAFKA_NODE_PORT_STRIDE * (node - 1)
+        return self.kafka_port + shift, self.kafka_controller_port + shift, self.kafka_metrics_port + shift
 
     # --- derived --------------------------------------------------------
     @property
@@ -524,7 +581,10 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"{self.host}:{self.kafka_port}"
+        """Where clients find Kafka: ``kafka_bootstrap_servers``, else every broker of the stack."""
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"{self.host}:{self.kafka_node_ports(n)[0]}" for n in range(1, self.kafka_brokers + 1))
 
     @property
     def redis_address(self) -> tuple[str, int]:

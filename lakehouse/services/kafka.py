@@ -13,10 +13,12 @@ from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings
 
 
-def admin(s: Settings, timeout_ms: int = 5000) -> Any:
+def admin(s: Settings, timeout_ms: int = 5000, bootstrap: str | None = None) -> Any:
+    """kafka-python's admin client as ``admin``; through BOOTSTRAP (one broker, "host:port") if given."""
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(client_id="lakehouse-admin", request_timeout_ms=timeout_ms, **python_config(s, "admin"))
+    config = python_config(s, "admin") | ({"bootstrap_servers": bootstrap} if bootstrap else {})
+    return KafkaAdminClient(client_id="lakehouse-admin", request_timeout_ms=timeout_ms, **config)
 
 
 def acls() -> list[tuple[str, str, str, str, str]]:
@@ -57,7 +59,8 @@ def ensure_acls(s: Settings) -> int:
         )
         for principal, rtype, pattern, name, op in acls()
     ]
-    client = AdminClient(librdkafka_config(s, "admin"))
+    config = librdkafka_config(s, "admin")
+    client = AdminClient(config)
     for binding, future in client.create_acls(wanted, request_timeout=30).items():
         try:
             future.result()
@@ -82,19 +85,26 @@ def ensure_acls(s: Settings) -> int:
     )
     want = {key(b) for b in wanted}
     deadline = time.monotonic() + 30
-    while True:
-        have = {key(b) for b in client.describe_acls(everything, request_timeout=10).result()}
-        if want <= have:
-            return len(wanted)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the broker does not enforce {len(want - have)} of the ACLs 30 s after creating them")
-        time.sleep(0.2)
+    # Each broker has its own authorizer: ask each, through a client that knows only that broker.
+    for broker in s.bootstrap_servers.split(","):
+        client = AdminClient(config | {"bootstrap.servers": broker})
+        while True:
+            have = {key(b) for b in client.describe_acls(everything, request_timeout=10).result()}
+            if want <= have:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"broker {broker} does not enforce {len(want - have)} of the ACLs 30 s after creating them"
+                )
+            time.sleep(0.2)
+    return len(wanted)
 
 
-def broker_ready(s: Settings) -> bool:
-    """True when the broker answers a metadata request (the cluster has a controller and a broker)."""
+def broker_ready(s: Settings, bootstrap: str | None = None) -> bool:
+    """True when the cluster answers a metadata request (it has a controller and a broker), asked through
+    BOOTSTRAP (one broker) when given."""
     try:
-        client = admin(s, timeout_ms=3000)
+        client = admin(s, timeout_ms=3000, bootstrap=bootstrap)
     except Exception:
         return False
     try:

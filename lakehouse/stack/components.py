@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version as pkg_version
 from pathlib import Path
@@ -179,6 +180,10 @@ class Component:
         port = self.port()
         return port is not None and port_open(self.s.host, port)
 
+    def started(self) -> bool:
+        """What `start` waits for before going on to the next component: by default, healthy."""
+        return self.healthy()
+
     def after_start(self, log: Log) -> None:
         """Work that needs the running service (create topics, schemas)."""
 
@@ -256,7 +261,7 @@ class Component:
         while time.monotonic() < deadline:
             if proc is not None and (not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE):
                 return False
-            if self.healthy():
+            if self.started():
                 return True
             time.sleep(0.5)
         return False
@@ -324,11 +329,21 @@ SECURED_MARKER = "lakehouse-secured"
 
 
 class Kafka(Component):
-    def __init__(self, s: Settings) -> None:
-        super().__init__(s, name="kafka", timeout_s=90)
+    """KRaft node NODE (1-based) of the stack's ``kafka_brokers``: broker and controller both. The first is
+    ``kafka`` (the only one of the local profile); the others ``kafka-2``, ``kafka-3``, on the ports of
+    ``Settings.kafka_node_ports``. All share one cluster id and the same SCRAM users and certificate."""
+
+    def __init__(self, s: Settings, node: int = 1) -> None:
+        super().__init__(s, name="kafka" if node == 1 else f"kafka-{node}", timeout_s=90)
+        self.node = node
+
+    @property
+    def ports(self) -> tuple[int, int, int]:
+        """(client, controller, metrics)."""
+        return self.s.kafka_node_ports(self.node)
 
     def port(self) -> int:
-        return self.s.kafka_port
+        return self.ports[0]
 
     def _java(self) -> str:
         return str(self.s.java17() / "bin" / "java")
@@ -339,22 +354,40 @@ class Kafka(Component):
             raise StackError(f"Kafka jars missing in {jars}: run `make setup`")
         return str(jars / "*")
 
+    def voters(self) -> str:
+        """The controller quorum: every node, ``id@host:controller_port``."""
+        nodes = range(1, self.s.kafka_brokers + 1)
+        return ",".join(f"{n}@{self.s.host}:{self.s.kafka_node_ports(n)[1]}" for n in nodes)
+
     def render_config(self) -> Path:
-        """The broker's ``server.properties`` (and its log4j2 configuration) in the workdir, from infra/kafka."""
+        """The node's ``server.properties`` (and its log4j2 configuration) in the workdir, from infra/kafka."""
         render(INFRA / "kafka" / "log4j2.properties", self.workdir / "log4j2.properties")
+        client, controller, _ = self.ports
         return render(
             INFRA / "kafka" / "server.properties",
             self.workdir / "server.properties",
+            node_id=self.node,
+            voters=self.voters(),
             host=self.s.host,
-            kafka_port=self.s.kafka_port,
-            kafka_controller_port=self.s.kafka_controller_port,
+            kafka_port=client,
+            kafka_controller_port=controller,
             data_dir=self.workdir / "data",
             kafka_partitions=self.s.kafka_partitions,
+            replication_factor=self.s.kafka_replication_factor,
+            min_insync_replicas=self.s.kafka_min_insync_replicas,
             secrets_dir=self.s.secrets_dir,
             server_bundle=self.s.secrets_dir / SERVER_BUNDLE,
             ca_file=self.s.ca_file,
             controller_principal=f"CN={SERVER_COMMON_NAME}",
         )
+
+    def cluster_id(self) -> str:
+        """The id every node's storage is formatted with (made once, kept beside the first node's data)."""
+        path = self.s.state_dir / "kafka" / "cluster.id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=") + "\n")
+        return path.read_text().strip()
 
     def metrics_agent(self) -> Path:
         """Prometheus' JMX exporter agent jar (``make setup``)."""
@@ -398,7 +431,7 @@ class Kafka(Component):
     def _format(self, conf: Path, data: Path) -> None:
         """Format the storage with a SCRAM-SHA-512 credential for every principal. The passwords go to the
         JVM through an argument file (0600, deleted at once): never on a command line others can read."""
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id()
         args = [
             "kafka.tools.StorageTool",
             "format",
@@ -442,8 +475,7 @@ class Kafka(Component):
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
             # The broker's metrics for Prometheus (kafka_log_*, kafka_topic_*, kafka_server_*).
-            f"-javaagent:{self.metrics_agent()}={self.s.host}:{self.s.kafka_metrics_port}:"
-            f"{self.workdir / 'jmx-exporter.yml'}",
+            f"-javaagent:{self.metrics_agent()}={self.s.host}:{self.ports[2]}:{self.workdir / 'jmx-exporter.yml'}",
             "-cp",
             self._classpath(),
             "kafka.Kafka",
@@ -451,18 +483,45 @@ class Kafka(Component):
         ]
 
     def healthy(self) -> bool:
-        if not port_open(self.s.host, self.s.kafka_port):
+        """This node's broker answers a metadata request (asked through it alone)."""
+        if not port_open(self.s.host, self.port()):
             return False
         from lakehouse.services.kafka import broker_ready
 
-        return broker_ready(self.s)
+        return broker_ready(self.s, f"{self.s.host}:{self.port()}")
+
+    def _quorum_without_me(self) -> bool:
+        """Whether the other running nodes and this one are a majority of the controller quorum."""
+        running = 1 + sum(1 for n in self._peers() if n.process() is not None)
+        return running > self.s.kafka_brokers // 2
+
+    def _peers(self) -> list[Kafka]:
+        return [Kafka(self.s, n) for n in range(1, self.s.kafka_brokers + 1) if n != self.node]
+
+    def started(self) -> bool:
+        # A node without a majority of the quorum running cannot elect a controller, so its broker is never
+        # ready: the first nodes of a cluster count as started once their controller listens, the node that
+        # completes the majority waits for its broker.
+        if self._quorum_without_me():
+            return self.healthy()
+        return port_open(self.s.host, self.ports[1])
 
     def after_start(self, log: Log) -> None:
         from lakehouse.services.kafka import ensure_acls, ensure_topics
 
+        if any(n.process() is None for n in self._peers()):
+            log(f"      {self.name}: topics and ACLs once every broker runs ({self.s.kafka_brokers})")
+            return
+        # Topics of RF brokers: every broker registered first (the first nodes' `started` did not wait).
+        deadline = time.monotonic() + self.timeout_s
+        while not all(n.healthy() for n in [self, *self._peers()]):
+            if time.monotonic() > deadline:
+                raise StackError(f"Kafka: not every broker of {self.s.kafka_brokers} ready in {self.timeout_s:.0f}s")
+            time.sleep(0.5)
         created = ensure_topics(self.s)
         log(
             f"      topics: {', '.join(f'{t.name}({self.s.kafka_partitions})' for t in TOPICS)}"
+            f" x{self.s.kafka_replication_factor} replicas, {self.s.kafka_min_insync_replicas} in sync"
             + (f"; created {', '.join(created)}" if created else "")
         )
         log(f"      ACLs: {ensure_acls(self.s)} (principals {', '.join(KAFKA_PRINCIPALS)}; none where no ACL matches)")
@@ -783,7 +842,9 @@ class Prometheus(Component):
             alertmanager_port=self.s.alertmanager_port,
             node_exporter_port=self.s.node_exporter_port,
             redis_exporter_port=self.s.redis_exporter_port,
-            kafka_metrics_port=self.s.kafka_metrics_port,
+            kafka_metrics_targets=", ".join(
+                f'"{self.s.host}:{self.s.kafka_node_ports(n)[2]}"' for n in range(1, self.s.kafka_brokers + 1)
+            ),
             client_cert=self.s.secrets_dir / SERVER_CERT,
             client_key=self.s.secrets_dir / SERVER_KEY,
             rules_dir=self.workdir / "rules",
@@ -1060,7 +1121,7 @@ class DagsterDaemon(_Dagster):
 def components(s: Settings) -> list[Component]:
     """Every component, in start order (each after what it depends on)."""
     return [
-        Kafka(s),
+        *(Kafka(s, node) for node in range(1, s.kafka_brokers + 1)),
         Redis(s),
         Trino(s),
         Pushgateway(s),
@@ -1111,10 +1172,18 @@ def up(s: Settings, names: list[str] | None = None, log: Log = print) -> dict[st
 def down(s: Settings, names: list[str] | None = None, log: Log = print) -> dict[str, str]:
     """Stop what our pid files name, in reverse start order."""
     result: dict[str, str] = {}
-    for c in reversed(select(s, names)):
-        how = c.stop()
-        result[c.name] = how
-        log(f"{c.name:<18} {how}")
+    chosen = list(reversed(select(s, names)))
+    # Kafka's nodes stop together: stopped one after another, the last ones lose their controller quorum
+    # and each waits out its controlled shutdown (30 s, then killed) for a controller that cannot answer.
+    brokers = [c for c in chosen if isinstance(c, Kafka)]
+    with ThreadPoolExecutor(max_workers=max(1, len(brokers))) as pool:
+        stopping: dict[str, Future[str]] = {}
+        for c in chosen:
+            if isinstance(c, Kafka) and not stopping:  # the first of them, in stop order: all of them now
+                stopping = {b.name: pool.submit(b.stop) for b in brokers}
+            how = stopping[c.name].result() if c.name in stopping else c.stop()
+            result[c.name] = how
+            log(f"{c.name:<18} {how}")
     return result
 
 

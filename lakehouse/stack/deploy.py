@@ -58,8 +58,9 @@ def _dump(doc: Any) -> str:
 
 
 def cluster_settings() -> Settings:
-    """The settings of a three-broker cluster: every contract topic on 3 replicas, 2 in sync."""
-    return Settings(_env_file=None, kafka_replication_factor=3, kafka_min_insync_replicas=2)  # type: ignore[call-arg]
+    """The settings of a three-broker cluster (the cluster profile's): every contract topic on 3 replicas, 2 in
+    sync."""
+    return Settings(_env_file=None, profile="cluster")  # type: ignore[call-arg]
 
 
 def _meta(name: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ has room, the broker starts again and every record it had acknowledged is there,
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from lakehouse.chaos.scenarios import SmallDisk
 from lakehouse.clients import python_config
 from lakehouse.settings import Settings
 from lakehouse.stack import components, secrets
+from tests import kafka_records
 
 TOPIC = "payments"
 
@@ -88,27 +88,6 @@ def _send(s: Settings, values: list[bytes]) -> tuple[dict[bytes, tuple[int, int]
     return acked, errors
 
 
-def _stored(s: Settings) -> dict[bytes, tuple[int, int]]:
-    """Every record the topic holds: value -> (partition, offset)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**python_config(s, "spark"), enable_auto_commit=False, consumer_timeout_ms=5_000)
-    try:
-        parts = [TopicPartition(TOPIC, p) for p in consumer.partitions_for_topic(TOPIC) or ()]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: dict[bytes, tuple[int, int]] = {}
-        deadline = time.monotonic() + 120
-        while any(consumer.position(p) < ends[p] for p in parts) and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=1_000).values():
-                for record in batch:
-                    out[record.value] = (record.partition, record.offset)
-        return out
-    finally:
-        consumer.close()
-
-
 def _values(start: int, n: int, pad: int) -> list[bytes]:
     return [json.dumps({"event_id": f"disk-{i:07d}", "pad": "x" * pad}).encode() for i in range(start, start + n)]
 
@@ -144,7 +123,7 @@ def test_a_broker_whose_log_disk_fills_stops_loudly_and_keeps_every_acknowledged
 
         small_disk.resize(small_disk.size)
         assert kafka.start(print) == "started"
-        stored = _stored(s)
+        stored = kafka_records.stored(s, TOPIC)
         acknowledged = {**before, **during}
         lost = {v[:40]: at for v, at in acknowledged.items() if stored.get(v) != at}
         assert lost == {}, f"{len(lost)} acknowledged records missing or moved after the restart"

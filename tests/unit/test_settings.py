@@ -294,10 +294,54 @@ def test_contract_topics_are_created_with_the_configured_partitions_replicas_and
             pass
 
     monkeypatch.setattr(kafka, "admin", lambda s: Admin())
-    s = Settings(_env_file=None, kafka_partitions=12, kafka_replication_factor=3, kafka_min_insync_replicas=2)  # type: ignore[call-arg]
+    s = Settings(_env_file=None, kafka_partitions=12, profile="cluster")  # type: ignore[call-arg]
     assert kafka.ensure_topics(s) == ["clickstream", "iot"]
     got = [(t.name, t.num_partitions, t.replication_factor, t.topic_configs) for t in created]  # type: ignore[attr-defined]
     assert got == [(name, 12, 3, {"min.insync.replicas": "2"}) for name in ("clickstream", "iot")]
+
+
+def test_the_cluster_profile_means_three_brokers_three_replicas_two_in_sync_unless_set_otherwise() -> None:
+    from pydantic import ValidationError
+
+    s = Settings(_env_file=None, profile="cluster")  # type: ignore[call-arg]
+    assert (s.kafka_brokers, s.kafka_replication_factor, s.kafka_min_insync_replicas) == (3, 3, 2)
+    assert s.bootstrap_servers == "127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292"
+    assert s.kafka_node_ports(3) == (9292, 9293, 7271)
+    explicit = Settings(_env_file=None, profile="cluster", kafka_min_insync_replicas=3)  # type: ignore[call-arg]
+    assert (explicit.kafka_replication_factor, explicit.kafka_min_insync_replicas) == (3, 3)
+    local = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (local.kafka_brokers, local.kafka_replication_factor, local.bootstrap_servers) == (1, 1, "127.0.0.1:9092")
+    with pytest.raises(
+        ValidationError, match="KAFKA_REPLICATION_FACTOR=3 exceeds the stack's LAKEHOUSE_KAFKA_BROKERS=1"
+    ):
+        Settings(_env_file=None, kafka_replication_factor=3)  # type: ignore[call-arg]
+    # an external cluster's brokers are not counted here
+    Settings(_env_file=None, kafka_replication_factor=3, kafka_bootstrap_servers="b1:9092")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="Kafka broker 2's client port 9192 clashes with LAKEHOUSE_REDIS_PORT"):
+        Settings(_env_file=None, kafka_brokers=2, redis_port=9192)  # type: ignore[call-arg]
+
+
+def test_each_kafka_node_is_configured_with_its_id_the_whole_quorum_and_the_replication_settings(
+    tmp_path: Path,
+) -> None:
+    from lakehouse.stack.components import Kafka, components
+
+    s = Settings(_env_file=None, state_dir=tmp_path, profile="cluster")  # type: ignore[call-arg]
+    nodes = [c for c in components(s) if isinstance(c, Kafka)]
+    assert [(n.name, n.port()) for n in nodes] == [("kafka", 9092), ("kafka-2", 9192), ("kafka-3", 9292)]
+    conf = dict(
+        line.split("=", 1)
+        for line in nodes[1].render_config().read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert conf["node.id"] == "2"
+    assert conf["controller.quorum.voters"] == "1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293"
+    assert conf["listeners"] == "SASL_SSL://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193"
+    assert conf["log.dirs"] == str(tmp_path / "kafka-2" / "data")
+    assert (conf["default.replication.factor"], conf["min.insync.replicas"]) == ("3", "2")
+    assert conf["offsets.topic.replication.factor"] == "3"
+    assert conf["unclean.leader.election.enable"] == "false"
+    assert nodes[0].cluster_id() == nodes[2].cluster_id()  # one cluster: every node formatted with the same id
 
 
 @pytest.mark.parametrize("field", ["lake_root", "checkpoint_root"])
