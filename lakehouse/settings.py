@@ -54,6 +54,9 @@ SECRETS: dict[str, str] = {
     "dagster_engineer": "dagster-engineer.password",
     "dagster_viewer": "dagster-viewer.password",
     "flink_keystore": "flink-keystore.password",
+    # PostgreSQL (Dagster's storage in the cluster profile): the server's superuser, and Dagster's own role.
+    "postgres_admin": "postgres-admin.password",
+    "postgres_dagster": "postgres-dagster.password",
     # PagerDuty's Events v2 integration key; setup writes a random placeholder: put your service's key here.
     "pagerduty_routing_key": "pagerduty-routing-key",
 }
@@ -101,6 +104,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "kafka_brokers": 3,
         "kafka_replication_factor": 3,
         "kafka_min_insync_replicas": 2,
+        "dagster_storage": "postgres",
     },
 }
 
@@ -152,6 +156,9 @@ class Settings(BaseSettings):
     redis_exporter_port: int = Field(9121, ge=1, le=65535, description="Redis exporter (Redis memory, errors).")
     kafka_metrics_port: int = Field(
         7071, ge=1, le=65535, description="Kafka's metrics (JMX exporter agent in the broker; HTTPS, login)."
+    )
+    postgres_port: int = Field(
+        5442, ge=1, le=65535, description="PostgreSQL (Dagster's storage in the cluster profile; TLS, passwords)."
     )
     dashboard_port: int = Field(
         3001,
@@ -331,6 +338,14 @@ class Settings(BaseSettings):
     pushgateway_endpoint: str | None = Field(None, description="The pushgateway's https:// URL; default the local one.")
     alertmanager_endpoint: str | None = Field(None, description="Alertmanager's https:// URL; default the local one.")
     dashboard_endpoint: str | None = Field(None, description="The dashboards' https:// URL; default the local one.")
+    postgres_endpoint: str | None = Field(
+        None, description="host:port of the PostgreSQL Dagster stores in (TLS, verified); default the local one."
+    )
+    dagster_storage: Literal["sqlite", "postgres"] = Field(
+        "sqlite",
+        description="Where Dagster keeps runs, events and schedules: `sqlite` files under <state_dir>/dagster (one "
+        "machine), or `postgres` (the cluster profile's: webserver, daemon and runs may be on different machines).",
+    )
     kafka_security: Literal["sasl_ssl", "plaintext"] = Field(
         "sasl_ssl",
         description="How clients reach Kafka. plaintext (no TLS, no login) exists only for the plain twin broker of "
@@ -407,7 +422,7 @@ class Settings(BaseSettings):
             raise ValueError(f"expected https://HOST:PORT (every service speaks TLS; no path), got {value!r}")
         return value.rstrip("/")
 
-    @field_validator("redis_endpoint")
+    @field_validator("redis_endpoint", "postgres_endpoint")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
         if value is None:
@@ -500,6 +515,7 @@ class Settings(BaseSettings):
             "redis_exporter_port",
             "kafka_metrics_port",
             "dashboard_port",
+            "postgres_port",
         ):
             port = getattr(self, name)
             if port in ports:
@@ -586,13 +602,22 @@ class Settings(BaseSettings):
             return self.kafka_bootstrap_servers
         return ",".join(f"{self.host}:{self.kafka_node_ports(n)[0]}" for n in range(1, self.kafka_brokers + 1))
 
+    def _address(self, endpoint: str | None, port: int) -> tuple[str, int]:
+        """(host, port) of a HOST:PORT ENDPOINT, else the local stack's host and PORT."""
+        if endpoint is None:
+            return self.host, port
+        host, _, at = endpoint.rpartition(":")
+        return host.strip("[]"), int(at)
+
     @property
     def redis_address(self) -> tuple[str, int]:
         """(host, port) clients reach Redis at: ``redis_endpoint``, else the local stack's."""
-        if self.redis_endpoint is None:
-            return self.host, self.redis_port
-        host, _, port = self.redis_endpoint.rpartition(":")
-        return host.strip("[]"), int(port)
+        return self._address(self.redis_endpoint, self.redis_port)
+
+    @property
+    def postgres_address(self) -> tuple[str, int]:
+        """(host, port) clients reach PostgreSQL at: ``postgres_endpoint``, else the local stack's."""
+        return self._address(self.postgres_endpoint, self.postgres_port)
 
     @property
     def redis_where(self) -> str:

@@ -30,7 +30,7 @@ from importlib.metadata import version as pkg_version
 from pathlib import Path
 from secrets import token_bytes, token_hex
 from string import Template
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 import requests
@@ -159,6 +159,8 @@ class Component:
     name: str = ""
     timeout_s: float = 60.0
     depends_on: tuple[str, ...] = field(default_factory=tuple)
+    #: What `stop` sends first (then SIGKILL after the grace period).
+    STOP_SIGNAL: ClassVar[signal.Signals] = signal.SIGTERM
 
     # what to override
     def port(self) -> int | None:
@@ -175,6 +177,11 @@ class Component:
 
     def env(self) -> dict[str, str]:
         return child_env()
+
+    def popen_as(self) -> dict[str, Any]:
+        """``subprocess.Popen``'s user, group and extra_groups when the process runs as another user than
+        ours (PostgreSQL refuses root); empty: as ourselves."""
+        return {}
 
     def healthy(self) -> bool:
         port = self.port()
@@ -242,6 +249,7 @@ class Component:
                     cwd=self.workdir,
                     env=self.env(),
                     start_new_session=True,
+                    **self.popen_as(),
                 )
             except FileNotFoundError:
                 raise StackError(f"{self.name}: `{cmd[0]}` not found; run `make setup`") from None
@@ -272,7 +280,7 @@ class Component:
             return "not running"
         try:
             pgid = os.getpgid(proc.pid)
-            os.killpg(pgid, signal.SIGTERM)
+            os.killpg(pgid, self.STOP_SIGNAL)
         except ProcessLookupError:
             self.pidfile.remove()
             return "stopped"
@@ -1015,7 +1023,7 @@ class _Dagster(Component):
 
     def prepare(self) -> None:
         self.s.dagster_home.mkdir(parents=True, exist_ok=True)
-        render(INFRA / "dagster" / "dagster.yaml", self.s.dagster_home / "dagster.yaml")
+        write_dagster_yaml(self.s)
         # The webserver and the daemon load the definitions from the stack's code server: the daemon
         # reloads its workspace every minute, and with a Python module there it started a new code
         # server each time (8-12 CPU-s each, a fifth of a core on an idle stack).
@@ -1027,6 +1035,23 @@ class _Dagster(Component):
 
     def version(self) -> str:
         return pkg_version("dagster")
+
+
+def write_dagster_yaml(s: Settings) -> Path:
+    """The instance's ``dagster.yaml`` in DAGSTER_HOME: infra/dagster/dagster.yaml, plus the PostgreSQL storage
+    when ``dagster_storage`` says so (by default Dagster's SQLite files under DAGSTER_HOME)."""
+    text = fill(INFRA / "dagster" / "dagster.yaml")
+    if s.dagster_storage == "postgres":
+        import yaml  # type: ignore[import-untyped]
+
+        from lakehouse.stack.postgres import dagster_storage
+
+        text += "\n# Runs, events and schedules in PostgreSQL (dagster_storage=postgres).\n"
+        text += yaml.safe_dump({"storage": dagster_storage(s)}, sort_keys=False)
+    dest = s.dagster_home / "dagster.yaml"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(text)
+    return dest
 
 
 def code_socket(s: Settings) -> Path:
@@ -1130,10 +1155,18 @@ def components(s: Settings) -> list[Component]:
         RedisExporter(s),
         Prometheus(s),
         DashboardServer(s),
+        *local_postgres(s),
         DagsterCodeServer(s),
         DagsterWebserver(s),
         DagsterDaemon(s),
     ]
+
+
+def local_postgres(s: Settings) -> list[Component]:
+    """The stack's PostgreSQL: when Dagster stores in PostgreSQL and no other server is configured."""
+    from lakehouse.stack.postgres import Postgres
+
+    return [Postgres(s)] if s.dagster_storage == "postgres" and s.postgres_endpoint is None else []
 
 
 def select(s: Settings, names: list[str] | None) -> list[Component]:

@@ -36,6 +36,9 @@ APT_PACKAGES = {  # binary on PATH -> Debian package that provides it
     "prometheus-redis-exporter": "prometheus-redis-exporter",
     "mvn": "maven",
     "chromium": "chromium",  # headless browser for the Dagster UI test and the README screenshot
+    # PostgreSQL's server (Dagster's storage in the cluster profile; lakehouse.stack.postgres). Debian keeps the
+    # server off PATH: pg_ctlcluster (postgresql-common, which the package brings) says it is installed.
+    "pg_ctlcluster": "postgresql",
 }
 #: Trino plugins the platform loads (password-authenticators: for the authentication
 #: that comes later). Fewer plugins also means a faster start and a smaller heap.
@@ -43,6 +46,18 @@ TRINO_PLUGINS = ("delta-lake", "password-authenticators")
 #: Bumped when the way the Trino directory is assembled changes, so caches are rebuilt.
 TRINO_LAYOUT = 4
 _JAR_VERSION = re.compile(r"-\d[^-]*(-[0-9A-Za-z.]+)?\.jar$")
+
+
+def _no_default_postgres_cluster() -> None:
+    """Debian's postgresql package creates and starts a cluster of its own (port 5432, as a system service)
+    unless told not to: the stack runs its own server and wants nothing else running."""
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    if not conf.exists():
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            "# lakehouse `make setup`: the stack runs its own PostgreSQL (lakehouse.stack.postgres)\n"
+            "create_main_cluster = false\n"
+        )
 
 
 class SetupError(RuntimeError):
@@ -265,6 +280,8 @@ class Setup:
                 "and rerun `make setup`"
             )
         env = child_env(DEBIAN_FRONTEND="noninteractive")
+        if "postgresql" in missing:
+            _no_default_postgres_cluster()
         if not self._apt_updated:
             _run(["apt-get", "update", "-qq"], "apt-get update", env=env)
             self._apt_updated = True
