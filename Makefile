@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # pip's stamp: reinstall only when pyproject.toml changes.
 PIP_STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help setup up down status test test-unit test-integration test-down lint fmt demo clean
+.PHONY: help setup up down status test test-unit test-integration test-cluster test-down lint fmt demo clean
 
 help: ## Show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -95,7 +95,15 @@ test-unit: $(PIP_STAMP) ## Unit tests (no services, seconds)
 	$(BIN)/pytest -m unit --durations=15
 
 test-integration: setup ## Integration tests against the real stack (started if not running)
-	$(TEST_ENV) $(BIN)/pytest -m integration --durations=30
+	$(TEST_ENV) $(BIN)/pytest -m "integration and not cluster_profile" --durations=30
+
+# The cluster profile (docs/scaling.md): a stack of its own (3 Kafka brokers, Spark standalone with 2 workers,
+# Dagster on PostgreSQL), the pipeline's contract tests on it, then checks of the stack itself. Not in
+# `make test` (CI runs it on a schedule): it adds about TIME_TBD on 2 cores.
+test-cluster: setup ## The pipeline's contract tests on the cluster profile's own stack
+	LAKEHOUSE_PROFILE=cluster $(TEST_ENV) $(BIN)/pytest -m integration --durations=30 \
+	  tests/integration/test_pipeline.py tests/integration/test_cluster_profile.py; rc=$$?; \
+	  LAKEHOUSE_PROFILE=cluster $(BIN)/python -m lakehouse.stack.test_stack down; exit $$rc
 
 # Lint (one core: mypy, cold on a clean clone, takes over a minute) runs while setup downloads (the
 # network); its output is shown when both are done. The unit tests do not run beside the integration

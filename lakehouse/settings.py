@@ -57,6 +57,8 @@ SECRETS: dict[str, str] = {
     # PostgreSQL (Dagster's storage in the cluster profile): the server's superuser, and Dagster's own role.
     "postgres_admin": "postgres-admin.password",
     "postgres_dagster": "postgres-dagster.password",
+    # Spark standalone's shared secret (spark.authenticate): master, workers, drivers and executors.
+    "spark_auth": "spark-auth.secret",
     # PagerDuty's Events v2 integration key; setup writes a random placeholder: put your service's key here.
     "pagerduty_routing_key": "pagerduty-routing-key",
 }
@@ -105,6 +107,8 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "kafka_replication_factor": 3,
         "kafka_min_insync_replicas": 2,
         "dagster_storage": "postgres",
+        "spark_workers": 2,
+        "spark_master": "spark://{host}:{spark_master_port}",
     },
 }
 
@@ -157,6 +161,10 @@ class Settings(BaseSettings):
     kafka_metrics_port: int = Field(
         7071, ge=1, le=65535, description="Kafka's metrics (JMX exporter agent in the broker; HTTPS, login)."
     )
+    spark_master_port: int = Field(7077, ge=1, le=65535, description="The Spark standalone master (cluster profile).")
+    spark_master_ui_port: int = Field(
+        8090, ge=1, le=65535, description="The standalone master's web UI (loopback; its /json is the stack's probe)."
+    )
     postgres_port: int = Field(
         5442, ge=1, le=65535, description="PostgreSQL (Dagster's storage in the cluster profile; TLS, passwords)."
     )
@@ -192,7 +200,25 @@ class Settings(BaseSettings):
     spark_driver_memory: str = Field(
         "1g", pattern=r"^[0-9]+[kmgKMG]$", description="Spark driver heap (in local mode the executors' too)."
     )
-    spark_master: str = Field("local[2]", description="local[N] or a cluster master URL (spark://, k8s://, yarn).")
+    spark_master: str = Field(
+        "local[2]",
+        description="local[N] or a cluster master URL (spark://, k8s://, yarn); the cluster profile: the stack's "
+        "standalone master, spark://<host>:<spark_master_port>.",
+    )
+    spark_workers: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="Spark standalone workers `lakehouse up` starts beside a master (0: no standalone cluster, the "
+        "apps run in local mode); the cluster profile: 2. Worker i listens on the master's ports plus i.",
+    )
+    spark_worker_cores: int = Field(1, ge=1, description="Cores each standalone worker offers its executors.")
+    spark_worker_memory: str = Field(
+        "1536m", pattern=r"^[0-9]+[kmgKMG]$", description="Memory each standalone worker offers its executors."
+    )
+    spark_executor_memory: str = Field(
+        "1g", pattern=r"^[0-9]+[kmgKMG]$", description="Heap of each executor on a cluster (not in local mode)."
+    )
     spark_shuffle_partitions: int = Field(4, ge=1, description="spark.sql.shuffle.partitions: small, for 2 cores.")
     spark_driver_java_options: str = Field(
         "",
@@ -477,8 +503,9 @@ class Settings(BaseSettings):
         """The profile's defaults for what was not set explicitly (PROFILE_DEFAULTS)."""
         if isinstance(data, dict):
             profile = data.get("profile")
+            known = {"host": "127.0.0.1", "spark_master_port": 7077} | data
             for key, value in PROFILE_DEFAULTS.get(str(profile), {}).items():
-                data.setdefault(key, value)
+                data.setdefault(key, value.format(**known) if isinstance(value, str) else value)
         return data
 
     @model_validator(mode="after")
@@ -516,11 +543,19 @@ class Settings(BaseSettings):
             "kafka_metrics_port",
             "dashboard_port",
             "postgres_port",
+            "spark_master_port",
+            "spark_master_ui_port",
         ):
             port = getattr(self, name)
             if port in ports:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={port} clashes with {ENV_PREFIX}{ports[port].upper()}")
             ports[port] = name
+        for worker in range(1, self.spark_workers + 1):
+            for what, port in zip(("", " web UI"), self.spark_worker_ports(worker), strict=True):
+                if port in ports or port > 65535:
+                    clash = f"clashes with {ENV_PREFIX}{ports[port].upper()}" if port in ports else "is not a port"
+                    raise ValueError(f"Spark worker {worker}'s{what} port {port} {clash}")
+                ports[port] = f"spark_worker_{worker}{what.replace(' ', '_')}_port"
         for node in range(2, self.kafka_brokers + 1):
             for what, port in zip(("client", "controller", "metrics"), self.kafka_node_ports(node), strict=True):
                 if port in ports or port > 65535:
@@ -528,6 +563,10 @@ class Settings(BaseSettings):
                     raise ValueError(f"Kafka broker {node}'s {what} port {port} {clash}")
                 ports[port] = f"kafka_{what}_port_of_broker_{node}"
         return self
+
+    def spark_worker_ports(self, worker: int) -> tuple[int, int]:
+        """Standalone worker WORKER's (1-based) RPC and web UI ports: the master's plus WORKER."""
+        return self.spark_master_port + worker, self.spark_master_ui_port + worker
 
     def kafka_node_ports(self, node: int) -> tuple[int, int, int]:
         """Broker NODE's (1-based) client, controller and metrics ports: the Kafka ports plus a stride per node."""

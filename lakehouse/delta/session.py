@@ -38,11 +38,57 @@ def connector_jars(s: Settings) -> list[Path]:
     return jars
 
 
+def standalone(master: str) -> bool:
+    """Whether MASTER is a Spark standalone master (``spark://``), which needs the shared secret given."""
+    return master.startswith("spark://")
+
+
+def secret_conf_dir(s: Settings) -> Path:
+    """A SPARK_CONF_DIR (in the secrets directory, 0700) whose ``spark-defaults.conf`` (0600) holds the
+    standalone cluster's shared secret: master, workers and drivers read it from there, so it is never on a
+    command line (pyspark hands a session's options to spark-submit as arguments). Executors get it from
+    their worker through the environment, as Spark does."""
+    conf_dir = s.secrets_dir / "spark-conf"
+    conf_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret = s.secret("spark_auth").get_secret_value()
+    text = f"spark.authenticate true\nspark.authenticate.secret {secret}\n"
+    path = conf_dir / "spark-defaults.conf"
+    tmp = conf_dir / ".spark-defaults.conf.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return conf_dir
+
+
+def code_archive(s: Settings) -> Path:
+    """The project's Python packages (``lakehouse``, ``spark_apps``) as one zip for a cluster's executors
+    (``spark.submit.pyFiles``), made once per version of the code under <state_dir>/spark-dist."""
+    import hashlib
+    import zipfile
+
+    packages = [PROJECT_ROOT / "lakehouse", PROJECT_ROOT / "spark_apps"]
+    files = sorted(f for pkg in packages for f in pkg.rglob("*.py") if "__pycache__" not in f.parts)
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(PROJECT_ROOT)).encode() + b"\0" + f.read_bytes())
+    dest = s.state_dir / "spark-dist" / f"lakehouse-code-{digest.hexdigest()[:12]}.zip"
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in files:
+                z.write(f, f.relative_to(PROJECT_ROOT))
+        tmp.replace(dest)
+    return dest
+
+
 def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[str, str]:
     """Spark configuration for the platform; also what `spark-submit --conf` gets for cluster runs."""
+    master = master or s.spark_master
     return {
         "spark.app.name": app_name,
-        "spark.master": master or s.spark_master,
+        "spark.master": master,
         "spark.jars": ",".join(str(j) for j in connector_jars(s)),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -92,6 +138,22 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         # cost is tiny, and nine idle queries polling Kafka and Delta logs eat a core of two.
         "spark.sql.streaming.pollingDelay": "50ms",
         **({} if s.spark_codegen else _INTERPRETED),
+        **(_standalone_conf(s) if standalone(master) else {}),
+    }
+
+
+def _standalone_conf(s: Settings) -> dict[str, str]:
+    """What an app on a standalone cluster needs beyond local mode: executors' size, every core of the
+    stack's workers (one app at a time holds them), this interpreter on the executors, and the code."""
+    import sys
+
+    cores = max(1, s.spark_workers) * s.spark_worker_cores
+    return {
+        "spark.executor.memory": s.spark_executor_memory,
+        "spark.executor.cores": str(s.spark_worker_cores),
+        "spark.cores.max": str(cores),
+        "spark.pyspark.python": sys.executable,
+        "spark.submit.pyFiles": str(code_archive(s)),
     }
 
 
@@ -149,6 +211,8 @@ def build_spark_session(
     os.environ["JAVA_HOME"] = str(s.java17())
     # Bind the driver to the configured loopback address instead of guessing an interface.
     os.environ["SPARK_LOCAL_IP"] = s.host
+    if standalone(master or s.spark_master):
+        os.environ["SPARK_CONF_DIR"] = str(secret_conf_dir(s))
     sweep_scratch(s)
     scratch_dir(s).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder

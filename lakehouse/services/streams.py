@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from lakehouse.delta.session import spark_conf
+from lakehouse.delta.session import secret_conf_dir, spark_conf, standalone
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
 
 #: The streams: each is one Spark app (``spark_apps/<name>.py``), one Dagster asset and job, one supervisor.
@@ -101,6 +101,8 @@ def submit_env(s: Settings) -> dict[str, str]:
         JAVA_HOME=str(s.java17()),
         SPARK_LOCAL_IP=s.host,
         PYTHONPATH=str(PROJECT_ROOT),
+        # A standalone master's shared secret, read by spark-submit from there (never an argument).
+        **({"SPARK_CONF_DIR": str(secret_conf_dir(s))} if standalone(s.spark_master) else {}),
     )
 
 

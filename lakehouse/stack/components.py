@@ -1148,6 +1148,7 @@ def components(s: Settings) -> list[Component]:
     return [
         *(Kafka(s, node) for node in range(1, s.kafka_brokers + 1)),
         Redis(s),
+        *spark_cluster_components(s),
         Trino(s),
         Pushgateway(s),
         Alertmanager(s),
@@ -1160,6 +1161,13 @@ def components(s: Settings) -> list[Component]:
         DagsterWebserver(s),
         DagsterDaemon(s),
     ]
+
+
+def spark_cluster_components(s: Settings) -> list[Component]:
+    """The stack's Spark standalone master and workers (``spark_workers``; none by default)."""
+    from lakehouse.stack.spark_cluster import spark_cluster
+
+    return spark_cluster(s)
 
 
 def local_postgres(s: Settings) -> list[Component]:

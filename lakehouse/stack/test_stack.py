@@ -2,7 +2,8 @@
 
 Its state lives in ``<state_dir>/test-stack`` (lake, Kafka log, Redis data, Dagster home, secrets,
 logs) and its services listen on the user's ports plus ``PORT_SHIFT``; only the JVM artifacts setup
-downloaded are shared. The integration session (``tests/integration/conftest.py``) runs with
+downloaded are shared. The cluster profile's test stack (``LAKEHOUSE_PROFILE=cluster``, `make
+test-cluster`) is another: ``<state_dir>/test-stack-cluster``, ports plus twice the shift. The integration session (``tests/integration/conftest.py``) runs with
 ``env(user)`` in its environment, so every process it starts points there too.
 
     python -m lakehouse.stack.test_stack down|status    # `make test-down`: stop what a session left
@@ -23,12 +24,22 @@ PORT_SHIFT = 10_000
 UNSET = ("lake_root", "checkpoint_root", "kafka_bootstrap_servers")
 
 
+def state_dir(user: Settings) -> Path:
+    """The test stack's state: one per profile (a cluster's Kafka storage and Dagster's are not a local one's)."""
+    return user.state_dir / ("test-stack" if user.profile == "local" else f"test-stack-{user.profile}")
+
+
+def port_shift(user: Settings) -> int:
+    """PORT_SHIFT for the local profile's test stack, twice that for the cluster's: both may run at once."""
+    return PORT_SHIFT if user.profile == "local" else 2 * PORT_SHIFT
+
+
 def env(user: Settings) -> dict[str, str]:
     """The LAKEHOUSE_* variables of the test stack of USER's settings."""
-    out = {"STATE_DIR": str(user.state_dir / "test-stack"), "JVM_ROOT": str(user.jvm_dir)}
+    out = {"STATE_DIR": str(state_dir(user)), "JVM_ROOT": str(user.jvm_dir)}
     for name in Settings.model_fields:
         if name.endswith("_port"):
-            port = getattr(user, name) + PORT_SHIFT
+            port = getattr(user, name) + port_shift(user)
             if port > 65535:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={getattr(user, name)}: no room for the test stack's")
             out[name.upper()] = str(port)

@@ -48,13 +48,14 @@ def own_stack() -> Iterator[Settings]:
     from lakehouse.stack import test_stack
     from lakehouse.stack.install import Setup
 
+    user = get_settings()
     try:
-        saved = test_stack.apply(get_settings())
+        saved = test_stack.apply(user)
     except ValueError as e:
         pytest.exit(str(e), returncode=2)
     s = get_settings()
     setup = Setup(s, log=print)
-    shift = test_stack.PORT_SHIFT
+    shift = test_stack.port_shift(user)
     print(f"integration tests: own stack in {setup.state_dirs()}, ports +{shift}; {setup.secrets()}")
     yield s
     restore_env(saved)
@@ -144,10 +145,12 @@ def spark(lakehouse_stack: Settings) -> Iterator[SparkSession]:
     """One local Spark session for the whole run, to read the Delta tables the tests produced.
 
     Code the tests call in-process (``lakehouse.stack.smoke``) gets this session from ``getOrCreate``
-    and must leave it running: it stops only a session it started itself."""
+    and must leave it running: it stops only a session it started itself. Local mode on the cluster
+    profile too: the tests' reader is the oracle, and on the standalone cluster it would hold the
+    workers' cores the apps under test need."""
     from lakehouse.delta.session import build_spark_session
 
-    session = build_spark_session("integration-tests", lakehouse_stack)
+    session = build_spark_session("integration-tests", lakehouse_stack, master="local[2]")
     yield session
     session.stop()
 

@@ -344,6 +344,23 @@ def test_each_kafka_node_is_configured_with_its_id_the_whole_quorum_and_the_repl
     assert nodes[0].cluster_id() == nodes[2].cluster_id()  # one cluster: every node formatted with the same id
 
 
+def test_the_cluster_profile_stack_has_three_brokers_a_spark_master_two_workers_and_postgres(tmp_path: Path) -> None:
+    from lakehouse.stack.components import components
+
+    cluster = [c.name for c in components(Settings(_env_file=None, state_dir=tmp_path, profile="cluster"))]  # type: ignore[call-arg]
+    local = [c.name for c in components(Settings(_env_file=None, state_dir=tmp_path))]  # type: ignore[call-arg]
+    extra = ["kafka-2", "kafka-3", "spark-master", "spark-worker-1", "spark-worker-2", "postgres"]
+    assert [n for n in cluster if n not in local] == extra
+    assert [n for n in cluster if n in local] == local  # the same services otherwise, in the same order
+    assert cluster.index("postgres") < cluster.index("dagster-code-server")  # Dagster's storage first
+    s = Settings(_env_file=None, profile="cluster", spark_master_port=17077)  # type: ignore[call-arg]
+    assert s.spark_master == "spark://127.0.0.1:17077"
+    assert s.spark_worker_ports(2) == (17079, 8092)
+    # a master given explicitly is not the stack's: no standalone cluster is started for it
+    elsewhere = Settings(_env_file=None, state_dir=tmp_path, profile="cluster", spark_master="spark://10.0.0.5:7077")  # type: ignore[call-arg]
+    assert "spark-master" not in [c.name for c in components(elsewhere)]
+
+
 @pytest.mark.parametrize("field", ["lake_root", "checkpoint_root"])
 def test_a_uri_for_the_lake_is_refused_instead_of_becoming_a_local_directory(field: str) -> None:
     from pydantic import ValidationError

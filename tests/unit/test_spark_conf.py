@@ -75,3 +75,30 @@ def test_spark_scratch_is_per_process_under_the_state_dir_and_dead_processes_scr
         alive.kill()
         alive.wait()
     assert sweep_scratch(s) == [dirs[alive.pid]]
+
+
+def test_a_standalone_master_gets_executors_sized_the_code_shipped_and_its_secret_from_a_private_file(
+    tmp_path: Path,
+) -> None:
+    import stat
+    import zipfile
+
+    from lakehouse.delta.session import secret_conf_dir
+
+    _with_jars(tmp_path)
+    s = Settings(_env_file=None, state_dir=tmp_path, profile="cluster")  # type: ignore[call-arg]
+    conf = spark_conf(s, "app")
+    assert conf["spark.master"] == "spark://127.0.0.1:7077"
+    assert (conf["spark.executor.memory"], conf["spark.executor.cores"], conf["spark.cores.max"]) == ("1g", "1", "2")
+    names = zipfile.ZipFile(conf["spark.submit.pyFiles"]).namelist()
+    assert "lakehouse/__init__.py" in names
+    assert "spark_apps/refine.py" in names
+    assert spark_conf(s, "app")["spark.submit.pyFiles"] == conf["spark.submit.pyFiles"]  # made once per code version
+    # The shared secret is in no option (pyspark puts them on spark-submit's command line) but in a 0600 file.
+    (tmp_path / "secrets").mkdir(mode=0o700)
+    (tmp_path / "secrets" / "spark-auth.secret").write_text("s3cr3t-value")
+    assert not any("s3cr3t-value" in v for v in conf.values())
+    defaults = secret_conf_dir(s) / "spark-defaults.conf"
+    assert defaults.read_text() == "spark.authenticate true\nspark.authenticate.secret s3cr3t-value\n"
+    assert stat.S_IMODE(defaults.stat().st_mode) == 0o600
+    assert "spark.submit.pyFiles" not in spark_conf(Settings(_env_file=None, state_dir=tmp_path), "app")  # type: ignore[call-arg]
