@@ -72,7 +72,7 @@ lint: $(PIP_STAMP) $(ACTIONLINT) $(CHECKOV) ## ruff, mypy, the import contracts,
 	$(BIN)/mypy lakehouse orchestration
 	$(BIN)/lint-imports --no-cache
 	$(ACTIONLINT) -shellcheck= .github/workflows/*.yml
-	$(CHECKOV) -d infra/deploy --framework terraform kubernetes --quiet --compact --skip-download
+	$(CHECKOV) -d infra/deploy --framework terraform kubernetes dockerfile --quiet --compact --skip-download
 
 fmt: $(PIP_STAMP) ## Format and autofix with ruff
 	$(BIN)/ruff format .

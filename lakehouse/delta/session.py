@@ -90,17 +90,37 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         "spark.app.name": app_name,
         "spark.master": master,
         "spark.jars": ",".join(str(j) for j in connector_jars(s)),
-        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.driver.memory": s.spark_driver_memory,
-        "spark.sql.shuffle.partitions": str(s.spark_shuffle_partitions),
         "spark.ui.enabled": str(s.spark_ui_enabled).lower(),
         "spark.driver.host": s.host,
         "spark.driver.bindAddress": s.host,
+        # A driver out of memory exits (status 3) instead of limping on: its run fails and the
+        # supervisor restarts it, rather than a half-dead stream that never commits again.
+        "spark.driver.extraJavaOptions": " ".join(
+            [f"-Dlog4j2.configurationFile={LOG4J2}", "-XX:+ExitOnOutOfMemoryError", s.spark_driver_java_options]
+        ).strip(),
+        "spark.ui.showConsoleProgress": "false",
+        # Shuffle and spill files, broadcast blocks and the driver's file server under the state directory,
+        # one directory per process, instead of /tmp: a driver killed outright (SIGKILL, OOM killer) leaves its
+        # scratch behind, and the next session sweeps what dead processes left (``sweep_scratch``).
+        "spark.local.dir": str(scratch_dir(s)),
+        **platform_conf(s),
+        **(_standalone_conf(s) if standalone(master) else {}),
+    }
+
+
+def platform_conf(s: Settings) -> dict[str, str]:
+    """What every app needs wherever it runs (this machine, a standalone cluster, Kubernetes): Delta, the
+    security of Spark's own traffic, the encryption of card numbers at rest, streaming state and the sizes.
+    ``spark_conf`` adds where the jars and the driver are; the Kubernetes manifests add the cluster's."""
+    return {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(s.spark_shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         # Spark's own connections (driver, executors, block transfers) authenticated and encrypted, and
         # what it spills or shuffles to disk encrypted (docs/security.md). In local mode Spark makes the
-        # shared secret itself; a cluster master needs one given (issue 15's cluster profile).
+        # shared secret itself; a standalone master needs one given (``secret_conf_dir``).
         "spark.authenticate": "true",
         "spark.network.crypto.enabled": "true",
         "spark.io.encryption.enabled": "true",
@@ -113,16 +133,6 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         "spark.hadoop.lakehouse.parquet.encrypted.columns": encrypted_columns(),
         # Never print a Kafka login line (its password is a file reference, but the line names the file).
         "spark.redaction.regex": "(?i)secret|password|token|access[.]?key|jaas",
-        # A driver out of memory exits (status 3) instead of limping on: its run fails and the
-        # supervisor restarts it, rather than a half-dead stream that never commits again.
-        "spark.driver.extraJavaOptions": " ".join(
-            [f"-Dlog4j2.configurationFile={LOG4J2}", "-XX:+ExitOnOutOfMemoryError", s.spark_driver_java_options]
-        ).strip(),
-        "spark.ui.showConsoleProgress": "false",
-        # Shuffle and spill files, broadcast blocks and the driver's file server under the state directory,
-        # one directory per process, instead of /tmp: a driver killed outright (SIGKILL, OOM killer) leaves its
-        # scratch behind, and the next session sweeps what dead processes left (``sweep_scratch``).
-        "spark.local.dir": str(scratch_dir(s)),
         # Delta reads its log with this many tasks (default 50): far too many for 2 cores.
         "spark.databricks.delta.snapshotPartitions": str(s.spark_shuffle_partitions),
         # Delta: a stream restart must find its own state; never silently drop the Delta log.
@@ -138,7 +148,6 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         # cost is tiny, and nine idle queries polling Kafka and Delta logs eat a core of two.
         "spark.sql.streaming.pollingDelay": "50ms",
         **({} if s.spark_codegen else _INTERPRETED),
-        **(_standalone_conf(s) if standalone(master) else {}),
     }
 
 

@@ -6,6 +6,7 @@ ACLs of ``lakehouse.services.kafka.acls`` (SCRAM-SHA-512 over TLS, as locally).
     python -m lakehouse.stack.deploy > infra/deploy/kubernetes/kafka.yaml
     python -m lakehouse.stack.deploy dagster > infra/deploy/kubernetes/dagster-values.yaml
     python -m lakehouse.stack.deploy trino > infra/deploy/kubernetes/trino-values.yaml
+    python -m lakehouse.stack.deploy spark > infra/deploy/kubernetes/spark-apps.yaml
 
 Also the values of Dagster's Helm chart, whose run queue is the local instance's (infra/dagster), and of
 Trino's, whose access rules are the local ones (infra/trino/rules.json).
@@ -308,6 +309,146 @@ def trino_values_yaml() -> str:
     return TRINO_HEADER + _dump(trino_values())
 
 
+#: Where the image (infra/deploy/docker/Dockerfile) keeps the project, its jars and its state.
+IMAGE_APP = "/opt/lakehouse/app"
+IMAGE_JARS = "/opt/lakehouse/jvm/spark"
+IMAGE_STATE = "/var/lib/lakehouse"
+SPARK_NAMESPACE = "lakehouse"
+SPARK_VERSION = "4.2.0"
+
+
+def spark_settings() -> Settings:
+    """The settings the apps' pods run with (the image's state directory; the rest from the environment's
+    Secret ``lakehouse-settings`` at run time: lake root on S3, Kafka, Redis, Trino)."""
+    from pathlib import Path
+
+    return Settings(_env_file=None, profile="cluster", state_dir=Path(IMAGE_STATE), spark_master="k8s://cluster")  # type: ignore[call-arg]
+
+
+def spark_conf_k8s(s: Settings) -> dict[str, str]:
+    """``platform_conf`` (what every app needs anywhere) plus Kubernetes': the image's jars on the class
+    paths, the lake on S3 through the pods' IAM role (IRSA), a driver that is restarted, not retried."""
+    from lakehouse.delta.session import platform_conf
+
+    classpath = f"{IMAGE_JARS}/*"
+    return {
+        **platform_conf(s),
+        "spark.driver.extraClassPath": classpath,
+        "spark.executor.extraClassPath": classpath,
+        "spark.driver.extraJavaOptions": "-XX:+ExitOnOutOfMemoryError",
+        "spark.executor.extraJavaOptions": "-XX:+ExitOnOutOfMemoryError",
+        "spark.kubernetes.authenticate.driver.serviceAccountName": "spark-driver",
+        "spark.kubernetes.executor.deleteOnTermination": "true",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": (
+            "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider"
+        ),
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.ui.enabled": "false",
+    }
+
+
+def spark_apps(s: Settings | None = None) -> list[dict[str, Any]]:
+    """The streams as Spark operator applications (one driver each, executors it asks Kubernetes for), their
+    service account (the Spark role of Terraform, through IRSA) and what the driver may do in the namespace
+    (create and watch its executor pods, nothing else)."""
+    from lakehouse.services.streams import APPS
+
+    s = s or spark_settings()
+    meta = {"namespace": SPARK_NAMESPACE, "labels": {"app.kubernetes.io/part-of": "lakehouse"}}
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": "spark-driver",
+            **meta,
+            # The Terraform output spark_role_arn.
+            "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/lakehouse-prod-spark"},
+        },
+        "automountServiceAccountToken": True,
+    }
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "spark-driver", **meta},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["pods", "services", "configmaps", "persistentvolumeclaims"],
+                "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "spark-driver", **meta},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "spark-driver"},
+        "subjects": [{"kind": "ServiceAccount", "name": "spark-driver", "namespace": SPARK_NAMESPACE}],
+    }
+
+    def app(name: str) -> dict[str, Any]:
+        security = {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": False,  # Spark writes its scratch under the pod's work directory
+            "capabilities": {"drop": ["ALL"]},
+        }
+        pod = {
+            "serviceAccount": "spark-driver",
+            "envFrom": [{"secretRef": {"name": "lakehouse-settings"}}],
+            # What the apps read from the secrets directory: the Kafka and Redis logins, the CA, the PII key
+            # (lakehouse-secrets), and the master keys of the card numbers' encryption at rest.
+            "secrets": [
+                {"name": "lakehouse-secrets", "path": f"{IMAGE_STATE}/secrets", "secretType": "Generic"},
+                {"name": "lakehouse-parquet-keys", "path": str(s.parquet_keys_dir), "secretType": "Generic"},
+            ],
+            "securityContext": security,
+            "labels": {"app.kubernetes.io/name": f"lakehouse-{name}"},
+        }
+        return {
+            "apiVersion": "sparkoperator.k8s.io/v1beta2",
+            "kind": "SparkApplication",
+            "metadata": {"name": f"lakehouse-{name}", **meta},
+            "spec": {
+                "type": "Python",
+                "pythonVersion": "3",
+                "mode": "cluster",
+                "image": "REPLACED-BY-DEPLOY",
+                "imagePullPolicy": "IfNotPresent",
+                "mainApplicationFile": f"local://{IMAGE_APP}/spark_apps/{APPS[name]}",
+                "arguments": ["--continuous"],
+                "sparkVersion": SPARK_VERSION,
+                "sparkConf": spark_conf_k8s(s),
+                # A stream that stops is started again, as the local supervisor does.
+                "restartPolicy": {
+                    "type": "Always",
+                    "onFailureRetryInterval": 30,
+                    "onSubmissionFailureRetryInterval": 60,
+                },
+                "driver": {"cores": 1, "memory": s.spark_driver_memory, **pod},
+                "executor": {"instances": 2, "cores": 1, "memory": s.spark_executor_memory, **pod},
+            },
+        }
+
+    return [account, role, binding, *(app(n) for n in ("bronze", "refine", "serving"))]
+
+
+SPARK_HEADER = """\
+# The streams on Kubernetes through the Spark operator (one SparkApplication each: bronze, refine,
+# serving), their service account (the Spark role of infra/deploy/terraform/aws through IRSA) and what the
+# driver may do in the namespace. The configuration is the local apps' own (lakehouse.delta.session
+# .platform_conf) plus Kubernetes'. GENERATED by `python -m lakehouse.stack.deploy spark`: edit that, not
+# this file. The image is REPLACED-BY-DEPLOY (.github/workflows/rollout.yml). Validated, not applied here.
+# Without the operator: `spark-submit --master k8s://https://<api> --deploy-mode cluster` with the same
+# sparkConf and `spark.kubernetes.container.image` (docs/scaling.md).
+"""
+
+
+def spark_apps_manifests(s: Settings | None = None) -> str:
+    return SPARK_HEADER + "".join("---\n" + _dump(d) for d in spark_apps(s))
+
+
 def kafka_manifests(s: Settings | None = None) -> str:
     """The whole file: the cluster, its topics and its users, as YAML documents."""
     s = s or cluster_settings()
@@ -320,5 +461,6 @@ if __name__ == "__main__":
         "dagster": dagster_values_yaml,
         "trino": trino_values_yaml,
         "kafka": kafka_manifests,
+        "spark": spark_apps_manifests,
     }
     sys.stdout.write(what[(sys.argv[1:] or ["kafka"])[0]]())

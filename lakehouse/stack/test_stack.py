@@ -3,8 +3,9 @@
 Its state lives in ``<state_dir>/test-stack`` (lake, Kafka log, Redis data, Dagster home, secrets,
 logs) and its services listen on the user's ports plus ``PORT_SHIFT``; only the JVM artifacts setup
 downloaded are shared. The cluster profile's test stack (``LAKEHOUSE_PROFILE=cluster``, `make
-test-cluster`) is another: ``<state_dir>/test-stack-cluster``, ports plus twice the shift. The integration session (``tests/integration/conftest.py``) runs with
-``env(user)`` in its environment, so every process it starts points there too.
+test-cluster`) is another: ``<state_dir>/test-stack-cluster``, ports plus twice the shift. The
+integration session (``tests/integration/conftest.py``) runs with ``env(user)`` in its environment,
+so every process it starts points there too.
 
     python -m lakehouse.stack.test_stack down|status    # `make test-down`: stop what a session left
 """

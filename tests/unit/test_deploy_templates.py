@@ -138,3 +138,49 @@ def test_trinos_helm_values_are_generated_with_the_local_access_rules() -> None:
     iam = (AWS / "iam.tf").read_text()
     assert '"system:serviceaccount:lakehouse:${each.value}"' in iam
     assert f'trino = "{trino_values()["serviceAccount"]["name"]}"' in iam
+
+
+def test_the_spark_apps_on_kubernetes_are_generated_with_the_local_apps_configuration() -> None:
+    from lakehouse.delta.session import platform_conf
+    from lakehouse.services.streams import STREAMS
+    from lakehouse.stack.deploy import spark_apps_manifests, spark_settings
+
+    committed = (ROOT / "infra" / "deploy" / "kubernetes" / "spark-apps.yaml").read_text()
+    assert committed == spark_apps_manifests(), (
+        "regenerate: python -m lakehouse.stack.deploy spark > infra/deploy/kubernetes/spark-apps.yaml"
+    )
+    docs = [d for d in yaml.safe_load_all(committed) if d]
+    apps = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "SparkApplication"}
+    assert set(apps) == {f"lakehouse-{name}" for name in STREAMS}
+    for spec in apps.values():
+        assert platform_conf(spark_settings()).items() <= spec["sparkConf"].items()  # the local apps' own
+        assert spec["image"] == "REPLACED-BY-DEPLOY"  # rollout.yml sets it
+        assert not any("secret" in k.lower() or "password" in k.lower() for k in spec["sparkConf"])
+        assert (ROOT / spec["mainApplicationFile"].removeprefix("local:///opt/lakehouse/app/")).is_file()
+    # The driver's service account is the one Terraform's Spark role trusts.
+    (account,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+    iam = (AWS / "iam.tf").read_text()
+    assert f'spark = "{account["metadata"]["name"]}"' in iam
+
+
+#: API groups Kubernetes itself serves (kubernetes-validate has their schemas; custom resources' it has not).
+_CORE_GROUPS = {"", "apps", "batch", "policy", "rbac.authorization.k8s.io", "networking.k8s.io"}
+
+
+def test_the_manifests_core_kinds_are_valid_kubernetes_and_an_invalid_one_is_caught() -> None:
+    import kubernetes_validate
+    import pytest
+
+    checked = []
+    for path in sorted((ROOT / "infra" / "deploy" / "kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or "kind" not in doc:
+                continue  # Helm values
+            group = doc["apiVersion"].rpartition("/")[0]
+            if group in _CORE_GROUPS:  # not Strimzi's or the Spark operator's: no schema for those offline
+                kubernetes_validate.validate(doc, "1.31", strict=True)
+                checked.append(doc["kind"])
+    assert sorted(checked) == ["Role", "RoleBinding", "ServiceAccount"]
+    broken = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "x"}, "automountToken": True}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.31", strict=True)
