@@ -150,6 +150,28 @@ def test_stream_forget_removes_what_a_killed_driver_left_in_the_pushgateway(lake
         requests.delete(other, auth=s.http_auth("pusher"), timeout=10, **https)
 
 
+def _kafka_auth(s: Settings) -> str:
+    """What the broker's metrics endpoint says to the scraper's login now, and when its configuration was
+    written against when the broker started (a CI run once saw Prometheus refused with 401 throughout)."""
+    import requests
+
+    from lakehouse.stack.components import Kafka
+
+    kafka = Kafka(s)
+    url = f"https://{s.host}:{s.kafka_metrics_port}/metrics"
+    try:
+        status = requests.get(url, timeout=10, verify=str(s.ca_file), auth=s.http_auth("scraper")).status_code
+    except requests.RequestException as e:
+        status = f"{type(e).__name__}"  # type: ignore[assignment]
+    proc = kafka.process()
+    conf = kafka.workdir / "jmx-exporter.yml"
+    return (
+        f"direct scrape as scraper: {status}; broker started {proc.create_time() if proc else None}, "
+        f"its metrics config written {conf.stat().st_mtime if conf.exists() else None}, the scraper's password "
+        f"file written {s.secret_file('prometheus_scraper').stat().st_mtime}"
+    )
+
+
 def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_stack: Settings) -> None:
     import requests
 
@@ -166,7 +188,8 @@ def test_prometheus_scrapes_every_target_and_loads_the_alert_rules(lakehouse_sta
         if (len(health) == len(expected) and all(h == "up" for h, _ in health.values())) or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert {job: h for job, (h, _) in health.items()} == dict.fromkeys(expected, "up"), health
+    states = {job: h for job, (h, _) in health.items()}
+    assert states == dict.fromkeys(expected, "up"), (health, _kafka_auth(lakehouse_stack))
     rules = requests.get(
         f"{lakehouse_stack.prometheus_url}/api/v1/rules",
         timeout=10,
