@@ -58,9 +58,11 @@ def archive_path(s: Settings) -> Path:
 
 def _archive(s: Settings) -> Path | None:
     """The archive's path, or None when it is switched off or the jars are missing (spark-submit says so)."""
-    from lakehouse.delta.session import SparkSetupError
+    from lakehouse.delta.session import SparkSetupError, standalone
 
-    if not s.spark_class_archive:
+    # A standalone master's drivers have their SPARK_CONF_DIR (the shared secret) on the class path, and
+    # class data sharing refuses a non-empty directory there ("Cannot have non-empty directory in paths").
+    if not s.spark_class_archive or standalone(s.spark_master):
         return None
     try:
         return archive_path(s)

@@ -61,14 +61,18 @@ def secret_conf_dir(s: Settings) -> Path:
     return conf_dir
 
 
+#: Where an executor unpacks the code archive (``spark.archives``' fragment), put on its PYTHONPATH.
+CODE_DIR = "lakehouse-code"
+
+
 def code_archive(s: Settings) -> Path:
-    """The project's Python packages (``lakehouse``, ``spark_apps``) as one zip for a cluster's executors
-    (``spark.submit.pyFiles``), made once per version of the code under <state_dir>/spark-dist."""
+    """The project's Python packages (``lakehouse``, ``spark_apps``, their data files too) as one zip for a
+    cluster's executors, made once per version of the code under <state_dir>/spark-dist."""
     import hashlib
     import zipfile
 
     packages = [PROJECT_ROOT / "lakehouse", PROJECT_ROOT / "spark_apps"]
-    files = sorted(f for pkg in packages for f in pkg.rglob("*.py") if "__pycache__" not in f.parts)
+    files = sorted(f for pkg in packages for f in pkg.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
     digest = hashlib.sha256()
     for f in files:
         digest.update(str(f.relative_to(PROJECT_ROOT)).encode() + b"\0" + f.read_bytes())
@@ -162,7 +166,11 @@ def _standalone_conf(s: Settings) -> dict[str, str]:
         "spark.executor.cores": str(s.spark_worker_cores),
         "spark.cores.max": str(cores),
         "spark.pyspark.python": sys.executable,
-        "spark.submit.pyFiles": str(code_archive(s)),
+        # The code, unpacked by each executor into its directory and put on its Python workers' path; not
+        # spark.submit.pyFiles, which puts the zip first on the driver's path too (whose checkout has the
+        # infra files beside the packages that a zip has not).
+        "spark.archives": f"{code_archive(s)}#{CODE_DIR}",
+        "spark.executorEnv.PYTHONPATH": CODE_DIR,
     }
 
 

@@ -112,8 +112,10 @@ def describe(s: Settings, names: Iterable[str] | None = None, with_configs: bool
             for log_dir in broker.get("log_dirs", []):
                 for t in log_dir.get("topics", []):
                     for p in t.get("partitions", []):
+                        # One replica's bytes: each replica's broker reports the partition (the cluster
+                        # profile has three); summed, a partition would count three times its size.
                         key = (t["name"], p["partition_index"])
-                        sizes[key] = sizes.get(key, 0) + int(p["partition_size"])
+                        sizes[key] = max(sizes.get(key, 0), int(p["partition_size"]))
         configs: dict[str, dict[str, str]] = {}
         if with_configs:
             resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted]

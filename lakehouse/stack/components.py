@@ -191,6 +191,11 @@ class Component:
         """What `start` waits for before going on to the next component: by default, healthy."""
         return self.healthy()
 
+    def stuck(self) -> str:
+        """While `stop` waits: why the process cannot finish stopping by itself ("" while it may), so it is
+        killed at once instead of at the end of the grace period."""
+        return ""
+
     def after_start(self, log: Log) -> None:
         """Work that needs the running service (create topics, schemas)."""
 
@@ -285,10 +290,15 @@ class Component:
             self.pidfile.remove()
             return "stopped"
         group = [proc, *proc.children(recursive=True)]
-        _, alive = psutil.wait_procs(group, timeout=grace_s)
+        deadline = time.monotonic() + grace_s
+        alive = group
+        while alive and time.monotonic() < deadline:
+            _, alive = psutil.wait_procs(alive, timeout=1)
+            if alive and (why := self.stuck()):
+                break
         how = "stopped"
         if alive:
-            how = "killed after SIGTERM timed out"
+            how = f"killed: {why}" if (why := self.stuck()) else "killed after SIGTERM timed out"
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
             psutil.wait_procs(alive, timeout=10)
@@ -513,6 +523,13 @@ class Kafka(Component):
         if self._quorum_without_me():
             return self.healthy()
         return port_open(self.s.host, self.ports[1])
+
+    def stuck(self) -> str:
+        # A stopping broker asks the controller quorum to move its leaders away first (controlled shutdown);
+        # once a majority of the nodes is gone there is no quorum to ask, and it would wait out the grace.
+        if self.s.kafka_brokers > 1 and not self._quorum_without_me():
+            return "no controller quorum left to shut down against (the other nodes have stopped)"
+        return ""
 
     def after_start(self, log: Log) -> None:
         from lakehouse.services.kafka import ensure_acls, ensure_topics

@@ -30,7 +30,7 @@ from pathlib import Path
 from secrets import token_bytes
 from typing import Any
 
-from lakehouse.settings import SERVER_CERT, SERVER_KEY, Settings, child_env
+from lakehouse.settings import CA_CERT, SERVER_CERT, SERVER_KEY, Settings, child_env
 from lakehouse.stack.components import Component, Log, StackError, port_open
 from lakehouse.stack.secrets import write_private
 
@@ -165,9 +165,10 @@ class Postgres(Component):
             self._initdb()
 
     def _reachable_by(self, user: pwd.struct_passwd) -> None:
-        """Let USER reach the workdir: the state directory (and the workdir) get the search bit for others
-        (no listing: their contents stay 0700); a directory above the state directory it cannot search is
-        an error naming it, not changed behind the owner's back."""
+        """Let USER reach the workdir: the workdir and the state directories on the way (this one, and the
+        user's that holds the tests' stacks: each has the stack's CA) get the search bit for others (no
+        listing: their contents stay 0700); another directory it cannot search is an error naming it, not
+        changed behind its owner's back."""
         groups = {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem} | {user.pw_gid}
         for d in [self.workdir, *self.workdir.parents]:
             st = os.stat(d)
@@ -177,7 +178,7 @@ class Postgres(Component):
                 or (st.st_gid in groups and st.st_mode & 0o010)
             ):
                 continue
-            if d == self.workdir or d == self.s.state_dir:
+            if d == self.workdir or d == self.s.state_dir or (d / "secrets" / CA_CERT).is_file():
                 os.chmod(d, st.st_mode | 0o001)
                 continue
             raise StackError(

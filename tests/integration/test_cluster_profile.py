@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from lakehouse.contracts import TOPICS
+from lakehouse.delta.session import CODE_DIR
 from lakehouse.settings import Settings
 from lakehouse.stack import components
 from lakehouse.stack.spark_cluster import SparkWorker, alive_workers, master_state
@@ -25,29 +26,20 @@ def _cluster_only(lakehouse_stack: Settings) -> None:
 
 
 def test_kafka_is_three_brokers_with_every_topic_on_three_replicas_two_in_sync(lakehouse_stack: Settings) -> None:
-    from kafka.admin import ConfigResource, ConfigResourceType
-
+    from lakehouse.services import topics
     from lakehouse.services.kafka import admin
 
     s = lakehouse_stack
     client = admin(s)
     try:
-        brokers = {b["node_id"] for b in client.describe_cluster()["brokers"]}
-        assert brokers == {1, 2, 3}
-        for topic in client.describe_topics([t.name for t in TOPICS]):
-            replicas = {(len(p["replica_nodes"]), len(p["isr_nodes"])) for p in topic["partitions"]}
-            assert replicas == {(3, 3)}, topic["name"]
-        configs = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t.name) for t in TOPICS])
-        found = {
-            (resource["resource_name"], entry["name"]): entry["value"]
-            for response in configs
-            for resource in response.to_object()["results"]
-            for entry in resource["configs"]
-        }
-        for t in TOPICS:
-            assert found[(t.name, "min.insync.replicas")] == "2"
+        assert {b["broker_id"] for b in client.describe_cluster()["brokers"]} == {1, 2, 3}
     finally:
         client.close()
+    described = {t.name: t for t in topics.describe(s, [t.name for t in TOPICS])}
+    for name, info in described.items():
+        assert {(len(p.replicas), len(p.isr)) for p in info.partitions} == {(3, 3)}, name
+        assert info.configs["min.insync.replicas"] == "2", name
+        assert {p.leader for p in info.partitions} == {1, 2, 3}, f"{name}: leaders not spread over the brokers"
 
 
 def test_the_pipeline_ran_on_both_spark_workers_with_the_shipped_code(lakehouse_stack: Settings) -> None:
@@ -57,13 +49,14 @@ def test_the_pipeline_ran_on_both_spark_workers_with_the_shipped_code(lakehouse_
     assert state is not None
     assert state["status"] == "ALIVE"
     assert len(alive_workers(s)) == 2
-    ran = [a for a in state["completedapps"] + state["activeapps"] if a["name"] == "lakehouse-all"]
+    ran = [a for a in state["completedapps"] + state["activeapps"] if a["name"] == "lakehouse-pipeline"]
     assert ran, f"no pipeline app on the master: {[a['name'] for a in state['completedapps']]}"
-    # Each worker's executor logs: tasks of the pipeline ran there, reading the code from the shipped archive.
+    # Each worker's executor logs: tasks of the pipeline ran there, with the code archive unpacked beside them.
     for worker in (SparkWorker(s, 1), SparkWorker(s, 2)):
         logs = [p.read_text(errors="replace") for p in Path(worker.workdir / "work").glob("app-*/*/stderr")]
         assert any("Finished task" in log for log in logs), f"no task finished on {worker.name}"
-        assert any(Path(p).name.startswith("lakehouse-code-") for p in (worker.workdir / "work").glob("app-*/*/*.zip"))
+        shipped = list((worker.workdir / "work").glob(f"app-*/*/{CODE_DIR}/lakehouse/__init__.py"))
+        assert shipped, f"no executor of {worker.name} unpacked the code archive"
 
 
 def test_dagster_stores_in_postgres(lakehouse_stack: Settings) -> None:

@@ -90,10 +90,13 @@ def test_a_standalone_master_gets_executors_sized_the_code_shipped_and_its_secre
     conf = spark_conf(s, "app")
     assert conf["spark.master"] == "spark://127.0.0.1:7077"
     assert (conf["spark.executor.memory"], conf["spark.executor.cores"], conf["spark.cores.max"]) == ("1g", "1", "2")
-    names = zipfile.ZipFile(conf["spark.submit.pyFiles"]).namelist()
+    archive, _, unpacked = conf["spark.archives"].partition("#")
+    assert conf["spark.executorEnv.PYTHONPATH"] == unpacked  # where each executor unpacks it
+    names = zipfile.ZipFile(archive).namelist()
     assert "lakehouse/__init__.py" in names
+    assert "lakehouse/contracts/payments.schema.json" in names  # the packages' data files too
     assert "spark_apps/refine.py" in names
-    assert spark_conf(s, "app")["spark.submit.pyFiles"] == conf["spark.submit.pyFiles"]  # made once per code version
+    assert spark_conf(s, "app")["spark.archives"] == conf["spark.archives"]  # made once per code version
     # The shared secret is in no option (pyspark puts them on spark-submit's command line) but in a 0600 file.
     (tmp_path / "secrets").mkdir(mode=0o700)
     (tmp_path / "secrets" / "spark-auth.secret").write_text("s3cr3t-value")
@@ -101,4 +104,4 @@ def test_a_standalone_master_gets_executors_sized_the_code_shipped_and_its_secre
     defaults = secret_conf_dir(s) / "spark-defaults.conf"
     assert defaults.read_text() == "spark.authenticate true\nspark.authenticate.secret s3cr3t-value\n"
     assert stat.S_IMODE(defaults.stat().st_mode) == 0o600
-    assert "spark.submit.pyFiles" not in spark_conf(Settings(_env_file=None, state_dir=tmp_path), "app")  # type: ignore[call-arg]
+    assert "spark.archives" not in spark_conf(Settings(_env_file=None, state_dir=tmp_path), "app")  # type: ignore[call-arg]
