@@ -344,6 +344,8 @@ class Component:
 
 #: Written into Kafka's storage directory once it is formatted with the SCRAM users.
 SECURED_MARKER = "lakehouse-secured"
+#: ... and the node ids of the controller quorum it was formatted for (a KRaft cluster cannot change it).
+VOTERS_MARKER = "lakehouse-voters"
 
 
 class Kafka(Component):
@@ -443,8 +445,23 @@ class Kafka(Component):
                     "lost; what bronze ingested stays in the lake) and the bronze checkpoint with it "
                     f"({self.s.checkpoint_dir / 'bronze'}: its offsets are of the old topics), then `lakehouse up`"
                 )
+            self.check_quorum(data)
             return
         self._format(conf, data)
+
+    def check_quorum(self, data: Path) -> None:
+        """Refuse storage formatted for another controller quorum (another number of nodes)."""
+        nodes = ",".join(str(n) for n in range(1, self.s.kafka_brokers + 1))
+        marker = data / VOTERS_MARKER
+        formatted_for = marker.read_text().strip() if marker.exists() else "1"  # older: one node
+        if formatted_for != nodes:
+            raise StackError(
+                f"Kafka's storage in {data} was formatted for a controller quorum of the nodes {formatted_for}; "
+                f"this stack's is {nodes} (LAKEHOUSE_KAFKA_BROKERS={self.s.kafka_brokers}, or the profile, "
+                "changed). A KRaft cluster cannot change its quorum in place: go back to the settings it was "
+                "made with, or give the new one a state directory of its own (LAKEHOUSE_STATE_DIR; the old "
+                "one's events stay in its directory)"
+            )
 
     def _format(self, conf: Path, data: Path) -> None:
         """Format the storage with a SCRAM-SHA-512 credential for every principal. The passwords go to the
@@ -482,6 +499,7 @@ class Kafka(Component):
         if proc.returncode != 0:
             raise StackError(f"formatting Kafka storage failed: {proc.stdout}{proc.stderr}")
         (data / SECURED_MARKER).write_text("SCRAM-SHA-512 users: " + ", ".join(KAFKA_PRINCIPALS) + "\n")
+        (data / VOTERS_MARKER).write_text(",".join(str(n) for n in range(1, self.s.kafka_brokers + 1)) + "\n")
 
     def command(self) -> list[str]:
         return [

@@ -367,3 +367,19 @@ def test_a_uri_for_the_lake_is_refused_instead_of_becoming_a_local_directory(fie
 
     with pytest.raises(ValidationError, match="'s3a://bucket/lake' is a URI"):
         Settings(_env_file=None, **{field: "s3a://bucket/lake"})  # type: ignore[call-arg]
+
+
+def test_kafka_storage_formatted_for_another_quorum_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from lakehouse.stack.components import VOTERS_MARKER, Kafka, StackError
+
+    data = tmp_path / "kafka" / "data"
+    data.mkdir(parents=True)
+    local = Kafka(Settings(_env_file=None, state_dir=tmp_path), 1)  # type: ignore[call-arg]
+    cluster = Kafka(Settings(_env_file=None, state_dir=tmp_path, profile="cluster"), 1)  # type: ignore[call-arg]
+    local.check_quorum(data)  # storage of before the marker: one node, as the local profile's
+    with pytest.raises(StackError, match=r"formatted for a controller quorum of the nodes 1; this stack's is 1,2,3"):
+        cluster.check_quorum(data)
+    (data / VOTERS_MARKER).write_text("1,2,3\n")
+    cluster.check_quorum(data)
+    with pytest.raises(StackError, match="LAKEHOUSE_STATE_DIR"):
+        local.check_quorum(data)
