@@ -212,9 +212,20 @@ class Settings(BaseSettings):
         description="Spark standalone workers `lakehouse up` starts beside a master (0: no standalone cluster, the "
         "apps run in local mode); the cluster profile: 2. Worker i listens on the master's ports plus i.",
     )
-    spark_worker_cores: int = Field(1, ge=1, description="Cores each standalone worker offers its executors.")
+    spark_worker_cores: int = Field(
+        3,
+        ge=1,
+        description="Task slots each standalone worker offers (more than the machine's cores, as local[2] per app "
+        "is: three streams at once need 3 x spark_app_cores slots).",
+    )
     spark_worker_memory: str = Field(
-        "1536m", pattern=r"^[0-9]+[kmgKMG]$", description="Memory each standalone worker offers its executors."
+        "3g", pattern=r"^[0-9]+[kmgKMG]$", description="Memory each standalone worker offers its executors."
+    )
+    spark_app_cores: int = Field(
+        2,
+        ge=1,
+        description="Cores one app may hold on a standalone cluster (spark.cores.max; executors of one core): with "
+        "two workers of three slots, the three streams run side by side, two cores each, as in local[2].",
     )
     spark_executor_memory: str = Field(
         "1g", pattern=r"^[0-9]+[kmgKMG]$", description="Heap of each executor on a cluster (not in local mode)."

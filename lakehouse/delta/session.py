@@ -156,15 +156,15 @@ def platform_conf(s: Settings) -> dict[str, str]:
 
 
 def _standalone_conf(s: Settings) -> dict[str, str]:
-    """What an app on a standalone cluster needs beyond local mode: executors' size, every core of the
-    stack's workers (one app at a time holds them), this interpreter on the executors, and the code."""
+    """What an app on a standalone cluster needs beyond local mode: executors' size (one core each), the
+    cores it may hold (so the streams run side by side instead of the first one holding every worker),
+    this interpreter on the executors, and the code."""
     import sys
 
-    cores = max(1, s.spark_workers) * s.spark_worker_cores
     return {
         "spark.executor.memory": s.spark_executor_memory,
-        "spark.executor.cores": str(s.spark_worker_cores),
-        "spark.cores.max": str(cores),
+        "spark.executor.cores": "1",
+        "spark.cores.max": str(s.spark_app_cores),
         "spark.pyspark.python": sys.executable,
         # The code, unpacked by each executor into its directory and put on its Python workers' path; not
         # spark.submit.pyFiles, which puts the zip first on the driver's path too (whose checkout has the

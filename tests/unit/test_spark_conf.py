@@ -90,6 +90,8 @@ def test_a_standalone_master_gets_executors_sized_the_code_shipped_and_its_secre
     conf = spark_conf(s, "app")
     assert conf["spark.master"] == "spark://127.0.0.1:7077"
     assert (conf["spark.executor.memory"], conf["spark.executor.cores"], conf["spark.cores.max"]) == ("1g", "1", "2")
+    # the three streams fit side by side on the cluster profile's workers, two cores each
+    assert s.spark_workers * s.spark_worker_cores >= 3 * int(conf["spark.cores.max"])
     archive, _, unpacked = conf["spark.archives"].partition("#")
     assert conf["spark.executorEnv.PYTHONPATH"] == unpacked  # where each executor unpacks it
     names = zipfile.ZipFile(archive).namelist()
