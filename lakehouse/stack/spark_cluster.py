@@ -54,7 +54,9 @@ class _SparkDaemon(Component):
             SPARK_CONF_DIR=str(secret_conf_dir(self.s)),
             SPARK_LOCAL_IP=self.s.host,
             SPARK_DAEMON_MEMORY="256m",
-            SPARK_DAEMON_JAVA_OPTS=f"-Dlog4j2.configurationFile={LOG4J2}",
+            # No REST submission server (port 6066, not behind spark.authenticate): apps come through the
+            # authenticated RPC port only.
+            SPARK_DAEMON_JAVA_OPTS=f"-Dlog4j2.configurationFile={LOG4J2} -Dspark.master.rest.enabled=false",
             PYSPARK_PYTHON=sys.executable,
         )
 
