@@ -72,7 +72,8 @@ lint: $(PIP_STAMP) $(ACTIONLINT) $(CHECKOV) ## ruff, mypy, the import contracts,
 	$(BIN)/mypy lakehouse orchestration
 	$(BIN)/lint-imports --no-cache
 	$(ACTIONLINT) -shellcheck= .github/workflows/*.yml
-	$(CHECKOV) -d infra/deploy --framework terraform kubernetes dockerfile --quiet --compact --skip-download
+	@# As a module of its venv's interpreter: the venv's scripts name the path it was made at (a worktree's).
+	$(dir $(CHECKOV))python -m checkov.main -d infra/deploy --framework terraform kubernetes dockerfile --quiet --compact --skip-download
 
 fmt: $(PIP_STAMP) ## Format and autofix with ruff
 	$(BIN)/ruff format .
