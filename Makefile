@@ -100,7 +100,7 @@ test-integration: setup ## Integration tests against the real stack (started if 
 
 # The cluster profile (docs/scaling.md): a stack of its own (3 Kafka brokers, Spark standalone with 2 workers,
 # Dagster on PostgreSQL), the pipeline's contract tests on it, then checks of the stack itself. Not in
-# `make test` (CI runs it on a schedule): 11 minutes on 2 cores (the stack starts in about 2).
+# `make test` (CI runs it on a schedule): 7 minutes on 2 cores, 11 on a loaded machine.
 test-cluster: setup ## The pipeline's contract tests on the cluster profile's own stack
 	LAKEHOUSE_PROFILE=cluster $(TEST_ENV) $(BIN)/pytest -m integration --durations=30 \
 	  tests/integration/test_pipeline.py tests/integration/test_cluster_profile.py; rc=$$?; \
