@@ -12,6 +12,7 @@ import difflib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -111,6 +112,19 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "spark_master": "spark://{host}:{spark_master_port}",
     },
 }
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write DATA to PATH atomically, readable by the owner only (0600 from the start, never wider)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class SettingsError(RuntimeError):
@@ -514,7 +528,7 @@ class Settings(BaseSettings):
         """The profile's defaults for what was not set explicitly (PROFILE_DEFAULTS)."""
         if isinstance(data, dict):
             profile = data.get("profile")
-            known = {"host": "127.0.0.1", "spark_master_port": 7077} | data
+            known = {name: f.default for name, f in cls.model_fields.items()} | data
             for key, value in PROFILE_DEFAULTS.get(str(profile), {}).items():
                 data.setdefault(key, value.format(**known) if isinstance(value, str) else value)
         return data
@@ -561,18 +575,21 @@ class Settings(BaseSettings):
             if port in ports:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={port} clashes with {ENV_PREFIX}{ports[port].upper()}")
             ports[port] = name
-        for worker in range(1, self.spark_workers + 1):
-            for what, port in zip(("", " web UI"), self.spark_worker_ports(worker), strict=True):
-                if port in ports or port > 65535:
-                    clash = f"clashes with {ENV_PREFIX}{ports[port].upper()}" if port in ports else "is not a port"
-                    raise ValueError(f"Spark worker {worker}'s{what} port {port} {clash}")
-                ports[port] = f"spark_worker_{worker}{what.replace(' ', '_')}_port"
-        for node in range(2, self.kafka_brokers + 1):
-            for what, port in zip(("client", "controller", "metrics"), self.kafka_node_ports(node), strict=True):
-                if port in ports or port > 65535:
-                    clash = f"clashes with {ENV_PREFIX}{ports[port].upper()}" if port in ports else "is not a port"
-                    raise ValueError(f"Kafka broker {node}'s {what} port {port} {clash}")
-                ports[port] = f"kafka_{what}_port_of_broker_{node}"
+        # The ports derived from those: the Spark workers' and Kafka's further brokers' (label, port, name).
+        derived = [
+            (f"Spark worker {worker}'s{what} port", port, f"spark_worker_{worker}{what.replace(' ', '_')}_port")
+            for worker in range(1, self.spark_workers + 1)
+            for what, port in zip(("", " web UI"), self.spark_worker_ports(worker), strict=True)
+        ] + [
+            (f"Kafka broker {node}'s {what} port", port, f"kafka_{what}_port_of_broker_{node}")
+            for node in range(2, self.kafka_brokers + 1)
+            for what, port in zip(("client", "controller", "metrics"), self.kafka_node_ports(node), strict=True)
+        ]
+        for label, port, name in derived:
+            if port in ports or port > 65535:
+                clash = f"clashes with {ENV_PREFIX}{ports[port].upper()}" if port in ports else "is not a port"
+                raise ValueError(f"{label} {port} {clash}")
+            ports[port] = name
         return self
 
     def spark_worker_ports(self, worker: int) -> tuple[int, int]:

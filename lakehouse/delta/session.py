@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.settings import PROJECT_ROOT, Settings, get_settings
+from lakehouse.settings import PROJECT_ROOT, Settings, get_settings, write_private
 from lakehouse.tables import encrypted_columns
 
 if TYPE_CHECKING:
@@ -49,15 +49,9 @@ def secret_conf_dir(s: Settings) -> Path:
     command line (pyspark hands a session's options to spark-submit as arguments). Executors get it from
     their worker through the environment, as Spark does."""
     conf_dir = s.secrets_dir / "spark-conf"
-    conf_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     secret = s.secret("spark_auth").get_secret_value()
     text = f"spark.authenticate true\nspark.authenticate.secret {secret}\n"
-    path = conf_dir / "spark-defaults.conf"
-    tmp = conf_dir / ".spark-defaults.conf.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_private(conf_dir / "spark-defaults.conf", text.encode())
     return conf_dir
 
 

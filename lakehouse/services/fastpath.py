@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any
 from lakehouse.clients import FASTPATH_GROUP, java_config
 from lakehouse.contracts import WATERMARK_MINUTES, schema
 from lakehouse.services import flink, streams
-from lakehouse.settings import FLINK_KEYSTORE, FLINK_TRUSTSTORE, Settings
+from lakehouse.settings import FLINK_KEYSTORE, FLINK_TRUSTSTORE, Settings, write_private
 from lakehouse.validation import fields, program
 
 #: The stream's name (``lakehouse stream run fastpath``, its lock, its checkpoints, its Dagster asset).
@@ -187,12 +186,7 @@ def job_config(s: Settings, restore: Path | None = None) -> dict[str, Any]:
 def write_job_config(s: Settings) -> Path:
     """``<run>/fastpath/job.json`` for this start (restoring the newest checkpoint, if any); mode 0600."""
     path = s.run_dir / NAME / "job.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(job_config(s, latest_checkpoint(s)), f, indent=2)
-    tmp.replace(path)
+    write_private(path, json.dumps(job_config(s, latest_checkpoint(s)), indent=2).encode())
     return path
 
 

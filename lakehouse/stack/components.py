@@ -47,8 +47,9 @@ from lakehouse.settings import (
     TRINO_USERS,
     Settings,
     child_env,
+    write_private,
 )
-from lakehouse.stack.secrets import SERVER_COMMON_NAME, write_private
+from lakehouse.stack.secrets import SERVER_COMMON_NAME
 
 INFRA = PROJECT_ROOT / "infra"
 Log = Callable[[str], None]

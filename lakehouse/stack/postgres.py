@@ -30,9 +30,8 @@ from pathlib import Path
 from secrets import token_bytes
 from typing import Any
 
-from lakehouse.settings import CA_CERT, SERVER_CERT, SERVER_KEY, Settings, child_env
+from lakehouse.settings import CA_CERT, SERVER_CERT, SERVER_KEY, Settings, child_env, write_private
 from lakehouse.stack.components import Component, Log, StackError, port_open
-from lakehouse.stack.secrets import write_private
 
 #: Dagster's database and role.
 DATABASE = ROLE = "dagster"

@@ -14,7 +14,6 @@ import base64
 import ipaddress
 import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from lakehouse.settings import (
     SERVER_CERT,
     SERVER_KEY,
     Settings,
+    write_private,
 )
 
 #: The names the server certificate is valid for: the loopback host names every local service binds.
@@ -44,19 +44,6 @@ SERVER_DAYS = 825  # the longest lifetime clients accept for a server certificat
 RENEW_BEFORE = timedelta(days=30)
 #: The services' certificate's subject: Kafka's controller listener knows its peers by it (a super user).
 SERVER_COMMON_NAME = "lakehouse local services"
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write DATA to PATH atomically, readable by the owner only (0600 from the start, never wider)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
