@@ -103,7 +103,7 @@ test-integration: setup ## Integration tests against the real stack (started if 
 # `make test` (CI runs it on a schedule): 7 minutes on 2 cores, 11 on a loaded machine.
 test-cluster: setup ## The pipeline's contract tests on the cluster profile's own stack
 	LAKEHOUSE_PROFILE=cluster $(TEST_ENV) $(BIN)/pytest -m integration --durations=30 \
-	  tests/integration/test_pipeline.py tests/integration/test_cluster_profile.py; rc=$$?; \
+	  tests/integration/test_pipeline.py tests/integration/test_cluster_profile.py tests/integration/test_object_store.py; rc=$$?; \
 	  LAKEHOUSE_PROFILE=cluster $(BIN)/python -m lakehouse.stack.test_stack down; exit $$rc
 
 # Lint (one core: mypy, cold on a clean clone, takes over a minute) runs while setup downloads (the

@@ -17,10 +17,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+    #: A directory of the lake: local, or on the object store (``lakehouse.storage``).
+    LakePath = Path | UPath
 
 ENV_PREFIX = "LAKEHOUSE_"
 
@@ -60,6 +66,11 @@ SECRETS: dict[str, str] = {
     "postgres_dagster": "postgres-dagster.password",
     # Spark standalone's shared secret (spark.authenticate): master, workers, drivers and executors.
     "spark_auth": "spark-auth.secret",
+    # The object store (an s3a:// lake): the platform's identity (Spark, the stack) and Trino's read-only one,
+    # and SeaweedFS' own signing key (its volume and filer servers accept only requests it signed).
+    "s3_lakehouse": "s3-lakehouse.secret",
+    "s3_trino": "s3-trino.secret",
+    "seaweedfs_jwt": "seaweedfs-jwt.key",
     # PagerDuty's Events v2 integration key; setup writes a random placeholder: put your service's key here.
     "pagerduty_routing_key": "pagerduty-routing-key",
 }
@@ -110,8 +121,26 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "dagster_storage": "postgres",
         "spark_workers": 2,
         "spark_master": "spark://{host}:{spark_master_port}",
+        "lake_root": "s3a://lakehouse/lake",
     },
 }
+
+
+def _https(value: str | None, *, port_required: bool, expected: str) -> str | None:
+    """VALUE if it is an https:// URL of a host (with a port when PORT_REQUIRED) and no path, without a trailing
+    slash; a ValueError saying what was EXPECTED otherwise."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError as e:
+        raise ValueError(f"not a URL: {value!r} ({e})") from None
+    if url.scheme != "https" or not url.hostname or (port_required and port is None) or url.path not in ("", "/"):
+        raise ValueError(f"expected {expected}, got {value!r}")
+    return value.rstrip("/")
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -153,7 +182,11 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         PROJECT_ROOT / ".lakehouse", description="Data, logs, pid files and the JVM cache (git-ignored)."
     )
-    lake_root: Path | None = Field(None, description="Root of the Delta tables; default <state_dir>/lake.")
+    lake_root: Path | str | None = Field(
+        None,
+        description="Root of the Delta tables: a local path, or s3a://BUCKET/PREFIX on the object store "
+        "(`s3_endpoint`); default <state_dir>/lake, in the cluster profile s3a://lakehouse/lake.",
+    )
     jvm_root: Path | None = Field(
         None,
         description="The JVM artifacts setup downloads (Kafka, Spark's packages, Trino: ~900 MB); default "
@@ -181,6 +214,14 @@ class Settings(BaseSettings):
     )
     postgres_port: int = Field(
         5442, ge=1, le=65535, description="PostgreSQL (Dagster's storage in the cluster profile; TLS, passwords)."
+    )
+    object_store_port: int = Field(
+        8333,
+        ge=1,
+        le=65535,
+        description="The stack's S3 server (SeaweedFS, HTTPS; the lake of the cluster profile): its S3 API. Its "
+        "master, volume and filer servers take the next seven ports (gRPC with mutual TLS, HTTP with signed "
+        "requests).",
     )
     dashboard_port: int = Field(
         3001,
@@ -273,8 +314,10 @@ class Settings(BaseSettings):
     )
 
     # --- streams ------------------------------------------------------------
-    checkpoint_root: Path | None = Field(
-        None, description="Streaming checkpoints; default <lake>/_checkpoints (shared storage on a cluster)."
+    checkpoint_root: Path | str | None = Field(
+        None,
+        description="Streaming checkpoints: a local path or an s3a:// URI; default <lake>/_checkpoints (shared "
+        "storage on a cluster).",
     )
     stream_trigger_interval: str = Field(
         "250 milliseconds",
@@ -392,6 +435,21 @@ class Settings(BaseSettings):
     postgres_endpoint: str | None = Field(
         None, description="host:port of the PostgreSQL Dagster stores in (TLS, verified); default the local one."
     )
+    s3_endpoint: str | None = Field(
+        None,
+        description="The S3 API of an s3a:// lake's object store (https://HOST[:PORT]); default: the stack's own "
+        "SeaweedFS at https://<host>:<object_store_port>, started by `lakehouse up` when the lake is on s3a://.",
+    )
+    s3_region: str = Field("us-east-1", description="The object store's region (S3 request signing).")
+    s3_access_key: str = Field(
+        "lakehouse",
+        description="Access key id of the platform's identity on the object store (its secret: `s3-lakehouse.secret` "
+        "in the secrets directory).",
+    )
+    s3_trino_access_key: str = Field(
+        "lakehouse-trino",
+        description="Access key id of Trino's read-only identity on the object store (secret `s3-trino.secret`).",
+    )
     dagster_storage: Literal["sqlite", "postgres"] = Field(
         "sqlite",
         description="Where Dagster keeps runs, events and schedules: `sqlite` files under <state_dir>/dagster (one "
@@ -460,18 +518,12 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _https_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from urllib.parse import urlsplit
+        return _https(value, port_required=True, expected="https://HOST:PORT (every service speaks TLS; no path)")
 
-        try:
-            url = urlsplit(value)
-            port = url.port
-        except ValueError as e:
-            raise ValueError(f"not a URL: {value!r} ({e})") from None
-        if url.scheme != "https" or not url.hostname or port is None or url.path not in ("", "/"):
-            raise ValueError(f"expected https://HOST:PORT (every service speaks TLS; no path), got {value!r}")
-        return value.rstrip("/")
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _s3_url(cls, value: str | None) -> str | None:
+        return _https(value, port_required=False, expected="https://HOST[:PORT] (the lake's data: over TLS only)")
 
     @field_validator("redis_endpoint", "postgres_endpoint")
     @classmethod
@@ -483,17 +535,26 @@ class Settings(BaseSettings):
             raise ValueError(f"expected HOST:PORT (e.g. redis.internal:6379), got {value!r}")
         return value
 
-    @field_validator("lake_root", "checkpoint_root", "state_dir", "jvm_root", mode="before")
+    @field_validator("state_dir", "jvm_root", mode="before")
     @classmethod
     def _a_local_path(cls, value: object) -> object:
-        # A URI would become a relative path ("s3a://b/lake" -> <cwd>/s3a:/b/lake) and the lake would land
-        # on the local disk without a word.
+        # A URI would become a relative path ("s3a://b/x" -> <cwd>/s3a:/b/x) and the files would land on the
+        # local disk without a word.
         if isinstance(value, str) and "://" in value:
-            raise ValueError(
-                f"{value!r} is a URI: this version keeps the lake, its checkpoints and the state on a local (or "
-                "mounted) filesystem; give a path"
-            )
+            raise ValueError(f"{value!r} is a URI: the state and the JVM cache live on a local filesystem; give a path")
         return value
+
+    @field_validator("lake_root", "checkpoint_root", mode="before")
+    @classmethod
+    def _a_path_or_s3a(cls, value: object) -> object:
+        """A local path (made a Path here, so it never stays a str) or an s3a://BUCKET/PREFIX URI."""
+        if not isinstance(value, str):
+            return value
+        if "://" not in value:
+            return Path(value)
+        from lakehouse.storage import parse_s3a
+
+        return parse_s3a(value).uri
 
     @field_validator("host")
     @classmethod
@@ -570,27 +631,40 @@ class Settings(BaseSettings):
             "postgres_port",
             "spark_master_port",
             "spark_master_ui_port",
+            "object_store_port",
         ):
             port = getattr(self, name)
             if port in ports:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}={port} clashes with {ENV_PREFIX}{ports[port].upper()}")
             ports[port] = name
         # The ports derived from those: the Spark workers' and Kafka's further brokers' (label, port, name).
-        derived = [
-            (f"Spark worker {worker}'s{what} port", port, f"spark_worker_{worker}{what.replace(' ', '_')}_port")
-            for worker in range(1, self.spark_workers + 1)
-            for what, port in zip(("", " web UI"), self.spark_worker_ports(worker), strict=True)
-        ] + [
-            (f"Kafka broker {node}'s {what} port", port, f"kafka_{what}_port_of_broker_{node}")
-            for node in range(2, self.kafka_brokers + 1)
-            for what, port in zip(("client", "controller", "metrics"), self.kafka_node_ports(node), strict=True)
-        ]
+        derived = (
+            [
+                (f"Spark worker {worker}'s{what} port", port, f"spark_worker_{worker}{what.replace(' ', '_')}_port")
+                for worker in range(1, self.spark_workers + 1)
+                for what, port in zip(("", " web UI"), self.spark_worker_ports(worker), strict=True)
+            ]
+            + [
+                (f"the object store's {what} port", port, f"object_store_{what.replace(' ', '_')}_port")
+                for what, port in list(self.object_store_ports().items())[1:]
+            ]
+            + [
+                (f"Kafka broker {node}'s {what} port", port, f"kafka_{what}_port_of_broker_{node}")
+                for node in range(2, self.kafka_brokers + 1)
+                for what, port in zip(("client", "controller", "metrics"), self.kafka_node_ports(node), strict=True)
+            ]
+        )
         for label, port, name in derived:
             if port in ports or port > 65535:
                 clash = f"clashes with {ENV_PREFIX}{ports[port].upper()}" if port in ports else "is not a port"
                 raise ValueError(f"{label} {port} {clash}")
             ports[port] = name
         return self
+
+    def object_store_ports(self) -> dict[str, int]:
+        """The stack's SeaweedFS ports by role: its S3 API (``object_store_port``) and the seven after it."""
+        roles = ("s3", "s3 grpc", "master", "master grpc", "volume", "volume grpc", "filer", "filer grpc")
+        return {role: self.object_store_port + i for i, role in enumerate(roles)}
 
     def spark_worker_ports(self, worker: int) -> tuple[int, int]:
         """Standalone worker WORKER's (1-based) RPC and web UI ports: the master's plus WORKER."""
@@ -603,12 +677,33 @@ class Settings(BaseSettings):
 
     # --- derived --------------------------------------------------------
     @property
-    def lake_dir(self) -> Path:
+    def lake_dir(self) -> LakePath:
+        """Where the tables are: a local Path, or an S3 path (``lakehouse.storage``) with the same operations."""
+        if isinstance(self.lake_root, str):
+            from lakehouse.storage import s3_path
+
+            return s3_path(self, self.lake_root)
         return (self.lake_root or self.state_dir / "lake").resolve()
 
     @property
-    def checkpoint_dir(self) -> Path:
-        return (self.checkpoint_root or self.lake_dir / "_checkpoints").resolve()
+    def checkpoint_dir(self) -> LakePath:
+        if isinstance(self.checkpoint_root, str):
+            from lakehouse.storage import s3_path
+
+            return s3_path(self, self.checkpoint_root)
+        if self.checkpoint_root is not None:
+            return self.checkpoint_root.resolve()
+        return self.lake_dir / "_checkpoints"
+
+    @property
+    def lake_on_s3(self) -> bool:
+        """Whether the tables or the checkpoints are on the object store (s3a://)."""
+        return isinstance(self.lake_root, str) or isinstance(self.checkpoint_root, str)
+
+    @property
+    def s3_url(self) -> str:
+        """The object store's S3 API: ``s3_endpoint``, else the stack's own SeaweedFS."""
+        return self.s3_endpoint or f"https://{self.host}:{self.object_store_port}"
 
     @property
     def logs_dir(self) -> Path:

@@ -8,11 +8,13 @@ generated from these specs. Silver columns come from the JSON Schemas themselves
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.contracts import TOPICS, schema
 from lakehouse.validation import fields as schema_fields
+
+if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class TableSpec:
     def relative_path(self) -> str:
         return f"{self.layer}/{self.name}"
 
-    def path(self, lake_dir: Path) -> str:
+    def path(self, lake_dir: LakePath) -> str:
         return str(lake_dir / self.layer / self.name)
 
     @property

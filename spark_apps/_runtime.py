@@ -32,6 +32,7 @@ from lakehouse.delta import log_check
 from lakehouse.services import checkpoints, streams
 from lakehouse.services.streams import AlreadyRunningError, exclusive
 from lakehouse.settings import Settings, get_settings
+from lakehouse.storage import is_s3, lake_path
 from lakehouse.tables import ALL_TABLES, BRONZE, GOLD, QUARANTINE, SILVER, TableSpec
 from spark_apps._metrics import StreamMetrics, exported, observed_latency, take_latency
 from spark_apps._pipes import Reporter, reporter
@@ -78,6 +79,8 @@ def checkpoint_epoch(s: Settings, app: str, query: str) -> str:
     epoch in the app id makes a new checkpoint a new writer.
     """
     marker = s.checkpoint_dir / app / query / "_lakehouse_epoch"
+    if not marker.exists() and is_s3(marker):  # one put: whole or not at all
+        marker.write_text(uuid.uuid4().hex[:12])
     if not marker.exists():  # written whole or not at all: a full disk must not leave an empty epoch
         marker.parent.mkdir(parents=True, exist_ok=True)
         partial_marker = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
@@ -126,7 +129,7 @@ def prepare_tables(spark: SparkSession, s: Settings, *apps: str) -> None:
 def check_tables(s: Settings, *apps: str) -> None:
     """Stop before touching a table whose Delta log is damaged (``lakehouse.delta.log_check``): raises
     ``DeltaLogDamagedError`` naming the commit. Called under the app's lock, before its session starts."""
-    log_check.check((t.full_name, Path(t.path(s.lake_dir))) for t in tables_of(*apps))
+    log_check.check((t.full_name, lake_path(s, t.path(s.lake_dir))) for t in tables_of(*apps))
 
 
 ALREADY_RUNNING = streams.ALREADY_RUNNING  # another process holds the stream's checkpoints
@@ -442,7 +445,8 @@ def exit_on_disk_full(s: Settings, e: BaseException, said: str = STREAM_ON_FULL_
     the checkpoints is full: not every error a full disk causes says so (a table created while the disk
     filled fails as DELTA_TABLE_NOT_FOUND). None for any other failure."""
     places = sorted({str(s.lake_dir), str(s.checkpoint_dir)})
-    if "No space left on device" not in _failure_text(e) and not any(_full(Path(p)) for p in places):
+    local = [Path(p) for p in places if not is_s3(p)]
+    if "No space left on device" not in _failure_text(e) and not any(_full(p) for p in local):
         return None
     print(
         f"error: no space left on the disk under {' or '.join(places)}: {said} "

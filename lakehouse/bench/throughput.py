@@ -51,6 +51,25 @@ class SizeResult:
     stages: list[Stage]
 
 
+def bench_place(base: Settings, work: Path, name: str) -> Path | str:
+    """Where a benchmark's lake NAME goes: under WORK, or, when the stack's lake is on the object store (the
+    cluster profile), under a prefix of its bucket, so both the floor and the pipeline pay what S3 costs."""
+    if isinstance(base.lake_root, str):
+        from lakehouse.storage import parse_s3a
+
+        return f"s3a://{parse_s3a(base.lake_root).bucket}/bench/{work.name}-{int(time.time())}/{name}"
+    return work / name
+
+
+def _remove(s: Settings, place: Path | str) -> None:
+    import contextlib
+
+    from lakehouse.storage import lake_path, rmtree
+
+    with contextlib.suppress(FileNotFoundError):
+        rmtree(lake_path(s, str(place)))
+
+
 def _stage(name: str, records: int, wall: float, r: Rates) -> Stage:
     steady = r.steady_rate
     fixed = wall - records / steady if steady > 0 else wall
@@ -67,9 +86,10 @@ def run_size(base: Settings, events: int, seed: int, work: Path, log: Any = prin
     # gives each topic's backlog about 10 batches, and refine reads about one bronze batch (one
     # file per Kafka partition) per micro-batch. Baseline and pipeline run with the same limits.
     per_trigger = max(2_000, events // 25)
+    lake, floor_dir = bench_place(base, work, "lake"), bench_place(base, work, "floor")
     s = base.model_copy(
         update={
-            "lake_root": work / "lake",
+            "lake_root": lake,
             "kafka_starting_offsets": end_offsets_json(base),
             "max_offsets_per_trigger": per_trigger,
             "max_files_per_trigger": 6,
@@ -84,10 +104,10 @@ def run_size(base: Settings, events: int, seed: int, work: Path, log: Any = prin
     log(f"  sent {records:,} records in {sent.seconds:.1f}s ({sent.rate:,.0f}/s, librdkafka, acks=all)")
     del run
 
-    floor = run_app(s, "bench_floor", ["delta", "--out", str(work / "floor")], work / "floor.log")
+    floor = run_app(s, "bench_floor", ["delta", "--out", str(floor_dir)], work / "floor.log")
     b = _stage("baseline: Kafka -> Delta append", records, floor.seconds, rates(floor.batches, lambda _: True))
     log(f"  baseline  {b.wall_s:6.1f}s  steady {b.steady_rate:>9,.0f} records/s  fixed {b.fixed_s:.1f}s")
-    shutil.rmtree(work / "floor", ignore_errors=True)
+    _remove(s, floor_dir)
 
     pipe = run_app(s, "all", ["--available-now"], work / "pipeline.log")
     bronze = rates(pipe.batches, lambda x: x.query.startswith("bronze_"))
@@ -116,6 +136,7 @@ def run_size(base: Settings, events: int, seed: int, work: Path, log: Any = prin
     ]
     for st in stages[1:]:
         log(f"  {st.name:<34} {st.wall_s:6.1f}s  steady {st.steady_rate:>9,.0f} records/s  x{st.ratio}")
+    _remove(s, lake)
     return SizeResult(events, records, round(sent.rate), stages)
 
 
@@ -128,12 +149,18 @@ def main(s: Settings, sizes: list[int], seed: int, out: Path, log: Any = print) 
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for n in sizes:
-        log(f"backlog of {n:,} events (master {s.spark_master})")
+        where = "s3a" if s.lake_on_s3 else "local disk"
+        log(f"backlog of {n:,} events (profile {s.profile}, master {s.spark_master}, lake on {where})")
         work = s.state_dir / "bench" / f"throughput-{n}"
         shutil.rmtree(work, ignore_errors=True)
         results.append(run_size(s, n, seed, work, log))
-        shutil.rmtree(work / "lake", ignore_errors=True)
-    payload = {"benchmark": "throughput", "master": s.spark_master, "results": [asdict(r) for r in results]}
+    payload = {
+        "benchmark": "throughput",
+        "profile": s.profile,
+        "master": s.spark_master,
+        "lake": "object store (s3a)" if s.lake_on_s3 else "local disk",
+        "results": [asdict(r) for r in results],
+    }
     (out / "throughput.json").write_text(json.dumps(payload, indent=2))
     chart(results, out / "throughput.png")
     return results

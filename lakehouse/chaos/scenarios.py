@@ -46,6 +46,7 @@ from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
 from lakehouse.services.topics import checkpoint_positions
 from lakehouse.settings import Settings
+from lakehouse.storage import lake_path
 from lakehouse.tables import QUARANTINE
 
 if TYPE_CHECKING:
@@ -267,7 +268,7 @@ class Harness:
 
     def quarantined(self) -> int:
         """Rows in the private lake's quarantine (from its Delta log: no Spark)."""
-        stats = log_stats(Path(QUARANTINE.path(self.s.lake_dir)))
+        stats = log_stats(lake_path(self.s, QUARANTINE.path(self.s.lake_dir)))
         return stats.rows if stats is not None else 0
 
     def driver_log(self) -> str:

@@ -331,7 +331,7 @@ def stream_checkpoints() -> None:
         notes += [f"[yellow]repaired at start[/]: {r}" for r in d.repairs]
         notes += [f"[yellow]warning[/]: {w}" for w in d.warnings]
         table.add_row(
-            str(d.root.relative_to(s.checkpoint_dir)),
+            str(d.root).removeprefix(str(s.checkpoint_dir)).strip("/"),
             "-" if d.latest_batch is None else str(d.latest_batch),
             "-" if d.latest_commit is None else str(d.latest_commit),
             "\n".join(notes) or "[green]ok[/]",

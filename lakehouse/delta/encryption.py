@@ -12,9 +12,13 @@ from __future__ import annotations
 import re
 import struct
 from collections import Counter
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
+from lakehouse.storage import lake_path
 from lakehouse.tables import ALL_TABLES, TableSpec
 
 _MAGIC = b"PAR1"
@@ -25,9 +29,9 @@ class NotParquetError(ValueError):
     """The file is not a plaintext-footer Parquet file (encrypted footer: ``PARE``)."""
 
 
-def master_keys(file: Path) -> set[str]:
+def master_keys(file: LakePath) -> set[str]:
     """The master key ids FILE's footer names (empty: the file is not encrypted)."""
-    with open(file, "rb") as f:
+    with file.open("rb") as f:
         f.seek(0, 2)
         size = f.tell()
         if size < 12:
@@ -62,9 +66,10 @@ def key_usage(s: Settings, tables: list[TableSpec] | None = None) -> dict[str, C
     """
     out: dict[str, Counter[str]] = {}
     for spec in tables or encrypted_tables():
-        root = Path(spec.path(s.lake_dir))
+        root = lake_path(s, spec.path(s.lake_dir))
         usage: Counter[str] = Counter()
-        for file in sorted(root.rglob("*.parquet")) if root.is_dir() else []:
+        files: list[LakePath] = sorted(root.rglob("*.parquet"), key=str) if root.is_dir() else []
+        for file in files:
             if "_delta_log" in file.parts:
                 continue
             keys = master_keys(file)

@@ -23,7 +23,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
 
 #: Exit code of an app that stopped on a damaged Delta log (EX_OSFILE: a file it needs is unusable).
 DELTA_LOG_DAMAGED = 72
@@ -49,7 +52,7 @@ class UnreadableText(ValueError):
     """A log file that cannot be read as UTF-8 text; the message says why."""
 
 
-def read_text(path: Path) -> str:
+def read_text(path: LakePath) -> str:
     """The text of PATH, a log read line by line; raises :class:`UnreadableText` saying why it cannot be read."""
     try:
         return path.read_bytes().decode("utf-8")
@@ -59,7 +62,7 @@ def read_text(path: Path) -> str:
         raise UnreadableText(f"cannot be read ({e.strerror})") from e
 
 
-def _commit_problem(path: Path) -> str | None:
+def _commit_problem(path: LakePath) -> str | None:
     try:
         text = read_text(path)
     except UnreadableText as e:
@@ -77,7 +80,7 @@ def _commit_problem(path: Path) -> str | None:
     return None
 
 
-def never_committed(path: Path) -> str | None:
+def never_committed(path: LakePath) -> str | None:
     """Why the table at PATH is a creation that never committed (a ``_delta_log`` directory without a
     commit or a checkpoint, what a creation cut short, by a full disk say, leaves), else None. Delta
     takes the directory for a table and then finds none (DELTA_TABLE_NOT_FOUND) on every start after;
@@ -92,12 +95,12 @@ def never_committed(path: Path) -> str | None:
     return f"its _delta_log holds no commit (a creation cut short, e.g. by a full disk; it holds {left})"
 
 
-def problems(table_dir: Path) -> list[str]:
+def problems(table_dir: LakePath) -> list[str]:
     """What is wrong with the commits Delta reads of the table at TABLE_DIR (none: ``[]``; no table yet: ``[]``)."""
     log = table_dir / "_delta_log"
     if not log.is_dir():
         return []
-    commits: dict[int, Path] = {}
+    commits: dict[int, LakePath] = {}
     checkpoint = -1
     for p in log.iterdir():
         if m := _COMMIT.match(p.name):
@@ -117,7 +120,7 @@ def problems(table_dir: Path) -> list[str]:
     return out
 
 
-def check(tables: Iterable[tuple[str, Path]]) -> None:
+def check(tables: Iterable[tuple[str, LakePath]]) -> None:
     """Raise :class:`DeltaLogDamagedError` naming every damaged log among TABLES ((name, directory) pairs)."""
     found = {name: p for name, table_dir in tables if (p := problems(table_dir))}
     if found:

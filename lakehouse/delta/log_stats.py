@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def _rows(add: dict[str, Any]) -> int | None:
     return n - int(dv.get("cardinality") or 0)
 
 
-def _commit_time(log: Path, version: int) -> datetime | None:
+def _commit_time(log: LakePath, version: int) -> datetime | None:
     path = log / f"{version:020d}.json"
     try:
         with path.open() as f:
@@ -58,12 +60,12 @@ def _commit_time(log: Path, version: int) -> datetime | None:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC) if path.exists() else None
 
 
-def _versions(log: Path) -> list[int]:
+def _versions(log: LakePath) -> list[int]:
     """The versions of the JSON commits in the ``_delta_log`` directory LOG, oldest first."""
     return sorted(int(p.stem) for p in log.glob("[0-9]*.json") if p.stem.isdigit()) if log.is_dir() else []
 
 
-def log_stats(table_dir: Path) -> LogStats | None:
+def log_stats(table_dir: LakePath) -> LogStats | None:
     """The table's statistics from its log, or None when only a scan (or a Parquet reader) can tell."""
     log = table_dir / "_delta_log"
     versions = _versions(log)
@@ -109,7 +111,7 @@ def log_stats(table_dir: Path) -> LogStats | None:
     return LogStats(sum(known), len(live), size, version, modified, "log replay")
 
 
-def table_properties(table_dir: Path) -> dict[str, str] | None:
+def table_properties(table_dir: LakePath) -> dict[str, str] | None:
     """The table's properties (``TBLPROPERTIES``) as of its newest commit, from that commit's checksum
     file: no Spark job. None when the newest commit has no readable checksum (the caller asks Delta)."""
     log = table_dir / "_delta_log"

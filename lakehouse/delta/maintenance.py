@@ -29,8 +29,8 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from delta.tables import DeltaTable
@@ -39,6 +39,9 @@ from pyspark.sql import functions as F
 
 from lakehouse.delta.guards import DEFAULT_RETRY, Attempts, RetryPolicy, retry_on_conflict
 from lakehouse.tables import TableSpec
+
+if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
 
 __all__ = [
     "FileStats",
@@ -181,7 +184,7 @@ def parse_interval_hours(value: str) -> float:
     return sum(float(n) * _INTERVAL_UNITS_H[unit.lower()] for n, unit in parts)
 
 
-def table_retention_hours(spark: SparkSession, spec: TableSpec, lake_dir: Path) -> float:
+def table_retention_hours(spark: SparkSession, spec: TableSpec, lake_dir: LakePath) -> float:
     """The table's delta.deletedFileRetentionDuration in hours: the live table's, else the spec's, else Delta's."""
     return _retention_hours(spec, _detail(spark, spec.path(lake_dir)))
 
@@ -242,7 +245,7 @@ def _int(value: Any) -> int | None:
 _NO_MINMAX_TYPES = ("BinaryType", "BooleanType", "ArrayType", "MapType", "StructType", "VariantType")
 
 
-def zorder_columns(spark: SparkSession, spec: TableSpec, lake_dir: Path) -> tuple[list[str], dict[str, str]]:
+def zorder_columns(spark: SparkSession, spec: TableSpec, lake_dir: LakePath) -> tuple[list[str], dict[str, str]]:
     """The spec's keys Delta can Z-order the live table by, and each excluded key with the reason.
 
     Delta refuses partition columns, and columns it keeps no min/max statistics for: outside
@@ -288,7 +291,7 @@ def _zorder_columns(
 def optimize(
     spark: SparkSession,
     spec: TableSpec,
-    lake_dir: Path,
+    lake_dir: LakePath,
     zorder: bool = True,
     *,
     retry: RetryPolicy = DEFAULT_RETRY,
@@ -354,7 +357,7 @@ def optimize(
 def rekey(
     spark: SparkSession,
     spec: TableSpec,
-    lake_dir: Path,
+    lake_dir: LakePath,
     current_key: str,
     *,
     retry: RetryPolicy = DEFAULT_RETRY,
@@ -375,15 +378,16 @@ def rekey(
     _require(spark, spec, path)
     version_before = _version(spark, path)
     before = table_files(spark, path)
-    root = Path(path)
+    root = lake_dir / spec.layer / spec.name  # local, or on the object store (with its credentials)
+    root_path = PurePosixPath(urlparse(path).path)
 
     def stale_groups() -> dict[str, int]:
         """Partition predicate ("" for the whole table) -> live files needing another key than the current one."""
         groups: dict[str, int] = {}
         for uri in spark.read.format("delta").load(path).inputFiles():
-            file = Path(unquote(urlparse(uri).path))
-            if master_keys(file) != {current_key}:  # an older key, or plain (written before encryption)
-                directories = file.relative_to(root).parts[:-1]  # partition directories: col=value
+            relative = PurePosixPath(unquote(urlparse(uri).path)).relative_to(root_path)
+            if master_keys(root / str(relative)) != {current_key}:  # an older key, or plain (before encryption)
+                directories = relative.parts[:-1]  # partition directories: col=value
                 predicate = " AND ".join(
                     f"`{col}` = '{value}'" for col, value in (d.split("=", 1) for d in directories)
                 )
@@ -430,7 +434,7 @@ def rekey(
 def vacuum(
     spark: SparkSession,
     spec: TableSpec,
-    lake_dir: Path,
+    lake_dir: LakePath,
     retention_hours: float | None = None,
     force: bool = False,
     *,
@@ -516,7 +520,9 @@ def _checkpoint_files(spark: SparkSession, path: str, version: int) -> list[tupl
     return sorted((str(st.getPath().getName()), int(st.getLen())) for st in statuses)
 
 
-def checkpoint(spark: SparkSession, spec: TableSpec, lake_dir: Path, *, retry: RetryPolicy = DEFAULT_RETRY) -> OpResult:
+def checkpoint(
+    spark: SparkSession, spec: TableSpec, lake_dir: LakePath, *, retry: RetryPolicy = DEFAULT_RETRY
+) -> OpResult:
     """Write a Delta checkpoint of the table's current version (``_delta_log/<v>.checkpoint.parquet``).
 
     delta-spark 4.4 has no public API for it: this calls the JVM ``DeltaLog``

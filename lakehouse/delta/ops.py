@@ -60,3 +60,30 @@ def ensure(s: Settings) -> Path:
 def build(s: Settings, jar: Path) -> Path:
     compiler = javac(s.java17(), "the Spark operators")
     return compile_jar(compiler, [SOURCES, CORE], str(_pyspark_jars() / "*"), jar, "the Spark operators")
+
+
+#: Delta's log store for an s3a:// lake (``lakehouse.spark.S3ConditionalPutLogStore``): its own jar, compiled
+#: against Delta's storage API as well, and put on the class path only when the lake is on the object store.
+S3_SOURCES = PROJECT_ROOT / "spark_apps" / "jvm" / "s3"
+S3_JAR_PREFIX = "lakehouse-s3-logstore-"
+
+
+def s3_jar_path(s: Settings) -> Path:
+    return jar_dir(s) / f"{S3_JAR_PREFIX}{source_digest([S3_SOURCES], _delta_storage(s).name)}.jar"
+
+
+def _delta_storage(s: Settings) -> Path:
+    found = sorted((s.jvm_dir / "spark").glob("delta-storage-*.jar"))
+    if not found:
+        raise JavaBuildError(f"Delta's storage jar is not in {s.jvm_dir / 'spark'}: run `make setup`")
+    return found[-1]
+
+
+def ensure_s3(s: Settings) -> Path:
+    """The s3a log store's jar for the current source, compiled if missing."""
+    jar = s3_jar_path(s)
+    if jar.is_file():
+        return jar
+    compiler = javac(s.java17(), "the s3a log store")
+    classpath = f"{_pyspark_jars() / '*'}:{_delta_storage(s)}"
+    return compile_jar(compiler, [S3_SOURCES], classpath, jar, "the s3a log store")

@@ -23,7 +23,7 @@ class SparkSetupError(RuntimeError):
 def connector_jars(s: Settings) -> list[Path]:
     """The Kafka and Delta connector jars cached by `make setup` (infra/jvm/spark-connectors.pom.xml),
     and the platform's own operators (``lakehouse.delta.ops``, compiled here if the sources changed)."""
-    from lakehouse.delta.ops import SparkOpsBuildError, ensure
+    from lakehouse.delta.ops import SparkOpsBuildError, ensure, ensure_s3
 
     jars = sorted((s.jvm_dir / "spark").glob("*.jar"))
     names = " ".join(j.name for j in jars)
@@ -31,8 +31,17 @@ def connector_jars(s: Settings) -> list[Path]:
         raise SparkSetupError(
             f"the Spark Delta/Kafka connector jars are not in {s.jvm_dir / 'spark'}: run `make setup`"
         )
+    if s.lake_on_s3:
+        s3 = sorted((s.jvm_dir / "spark-s3").glob("*.jar"))
+        if not any(j.name.startswith("hadoop-aws-") for j in s3):
+            raise SparkSetupError(
+                f"the lake is on s3a:// but Hadoop's S3A connector is not in {s.jvm_dir / 'spark-s3'}: run `make setup`"
+            )
+        jars += s3
     try:
         jars.append(ensure(s))
+        if s.lake_on_s3:
+            jars.append(ensure_s3(s))
     except SparkOpsBuildError as exc:
         raise SparkSetupError(str(exc)) from None
     return jars
@@ -61,7 +70,9 @@ CODE_DIR = "lakehouse-code"
 
 def code_archive(s: Settings) -> Path:
     """The project's Python packages (``lakehouse``, ``spark_apps``, their data files too) as one zip for a
-    cluster's executors, made once per version of the code under <state_dir>/spark-dist."""
+    cluster's executors, made once per version of the code under <state_dir>/spark-dist. A version is told by
+    each file's path, size and modification time (a stat per file on every start, not a read)."""
+    import contextlib
     import hashlib
     import zipfile
 
@@ -69,7 +80,8 @@ def code_archive(s: Settings) -> Path:
     files = sorted(f for pkg in packages for f in pkg.rglob("*") if f.is_file() and "__pycache__" not in f.parts)
     digest = hashlib.sha256()
     for f in files:
-        digest.update(str(f.relative_to(PROJECT_ROOT)).encode() + b"\0" + f.read_bytes())
+        st = f.stat()
+        digest.update(f"{f.relative_to(PROJECT_ROOT)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     dest = s.state_dir / "spark-dist" / f"lakehouse-code-{digest.hexdigest()[:12]}.zip"
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +90,16 @@ def code_archive(s: Settings) -> Path:
             for f in files:
                 z.write(f, f.relative_to(PROJECT_ROOT))
         tmp.replace(dest)
+        # Older versions: the newest few stay (an app still running may serve its executors one of them).
+        with contextlib.suppress(FileNotFoundError):  # another process cleaning up at the same moment
+            older = sorted(dest.parent.glob("lakehouse-code-*.zip"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in older[KEEP_ARCHIVES:]:
+                old.unlink(missing_ok=True)
     return dest
+
+
+#: Code archives kept in <state_dir>/spark-dist (the newest).
+KEEP_ARCHIVES = 5
 
 
 def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[str, str]:
@@ -95,7 +116,12 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         # A driver out of memory exits (status 3) instead of limping on: its run fails and the
         # supervisor restarts it, rather than a half-dead stream that never commits again.
         "spark.driver.extraJavaOptions": " ".join(
-            [f"-Dlog4j2.configurationFile={LOG4J2}", "-XX:+ExitOnOutOfMemoryError", s.spark_driver_java_options]
+            [
+                f"-Dlog4j2.configurationFile={LOG4J2}",
+                "-XX:+ExitOnOutOfMemoryError",
+                *_s3_jvm_options(s),
+                s.spark_driver_java_options,
+            ]
         ).strip(),
         "spark.ui.showConsoleProgress": "false",
         # Shuffle and spill files, broadcast blocks and the driver's file server under the state directory,
@@ -103,7 +129,25 @@ def spark_conf(s: Settings, app_name: str, master: str | None = None) -> dict[st
         # scratch behind, and the next session sweeps what dead processes left (``sweep_scratch``).
         "spark.local.dir": str(scratch_dir(s)),
         **platform_conf(s),
+        **(_s3_conf(s) if s.lake_on_s3 else {}),
         **(_standalone_conf(s) if standalone(master) else {}),
+    }
+
+
+def _s3_jvm_options(s: Settings) -> list[str]:
+    from lakehouse.storage import jvm_options
+
+    return jvm_options(s) if s.lake_on_s3 else []
+
+
+def _s3_conf(s: Settings) -> dict[str, str]:
+    """An s3a:// lake: S3A's endpoint and credentials, Delta's multi-writer log store; executors get the
+    credentials file and trust store by system property, as the driver does."""
+    from lakehouse.storage import hadoop_conf
+
+    return {
+        **hadoop_conf(s),
+        "spark.executor.extraJavaOptions": " ".join(["-XX:+ExitOnOutOfMemoryError", *_s3_jvm_options(s)]),
     }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.delta.log_stats import log_stats
 from lakehouse.settings import Settings
+from lakehouse.storage import lake_path
 from lakehouse.tables import ALL_TABLES, TableSpec
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class TableStats:
 
 def fast_table_stats(s: Settings, spec: TableSpec) -> TableStats | None:
     """From the table's log alone; None when it needs Spark (it exists but its log cannot say)."""
-    path = Path(spec.path(s.lake_dir))
+    path = lake_path(s, spec.path(s.lake_dir))
     if not (path / "_delta_log").is_dir():
         return TableStats(spec.full_name, exists=False)
     st = log_stats(path)

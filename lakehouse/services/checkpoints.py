@@ -25,11 +25,11 @@ of what it leaves stops a query for good. This module handles each case by what 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.delta.log_check import UnreadableText, read_text
+from lakehouse.storage import rmtree
 
 #: Exit code of an app that stopped on a checkpoint it cannot safely repair (EX_NOINPUT).
 CHECKPOINT_DAMAGED = 66
@@ -115,7 +115,7 @@ def clear_failed_first_batch(root: Path) -> list[str]:
     found = _first_batch_leftovers(root)
     for d in (root / "offsets", root / "commits", root / "state"):
         if any(p.is_relative_to(d) for p in found):
-            shutil.rmtree(d)
+            rmtree(d)
     if root / "metadata" in found:
         (root / "metadata").unlink()
     return [str(p.relative_to(root)) for p in found]

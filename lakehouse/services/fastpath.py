@@ -46,7 +46,15 @@ PUSH_REPORTER = "org.apache.flink.metrics.prometheus.LakehousePushGatewayReporte
 
 
 def checkpoint_dir(s: Settings) -> Path:
-    return s.checkpoint_dir / NAME
+    """Flink's checkpoints: beside the streams', or, when those are on the object store, on this machine's
+    disk under the state directory (the fast path is one process here, and Flink's S3 plugin is not shipped)."""
+    from lakehouse.storage import is_s3
+
+    if is_s3(s.checkpoint_dir):
+        return s.state_dir / "fastpath-checkpoints"
+    root = s.checkpoint_dir
+    assert isinstance(root, Path)
+    return root / NAME
 
 
 def latest_checkpoint(s: Settings) -> Path | None:

@@ -20,12 +20,15 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lakehouse.contracts import TOPICS
 from lakehouse.services.kafka import log_offsets
 from lakehouse.services.topics import checkpoint_positions
 from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
 
 #: Exit code of a bronze driver that found records lost to retention (EX_DATAERR): a restart cannot help.
 DATA_LOST = 65
@@ -161,7 +164,7 @@ def clear_lost(s: Settings, log: Callable[[str], None] = print) -> None:
         log(f"warning: lakehouse_kafka_records_lost not cleared in {s.pushgateway_url}: {e}")
 
 
-def skip(s: Settings, run_bronze: Callable[[Settings], int]) -> tuple[list[LostRange], Path | None]:
+def skip(s: Settings, run_bronze: Callable[[Settings], int]) -> tuple[list[LostRange], LakePath | None]:
     """The recovery: record the lost ranges, run bronze past them (RUN_BRONZE: an available-now run of
     the settings it is given, returning its exit code), clear the page. Returns the ranges skipped
     and the report (none: nothing was lost). Raises DataLostError if the gap is still there after."""
@@ -180,11 +183,11 @@ def skip(s: Settings, run_bronze: Callable[[Settings], int]) -> tuple[list[LostR
     return lost, report
 
 
-def reports_dir(s: Settings) -> Path:
+def reports_dir(s: Settings) -> LakePath:
     return s.lake_dir / "_lost_offsets"
 
 
-def write_report(s: Settings, lost: list[LostRange], now: datetime | None = None) -> Path:
+def write_report(s: Settings, lost: list[LostRange], now: datetime | None = None) -> LakePath:
     """The lost ranges as JSON under <lake>/_lost_offsets/ (one file per skip, never overwritten)."""
     now = now or datetime.now(UTC)
     path = reports_dir(s) / f"{now.strftime('%Y%m%dT%H%M%S%fZ')}.json"
@@ -201,4 +204,5 @@ def write_report(s: Settings, lost: list[LostRange], now: datetime | None = None
 def reports(s: Settings) -> list[dict[str, object]]:
     """Every loss report written so far, oldest first."""
     d = reports_dir(s)
-    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+    found: list[LakePath] = sorted(d.glob("*.json"), key=str) if d.is_dir() else []
+    return [json.loads(p.read_text()) for p in found]

@@ -13,12 +13,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from lakehouse.delta.session import secret_conf_dir, spark_conf, standalone
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
+
+if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
 
 #: The streams: each is one Spark app (``spark_apps/<name>.py``), one Dagster asset and job, one supervisor.
 STREAMS = ("bronze", "refine", "serving")
@@ -228,7 +231,7 @@ class _StopSignals:
                 signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
-def lock_path(s: Settings, app: str) -> Path:
+def lock_path(s: Settings, app: str) -> LakePath:
     """The file a running app holds an ``flock`` on: one writer per checkpoint (spark_apps._runtime.exclusive)."""
     return s.checkpoint_dir / app / "_lock"
 
@@ -245,10 +248,17 @@ def exclusive(s: Settings, apps: Sequence[str]) -> Iterator[None]:
     supervisor launch) would both commit the same batch ids. ``flock`` is released by the
     kernel when the process dies, even by SIGKILL, so a crash never leaves a stale lock.
     """
+    from lakehouse.storage import is_s3
+
+    if is_s3(s.checkpoint_dir):
+        with _leased(s, apps):
+            yield
+        return
     handles = []
     try:
         for app in apps:
             path = lock_path(s, app)
+            assert isinstance(path, Path), "checkpoints on the object store take a lease (_leased)"
             path.parent.mkdir(parents=True, exist_ok=True)
             f = open(path, "a+")  # noqa: SIM115 - held until the context exits
             try:
@@ -270,6 +280,38 @@ def exclusive(s: Settings, apps: Sequence[str]) -> Iterator[None]:
     finally:
         for f in handles:
             f.close()
+
+
+@contextlib.contextmanager
+def _leased(s: Settings, apps: Sequence[str]) -> Iterator[None]:
+    """``exclusive`` for checkpoints on the object store: each app's lease (``lakehouse.services.lease``)."""
+    from lakehouse.services.lease import LeaseTakenError, S3Lease
+
+    held: list[S3Lease] = []
+    try:
+        for app in apps:
+            lease = S3Lease(s, str(s.checkpoint_dir / app))
+            try:
+                lease.acquire()
+            except LeaseTakenError as exc:
+                raise AlreadyRunningError(
+                    f"stream {app} is already running ({exc}); its checkpoints under {s.checkpoint_dir / app} admit "
+                    f"one writer. Stop it first: lakehouse stream stop {app}"
+                ) from None
+            held.append(lease)
+        yield
+    finally:
+        for lease in held:
+            lease.release()
+
+
+def held_locks(s: Settings) -> list[str]:
+    """The apps whose checkpoint lock (or lease) exists, held or not."""
+    from lakehouse.services.lease import LEASE_DIR
+    from lakehouse.storage import is_s3
+
+    pattern = f"*/{LEASE_DIR}" if is_s3(s.checkpoint_dir) else "*/_lock"
+    return sorted({p.parent.name for p in s.checkpoint_dir.glob(pattern)})
 
 
 #: The pushgateway job every streaming driver pushes its metrics under (``spark_apps._metrics``), one
@@ -305,8 +347,17 @@ def forget_metrics(s: Settings, app: str) -> int:
 
 
 def lock_holder(s: Settings, app: str) -> int | None:
-    """The pid holding APP's checkpoint lock (a driver inside Dagster or not), or None when it is free."""
+    """The pid holding APP's checkpoint lock (a driver inside Dagster or not), or None when it is free.
+    (With checkpoints on the object store: the lease holder's pid, which may be on another machine.)"""
+    from lakehouse.storage import is_s3
+
+    if is_s3(s.checkpoint_dir):
+        from lakehouse.services.lease import S3Lease
+
+        holder = S3Lease(s, str(s.checkpoint_dir / app)).holder()
+        return None if holder is None else holder.pid
     path = lock_path(s, app)
+    assert isinstance(path, Path)
     if not path.exists():
         return None
     with open(path, "a+") as f:

@@ -14,13 +14,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.clients import SPARK_GROUP_PREFIX, python_config
 from lakehouse.contracts import TOPICS
 from lakehouse.services.kafka import admin, end_offsets
 from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
 from lakehouse.validation import WITHHELD_FIELDS
 
 
@@ -233,7 +235,7 @@ class Lag:
         return None if self.behind is None else sum(self.behind.values())
 
 
-def checkpoint_offsets(checkpoint: Path) -> tuple[dict[str, dict[int, int]], datetime] | None:
+def checkpoint_offsets(checkpoint: LakePath) -> tuple[dict[str, dict[int, int]], datetime] | None:
     """The Kafka offsets the last committed micro-batch of the query at CHECKPOINT ended at, and when.
 
     Spark writes ``offsets/<batch>`` before running a batch and ``commits/<batch>`` after it; the

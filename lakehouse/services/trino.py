@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.settings import TRINO_USERS, Settings
 
 if TYPE_CHECKING:
+    from lakehouse.settings import LakePath
     from lakehouse.tables import TableSpec
 
 #: The schemas of the catalog, one per layer, each at <lake>/<layer>.
@@ -78,14 +78,17 @@ def reachable(s: Settings, timeout: float = 2.0) -> bool:
         return False
 
 
-def lake_location(relative: str) -> str:
-    """A path under the lake root as the Trino catalog sees it (local.location is the lake root)."""
+def lake_location(s: Settings, relative: str) -> str:
+    """A path under the lake root as the Trino catalog sees it: the s3a:// URI Spark writes to, or, for a lake
+    on the local disk, a ``local://`` path (the catalog's local.location is the lake root)."""
+    if isinstance(s.lake_root, str):
+        return f"{s.lake_root.rstrip('/')}/{relative.strip('/')}"
     return "local:///" + relative.strip("/")
 
 
 def ensure_schema(s: Settings, name: str, relative_path: str | None = None) -> None:
     """Create a schema of the catalog whose tables live under <lake>/<relative_path> (default: its name)."""
-    location = lake_location(relative_path or name)
+    location = lake_location(s, relative_path or name)
     query(s, f"CREATE SCHEMA IF NOT EXISTS {s.trino_catalog}.{name} WITH (location = '{location}')")
 
 
@@ -102,11 +105,11 @@ def register_table(s: Settings, schema: str, table: str, relative_path: str) -> 
     query(
         s,
         f"CALL {s.trino_catalog}.system.register_table("
-        f"schema_name => '{schema}', table_name => '{table}', table_location => '{lake_location(relative_path)}')",
+        f"schema_name => '{schema}', table_name => '{table}', table_location => '{lake_location(s, relative_path)}')",
     )
 
 
-def delta_log_exists(table_dir: Path) -> bool:
+def delta_log_exists(table_dir: LakePath) -> bool:
     """True when the directory holds a Delta table: at least one commit or checkpoint in ``_delta_log``.
 
     An empty ``_delta_log`` (a writer between creating the directory and its first commit)
@@ -244,7 +247,7 @@ def sync_tables(s: Settings, specs: Iterable[TableSpec] | None = None, timeout: 
     db = _Session(s, timeout)
     try:
         for schema in schemas:
-            db.run(f"CREATE SCHEMA IF NOT EXISTS {cat}.{schema} WITH (location = '{lake_location(schema)}')")
+            db.run(f"CREATE SCHEMA IF NOT EXISTS {cat}.{schema} WITH (location = '{lake_location(s, schema)}')")
         registered = _registered(db, cat, schemas)
         report.skipped = _catalog_lake_mismatch(s, schemas, registered)
         if report.skipped:
@@ -258,7 +261,7 @@ def sync_tables(s: Settings, specs: Iterable[TableSpec] | None = None, timeout: 
                 elif here:
                     db.run(
                         f"CALL {cat}.system.register_table(schema_name => '{t.layer}', table_name => '{t.name}', "
-                        f"table_location => '{lake_location(t.relative_path)}')"
+                        f"table_location => '{lake_location(s, t.relative_path)}')"
                     )
                     report.add("registered", name)
                     changed = True
@@ -277,7 +280,9 @@ def sync_tables(s: Settings, specs: Iterable[TableSpec] | None = None, timeout: 
                     report.add("missing", name)
                 else:
                     what = "registering" if here else "unregistering"
-                    report.add("failed", name, f"{what} {lake_location(t.relative_path)} failed: {error_message(exc)}")
+                    report.add(
+                        "failed", name, f"{what} {lake_location(s, t.relative_path)} failed: {error_message(exc)}"
+                    )
         if report.present or changed:
             db.run(f"CALL {cat}.system.flush_metadata_cache()")
     finally:

@@ -757,23 +757,41 @@ class Trino(Component):
             shared_secret=self.s.secret("trino_shared_secret").get_secret_value(),
             ca_file=self.s.ca_file,
             catalog=self.s.trino_catalog,
+            trust_store_options="",
         )
         for name in (
             "config.properties",
-            "jvm.config",
             "log.properties",
-            "catalog/lakehouse.properties",
             "password-authenticator.properties",
             "access-control.properties",
             "rules.json",
         ):
             render(INFRA / "trino" / name, etc / name, **values)
+        catalog = etc / "catalog" / "lakehouse.properties"
+        if isinstance(self.s.lake_root, str):  # the lake on the object store: S3, and trust in the store's CA
+            from lakehouse.storage import jvm_files
+
+            store = jvm_files(self.s)[1]
+            values["trust_store_options"] = f"-Djavax.net.ssl.trustStore={store}\n-Djavax.net.ssl.trustStoreType=PKCS12"
+            text = fill(
+                INFRA / "trino" / "catalog" / "lakehouse-s3.properties",
+                lake_uri=self.s.lake_root,
+                s3_endpoint=self.s.s3_url,
+                s3_region=self.s.s3_region,
+                s3_access_key=self.s.s3_trino_access_key,
+                s3_secret_key=self.s.secret("s3_trino").get_secret_value(),
+            )
+            write_private(catalog, text.encode())
+        else:
+            render(INFRA / "trino" / "catalog" / "lakehouse.properties", catalog, **values)
+        render(INFRA / "trino" / "jvm.config", etc / "jvm.config", **values)
         write_private(etc / "password.db", trino_password_db(self.s).encode())
         # The catalog file keeps the name of the catalog: settings.trino_catalog.
         if self.s.trino_catalog != "lakehouse":
             (etc / "catalog" / "lakehouse.properties").rename(etc / "catalog" / f"{self.s.trino_catalog}.properties")
-        self.s.lake_dir.mkdir(parents=True, exist_ok=True)
-        (self.s.lake_dir / "_trino_metastore").mkdir(exist_ok=True)
+        if not isinstance(self.s.lake_root, str):  # on the object store, "directories" are key prefixes
+            self.s.lake_dir.mkdir(parents=True, exist_ok=True)
+            (self.s.lake_dir / "_trino_metastore").mkdir(exist_ok=True)
 
     def command(self) -> list[str]:
         etc = self.workdir / "etc"
@@ -1184,6 +1202,7 @@ def components(s: Settings) -> list[Component]:
     return [
         *(Kafka(s, node) for node in range(1, s.kafka_brokers + 1)),
         Redis(s),
+        *object_store(s),
         *spark_cluster_components(s),
         Trino(s),
         Pushgateway(s),
@@ -1204,6 +1223,13 @@ def spark_cluster_components(s: Settings) -> list[Component]:
     from lakehouse.stack.spark_cluster import spark_cluster
 
     return spark_cluster(s)
+
+
+def object_store(s: Settings) -> list[Component]:
+    """The stack's S3 server (SeaweedFS), when the lake is on s3a:// and no other store is configured."""
+    from lakehouse.stack.objectstore import local_objectstore
+
+    return local_objectstore(s)
 
 
 def local_postgres(s: Settings) -> list[Component]:
@@ -1322,10 +1348,10 @@ def stream_memory(s: Settings) -> list[StreamMemory]:
     from lakehouse.services import streams
 
     held: dict[int, list[str]] = {}
-    for lock in sorted(s.checkpoint_dir.glob("*/_lock")):
-        holder = streams.lock_holder(s, lock.parent.name)
+    for app in streams.held_locks(s):
+        holder = streams.lock_holder(s, app)
         if holder is not None:
-            held.setdefault(holder, []).append(lock.parent.name)
+            held.setdefault(holder, []).append(app)
     out = []
     for pid, names in held.items():
         try:

@@ -197,6 +197,7 @@ class Setup:
             ("kafka tools jars", self.kafka_tools_jars),
             ("kafka metrics agent (jmx exporter)", self.kafka_metrics_jar),
             ("spark connector jars", self.spark_jars),
+            ("spark s3a connector jars (object storage)", self.spark_s3_jars),
             ("spark operators (java)", self.spark_ops),
             ("flink jars (fast path engine)", self.flink_jars),
             ("fast path job (java)", self.fastpath_job),
@@ -360,26 +361,54 @@ class Setup:
             "resolving Prometheus' JMX exporter agent",
         )
 
-    def spark_jars(self) -> str:
+    def _spark_pom_jars(self, pom_name: str, dir_name: str, what: str) -> list[str]:
+        """The runtime jars of ``infra/jvm/POM_NAME`` that pyspark does not ship, in ``<jvm_dir>/DIR_NAME``;
+        redone when the pom or pyspark changes. Returns the jars copied, [] when cached."""
         import pyspark
 
-        pom = JVM_POMS / "spark-connectors.pom.xml"
-        dest = self.s.jvm_dir / "spark"
+        pom = JVM_POMS / pom_name
+        dest = self.s.jvm_dir / dir_name
         stamp = dest / ".stamp"
         pyspark_jars = Path(pyspark.__file__).parent / "jars"
         key = f"{_hash_files(pom)}-pyspark-{pyspark.__version__}"
         if _stamp_ok(stamp, key):
-            return f"cached in {dest}"
+            return []
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         with tempfile.TemporaryDirectory(dir=self.s.state_dir) as tmp:
-            self._copy_dependencies(pom, tmp, "resolving the Spark Kafka and Delta connectors from Maven Central")
+            self._copy_dependencies(pom, tmp, what)
             keep = jars_not_in(os.listdir(tmp), os.listdir(pyspark_jars))
             for name in keep:
                 shutil.move(os.path.join(tmp, name), dest / name)
         stamp.write_text(key)
+        return keep
+
+    def spark_jars(self) -> str:
+        keep = self._spark_pom_jars(
+            "spark-connectors.pom.xml", "spark", "resolving the Spark Kafka and Delta connectors from Maven Central"
+        )
+        if not keep:
+            return f"cached in {self.s.jvm_dir / 'spark'}"
         main_jars = ", ".join(n for n in keep if "delta-spark" in n or "kafka-0-10" in n)
         return f"{len(keep)} jars not already in pyspark ({main_jars})"
+
+    def spark_s3_jars(self) -> str:
+        """Hadoop's S3A connector and the two AWS SDK modules it uses (for an s3a:// lake), and Delta's
+        multi-writer log store for it (``lakehouse.spark.S3ConditionalPutLogStore``, a small jar of its own)."""
+        from lakehouse.delta import ops as spark_ops
+
+        keep = self._spark_pom_jars(
+            "spark-s3.pom.xml", "spark-s3", "resolving Hadoop's S3A connector and the AWS SDK's S3 client"
+        )
+        try:
+            logstore = spark_ops.ensure_s3(self.s)
+        except JavaBuildError as exc:
+            raise SetupError(str(exc)) from None
+        if not keep:
+            return f"cached in {self.s.jvm_dir / 'spark-s3'}; log store {logstore.name}"
+        size = sum((self.s.jvm_dir / "spark-s3" / n).stat().st_size for n in keep)
+        hadoop = pom_property(JVM_POMS / "spark-s3.pom.xml", "hadoop.version")
+        return f"{len(keep)} jars, {size / 1e6:.1f} MB (hadoop-aws {hadoop}); log store {logstore.name}"
 
     def spark_ops(self) -> str:
         """The platform's own Spark operators (spark_apps/jvm + jvm/core), compiled against pyspark's jars."""
@@ -483,7 +512,8 @@ class Setup:
         return f"Trino CLI {version}: {jar.name} (`lakehouse connect engineer` shows how to log in with it)"
 
     def state_dirs(self) -> str:
-        for d in (self.s.state_dir, self.s.logs_dir, self.s.run_dir, self.s.lake_dir, self.s.dagster_home):
+        local_lake = [] if isinstance(self.s.lake_root, str) else [self.s.lake_dir]  # a bucket: made by `up`
+        for d in (self.s.state_dir, self.s.logs_dir, self.s.run_dir, *local_lake, self.s.dagster_home):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.s.state_dir, 0o700)  # card numbers sit in Kafka's segments under it: the owner's only
         return f"{self.s.state_dir} (0700)"

@@ -5,13 +5,14 @@ Used by `lakehouse smoke`, `lakehouse demo` and the integration tests.
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from lakehouse.services.trino import ensure_schema, query, register_table
 from lakehouse.settings import Settings
+from lakehouse.storage import rmtree
 
 SMOKE_SCHEMA = "smoke"
 SMOKE_TABLE = "spark_roundtrip"
@@ -49,7 +50,8 @@ def spark_to_trino_roundtrip(s: Settings, rows: list[tuple[int, str, float]] | N
     ensure_schema(s, SMOKE_SCHEMA, "_smoke")
     # Start clean so the table's schema and rows are exactly this run's.
     query(s, f"DROP TABLE IF EXISTS {table}")
-    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        rmtree(path)
     # A caller's session (a test's, a notebook's) is used and left running; one started here is stopped.
     owned = SparkSession.getActiveSession() is None
     spark = build_spark_session("lakehouse-smoke", s)

@@ -16,13 +16,13 @@ import os
 import sys
 from pathlib import Path
 
-from lakehouse.settings import ENV_PREFIX, Settings, get_settings, restore_env, swap_env
+from lakehouse.settings import ENV_PREFIX, PROFILE_DEFAULTS, Settings, get_settings, restore_env, swap_env
 
 #: The test stack listens on the user's ports plus this (9092 -> 19092, 3000 -> 13000, ...): below
 #: Linux's ephemeral range (32768+), so no client's outgoing connection holds one by chance.
 PORT_SHIFT = 10_000
 #: Settings that would point the tests somewhere else than their own stack: left unset for them.
-UNSET = ("lake_root", "checkpoint_root", "kafka_bootstrap_servers")
+UNSET = ("lake_root", "checkpoint_root", "kafka_bootstrap_servers", "s3_endpoint")
 
 
 def state_dir(user: Settings) -> Path:
@@ -51,7 +51,8 @@ def apply(user: Settings) -> dict[str, str | None]:
     """Point this process (and its children) at the test stack; returns what ``settings.restore_env`` puts back."""
     saved = swap_env(env(user), unset=[f"{ENV_PREFIX}{name.upper()}" for name in UNSET])
     s = get_settings()
-    left = [f"{ENV_PREFIX}{name.upper()}" for name in UNSET if getattr(s, name) is not None]
+    profile = PROFILE_DEFAULTS.get(s.profile, {})  # the cluster profile's own lake: the test stack's store's
+    left = [f"{ENV_PREFIX}{name.upper()}" for name in UNSET if getattr(s, name) not in (None, profile.get(name))]
     if left:  # set in a .env file, which the environment cannot unset
         restore_env(saved)
         raise ValueError(f"{', '.join(left)} set in .env: the integration tests run on a stack of their own")

@@ -71,15 +71,23 @@ def test_dagster_stores_in_postgres(lakehouse_stack: Settings) -> None:
     assert not (s.dagster_home / "history" / "runs.db").exists()  # and not in SQLite
 
 
-def test_no_secret_of_the_cluster_is_on_a_command_line(lakehouse_stack: Settings) -> None:
+def test_no_secret_of_the_cluster_is_on_a_command_line_in_an_environment_or_a_log(lakehouse_stack: Settings) -> None:
     s = lakehouse_stack
-    secrets = {n: s.secret(n).get_secret_value() for n in ("spark_auth", "postgres_admin", "postgres_dagster")}
+    names = ("spark_auth", "postgres_admin", "postgres_dagster", "s3_lakehouse", "s3_trino", "seaweedfs_jwt")
+    secrets = {n: s.secret(n).get_secret_value() for n in names}
     ours = [c.process() for c in components.components(s)]
     for proc in [p for p in ours if p is not None]:
         for child in (proc, *proc.children(recursive=True)):
             try:
                 line = " ".join(child.cmdline())
+                env = " ".join(f"{k}={v}" for k, v in child.environ().items())
             except psutil.NoSuchProcess:
                 continue
             leaked = [n for n, v in secrets.items() if v in line]
             assert leaked == [], f"{leaked} on the command line of {child.pid} ({child.name()})"
+            leaked = [n for n, v in secrets.items() if v in env and n.startswith(("s3_", "seaweedfs"))]
+            assert leaked == [], f"{leaked} in the environment of {child.pid} ({child.name()})"
+    for c in components.components(s):  # nor in a log (the object store's, Trino's, ...)
+        text = c.logfile.read_text(errors="replace") if c.logfile.exists() else ""
+        leaked = [n for n, v in secrets.items() if v in text]
+        assert leaked == [], f"{leaked} in {c.logfile}"

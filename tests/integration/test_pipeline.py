@@ -28,11 +28,17 @@ from lakehouse.generator import GeneratorConfig, GroundTruth, generate, merge_gr
 from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
 from lakehouse.settings import PROJECT_ROOT, Settings, child_env
+from lakehouse.storage import lake_path, parse_s3a
 from lakehouse.tables import BRONZE, GOLD, LATE_EVENTS, QUARANTINE, SILVER
 
 
 def _isolated(base: Settings, root: Path) -> Settings:
-    return base.model_copy(update={"lake_root": root / "lake", "kafka_starting_offsets": end_offsets_json(base)})
+    """A private lake: under ROOT, or, when the stack's lake is on the object store (the cluster profile),
+    under a prefix of its bucket of ROOT's name (checkpoints beside it, as the stack's are)."""
+    lake: Path | str = root / "lake"
+    if isinstance(base.lake_root, str):
+        lake = f"s3a://{parse_s3a(base.lake_root).bucket}/tests/{root.parent.name}-{root.name}/lake"
+    return base.model_copy(update={"lake_root": lake, "kafka_starting_offsets": end_offsets_json(base)})
 
 
 def _run(s: Settings, name: str = "all") -> None:
@@ -207,7 +213,7 @@ def test_sigterm_to_stream_run_stops_the_driver_and_leaves_nothing_running(
         )
     tree: list[psutil.Process] = []
     try:
-        logs = [Path(BRONZE[t.name].path(s.lake_dir)) / "_delta_log" for t in TOPICS]
+        logs = [lake_path(s, BRONZE[t.name].path(s.lake_dir)) / "_delta_log" for t in TOPICS]
 
         def committed() -> bool:
             return any(next(d.glob("*.json"), None) for d in logs)

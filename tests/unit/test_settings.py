@@ -349,7 +349,7 @@ def test_the_cluster_profile_stack_has_three_brokers_a_spark_master_two_workers_
 
     cluster = [c.name for c in components(Settings(_env_file=None, state_dir=tmp_path, profile="cluster"))]  # type: ignore[call-arg]
     local = [c.name for c in components(Settings(_env_file=None, state_dir=tmp_path))]  # type: ignore[call-arg]
-    extra = ["kafka-2", "kafka-3", "spark-master", "spark-worker-1", "spark-worker-2", "postgres"]
+    extra = ["kafka-2", "kafka-3", "objectstore", "spark-master", "spark-worker-1", "spark-worker-2", "postgres"]
     assert [n for n in cluster if n not in local] == extra
     assert [n for n in cluster if n in local] == local  # the same services otherwise, in the same order
     assert cluster.index("postgres") < cluster.index("dagster-code-server")  # Dagster's storage first
@@ -362,11 +362,51 @@ def test_the_cluster_profile_stack_has_three_brokers_a_spark_master_two_workers_
 
 
 @pytest.mark.parametrize("field", ["lake_root", "checkpoint_root"])
-def test_a_uri_for_the_lake_is_refused_instead_of_becoming_a_local_directory(field: str) -> None:
+def test_the_lake_takes_a_path_or_an_s3a_uri_and_nothing_that_would_become_a_local_directory(field: str) -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="'s3a://bucket/lake' is a URI"):
-        Settings(_env_file=None, **{field: "s3a://bucket/lake"})  # type: ignore[call-arg]
+    s = Settings(_env_file=None, **{field: "s3a://bucket/lake/"})  # type: ignore[call-arg]
+    assert getattr(s, field) == "s3a://bucket/lake"
+    assert s.lake_on_s3
+    local = Settings(_env_file=None, **{field: "relative/lake"})  # type: ignore[call-arg]
+    assert isinstance(getattr(local, field), Path)
+    assert not local.lake_on_s3
+    for uri, why in [
+        ("s3://bucket/lake", "use s3a://"),
+        ("gs://bucket/lake", "only local paths and s3a://BUCKET/PREFIX"),
+        ("s3a://Bad_Bucket/lake", "not a valid bucket name"),
+        ("s3a://bucket/a//b", "empty, '.' or '..' segment"),
+        ("s3a://bucket/../up", "empty, '.' or '..' segment"),
+    ]:
+        with pytest.raises(ValidationError, match=why):
+            Settings(_env_file=None, **{field: uri})  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("field", ["state_dir", "jvm_root"])
+def test_a_uri_for_the_state_is_refused_instead_of_becoming_a_local_directory(field: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="'s3a://bucket/x' is a URI"):
+        Settings(_env_file=None, **{field: "s3a://bucket/x"})  # type: ignore[call-arg]
+
+
+def test_the_cluster_profile_keeps_the_lake_and_checkpoints_in_the_stacks_object_store(tmp_path: Path) -> None:
+    s = Settings(_env_file=None, state_dir=tmp_path, profile="cluster", object_store_port=18333)  # type: ignore[call-arg]
+    assert s.lake_root == "s3a://lakehouse/lake"
+    assert s.lake_on_s3
+    assert s.s3_url == "https://127.0.0.1:18333"
+    assert list(s.object_store_ports().values()) == list(range(18333, 18341))
+    explicit = Settings(_env_file=None, state_dir=tmp_path, profile="cluster", lake_root=tmp_path / "lake")  # type: ignore[call-arg]
+    assert explicit.lake_dir == tmp_path / "lake"
+    assert not explicit.lake_on_s3
+    from pydantic import ValidationError
+
+    with pytest.raises(
+        ValidationError, match="the object store's master port 9090 clashes with LAKEHOUSE_PROMETHEUS_PORT"
+    ):
+        Settings(_env_file=None, object_store_port=9088)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="expected https://HOST"):
+        Settings(_env_file=None, s3_endpoint="http://s3.example.com")  # type: ignore[call-arg]
 
 
 def test_kafka_storage_formatted_for_another_quorum_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def test_a_standalone_master_gets_executors_sized_the_code_shipped_and_its_secre
     from lakehouse.delta.session import secret_conf_dir
 
     _with_jars(tmp_path)
-    s = Settings(_env_file=None, state_dir=tmp_path, profile="cluster")  # type: ignore[call-arg]
+    s = Settings(_env_file=None, state_dir=tmp_path, profile="cluster", lake_root=tmp_path / "lake")  # type: ignore[call-arg]
     conf = spark_conf(s, "app")
     assert conf["spark.master"] == "spark://127.0.0.1:7077"
     assert (conf["spark.executor.memory"], conf["spark.executor.cores"], conf["spark.cores.max"]) == ("1g", "1", "2")
@@ -107,3 +107,36 @@ def test_a_standalone_master_gets_executors_sized_the_code_shipped_and_its_secre
     assert defaults.read_text() == "spark.authenticate true\nspark.authenticate.secret s3cr3t-value\n"
     assert stat.S_IMODE(defaults.stat().st_mode) == 0o600
     assert "spark.archives" not in spark_conf(Settings(_env_file=None, state_dir=tmp_path), "app")  # type: ignore[call-arg]
+
+
+def test_an_s3a_lake_gets_s3a_delta_s_conditional_log_store_and_credentials_by_file_only(tmp_path: Path) -> None:
+    import stat
+
+    from lakehouse.delta.session import _s3_conf, _s3_jvm_options
+    from lakehouse.stack import secrets
+
+    s = Settings(_env_file=None, state_dir=tmp_path, profile="cluster", object_store_port=18333)  # type: ignore[call-arg]
+    secrets.ensure(s)
+    conf = _s3_conf(s)
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "https://127.0.0.1:18333"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    # every writer commits through the conditional-put store: two drivers cannot both write version N
+    assert conf["spark.delta.logStore.s3a.impl"] == "lakehouse.spark.S3ConditionalPutLogStore"
+    options = _s3_jvm_options(s)
+    assert all(o in conf["spark.executor.extraJavaOptions"].split() for o in options)  # executors as the driver
+    creds = next(o.split("=", 1)[1] for o in options if o.startswith("-Daws.sharedCredentialsFile="))
+    secret = s.secret("s3_lakehouse").get_secret_value()
+    assert secret in Path(creds).read_text()
+    assert stat.S_IMODE(Path(creds).stat().st_mode) == 0o600
+    assert not any(secret in v for v in conf.values())
+    assert not any(secret in o for o in options)
+    store = next(o.split("=", 1)[1] for o in options if o.startswith("-Djavax.net.ssl.trustStore="))
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    trusted = pkcs12.load_pkcs12(Path(store).read_bytes(), None)
+    names = {c.friendly_name for c in trusted.additional_certs}
+    assert b"lakehouse-ca" in names  # the stack's CA...
+    assert len(names) > 100  # ...and the public ones
+    local = Settings(_env_file=None, state_dir=tmp_path)  # type: ignore[call-arg]
+    assert not local.lake_on_s3
+    assert _s3_jvm_options(local) == []
