@@ -56,7 +56,17 @@ class _SparkDaemon(Component):
             SPARK_DAEMON_MEMORY="256m",
             # No REST submission server (port 6066, not behind spark.authenticate): apps come through the
             # authenticated RPC port only.
-            SPARK_DAEMON_JAVA_OPTS=f"-Dlog4j2.configurationFile={LOG4J2} -Dspark.master.rest.enabled=false",
+            # Workers delete the directories of finished apps after an hour (each holds the code archive, its
+            # logs and jars: they piled up by the hundred over the tests' runs).
+            SPARK_DAEMON_JAVA_OPTS=" ".join(
+                [
+                    f"-Dlog4j2.configurationFile={LOG4J2}",
+                    "-Dspark.master.rest.enabled=false",
+                    "-Dspark.worker.cleanup.enabled=true",
+                    "-Dspark.worker.cleanup.interval=600",
+                    "-Dspark.worker.cleanup.appDataTtl=3600",
+                ]
+            ),
             PYSPARK_PYTHON=sys.executable,
         )
 
