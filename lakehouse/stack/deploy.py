@@ -312,6 +312,7 @@ def trino_values_yaml() -> str:
 #: Where the image (infra/deploy/docker/Dockerfile) keeps the project, its jars and its state.
 IMAGE_APP = "/opt/lakehouse/app"
 IMAGE_JARS = "/opt/lakehouse/jvm/spark"
+IMAGE_OPS = "/opt/lakehouse/jvm/spark-ops"  # the platform's own jars, compiled when the image is built
 IMAGE_STATE = "/var/lib/lakehouse"
 SPARK_NAMESPACE = "lakehouse"
 SPARK_VERSION = "4.2.0"
@@ -330,7 +331,7 @@ def spark_conf_k8s(s: Settings) -> dict[str, str]:
     paths, the lake on S3 through the pods' IAM role (IRSA), a driver that is restarted, not retried."""
     from lakehouse.delta.session import platform_conf
 
-    classpath = f"{IMAGE_JARS}/*"
+    classpath = f"{IMAGE_JARS}/*:{IMAGE_OPS}/*"
     return {
         **platform_conf(s),
         "spark.driver.extraClassPath": classpath,
@@ -343,6 +344,10 @@ def spark_conf_k8s(s: Settings) -> dict[str, str]:
             "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider"
         ),
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        # Several drivers commit to the lake (each stream, replay, maintenance): a commit is a conditional put,
+        # so two writers of one table never both write version N (docs/scaling.md, "Delta and concurrent
+        # writers on S3").
+        "spark.delta.logStore.s3a.impl": "lakehouse.spark.S3ConditionalPutLogStore",
         "spark.ui.enabled": "false",
     }
 
