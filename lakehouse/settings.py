@@ -64,6 +64,7 @@ SECRETS: dict[str, str] = {
     # PostgreSQL (Dagster's storage in the cluster profile): the server's superuser, and Dagster's own role.
     "postgres_admin": "postgres-admin.password",
     "postgres_dagster": "postgres-dagster.password",
+    "postgres_monitor": "postgres-monitor.password",  # the exporter's role (pg_monitor: statistics, no data)
     # Spark standalone's shared secret (spark.authenticate): master, workers, drivers and executors.
     "spark_auth": "spark-auth.secret",
     # The object store (an s3a:// lake): the platform's identity (Spark, the stack) and Trino's read-only one,
@@ -214,6 +215,9 @@ class Settings(BaseSettings):
     )
     postgres_port: int = Field(
         5442, ge=1, le=65535, description="PostgreSQL (Dagster's storage in the cluster profile; TLS, passwords)."
+    )
+    postgres_exporter_port: int = Field(
+        9187, ge=1, le=65535, description="PostgreSQL's metrics exporter (HTTPS, login; with the stack's PostgreSQL)."
     )
     object_store_port: int = Field(
         8333,
@@ -632,6 +636,7 @@ class Settings(BaseSettings):
             "spark_master_port",
             "spark_master_ui_port",
             "object_store_port",
+            "postgres_exporter_port",
         ):
             port = getattr(self, name)
             if port in ports:

@@ -907,6 +907,9 @@ class Prometheus(Component):
             kafka_metrics_targets=", ".join(
                 f'"{self.s.host}:{self.s.kafka_node_ports(n)[2]}"' for n in range(1, self.s.kafka_brokers + 1)
             ),
+            postgres_exporter_targets=", ".join(
+                f'"{self.s.host}:{c.port()}"' for c in local_postgres(self.s) if c.name == "postgres-exporter"
+            ),
             client_cert=self.s.secrets_dir / SERVER_CERT,
             client_key=self.s.secrets_dir / SERVER_KEY,
             rules_dir=self.workdir / "rules",
@@ -1234,9 +1237,11 @@ def object_store(s: Settings) -> list[Component]:
 
 def local_postgres(s: Settings) -> list[Component]:
     """The stack's PostgreSQL: when Dagster stores in PostgreSQL and no other server is configured."""
-    from lakehouse.stack.postgres import Postgres
+    from lakehouse.stack.postgres import Postgres, PostgresExporter
 
-    return [Postgres(s)] if s.dagster_storage == "postgres" and s.postgres_endpoint is None else []
+    if s.dagster_storage != "postgres" or s.postgres_endpoint is not None:
+        return []
+    return [Postgres(s), PostgresExporter(s)]
 
 
 def select(s: Settings, names: list[str] | None) -> list[Component]:

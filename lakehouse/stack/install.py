@@ -34,6 +34,7 @@ APT_PACKAGES = {  # binary on PATH -> Debian package that provides it
     "prometheus-alertmanager": "prometheus-alertmanager",
     "prometheus-node-exporter": "prometheus-node-exporter",
     "prometheus-redis-exporter": "prometheus-redis-exporter",
+    "prometheus-postgres-exporter": "prometheus-postgres-exporter",
     "mvn": "maven",
     "chromium": "chromium",  # headless browser for the Dagster UI test and the README screenshot
     # PostgreSQL's server (Dagster's storage in the cluster profile; lakehouse.stack.postgres). Debian keeps the

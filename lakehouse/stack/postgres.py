@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,8 @@ from lakehouse.stack.components import Component, Log, StackError, port_open
 
 #: Dagster's database and role.
 DATABASE = ROLE = "dagster"
+#: The metrics exporter's role: a member of pg_monitor (the server's statistics, none of the data).
+MONITOR = "monitor"
 #: The system user the server runs as when the stack runs as root (created by Debian's package).
 SERVER_USER = "postgres"
 PGPASS = "dagster.pgpass"
@@ -158,6 +161,7 @@ class Postgres(Component):
         # TLS from the server's own addresses only, SCRAM passwords; Dagster's role to its database alone.
         hba.write_text(
             f"hostssl {DATABASE} {ROLE} samehost scram-sha-256\nhostssl postgres postgres samehost scram-sha-256\n"
+            f"hostssl postgres {MONITOR} samehost scram-sha-256\n"
         )
         self._own(hba)
         if not (self.data / "PG_VERSION").exists():
@@ -265,6 +269,11 @@ class Postgres(Component):
                 cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,))
                 verb = "ALTER" if cur.fetchone() else "CREATE"
                 cur.execute(f"{verb} ROLE {ROLE} LOGIN PASSWORD %s", (verifier,))
+                monitor = scram_verifier(self.s.secret("postgres_monitor").get_secret_value())
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (MONITOR,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(f"{verb} ROLE {MONITOR} LOGIN PASSWORD %s", (monitor,))
+                cur.execute(f"GRANT pg_monitor TO {MONITOR}")
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
                 if cur.fetchone() is None:
                     cur.execute(f"CREATE DATABASE {DATABASE} OWNER {ROLE}")
@@ -275,3 +284,50 @@ class Postgres(Component):
 
     def version(self) -> str:
         return bin_dir().parent.name
+
+
+class PostgresExporter(Component):
+    """PostgreSQL's health and statistics for Prometheus (Debian's prometheus-postgres-exporter), logged in as
+    ``monitor`` (pg_monitor) over TLS, its password read from the secrets file (DATA_SOURCE_PASS_FILE: not
+    in its environment or arguments); its own endpoint HTTPS with the scraper's login, as the node exporter's."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s, name="postgres-exporter", timeout_s=30, depends_on=("postgres",))
+
+    def port(self) -> int:
+        return self.s.postgres_exporter_port
+
+    def url(self) -> str:
+        return f"https://{self.s.host}:{self.s.postgres_exporter_port}/metrics"
+
+    def prepare(self) -> None:
+        from lakehouse.stack.components import web_config
+
+        web_config(self.s, self.workdir / "web.yml", ("admin", "scraper"))
+
+    def env(self) -> dict[str, str]:
+        host, port = self.s.postgres_address
+        return child_env(
+            DATA_SOURCE_URI=f"{host}:{port}/postgres?sslmode=verify-full&sslrootcert={self.s.ca_file}",
+            DATA_SOURCE_USER=MONITOR,
+            DATA_SOURCE_PASS_FILE=str(self.s.secret_file("postgres_monitor")),
+        )
+
+    def command(self) -> list[str]:
+        return [
+            "prometheus-postgres-exporter",
+            f"--web.listen-address={self.s.host}:{self.s.postgres_exporter_port}",
+            f"--web.config.file={self.workdir / 'web.yml'}",
+        ]
+
+    def healthy(self) -> bool:
+        from lakehouse.stack.components import _admin_get
+
+        return _admin_get(self.s, self.url()) is not None
+
+    def version(self) -> str:
+        from lakehouse.stack.components import _admin_get
+
+        r = _admin_get(self.s, self.url())
+        m = re.search(r'postgres_exporter_build_info\{[^}]*version="([^"]+)"', r.text) if r else None
+        return m.group(1) if m else "?"

@@ -91,3 +91,27 @@ def test_no_secret_of_the_cluster_is_on_a_command_line_in_an_environment_or_a_lo
         text = c.logfile.read_text(errors="replace") if c.logfile.exists() else ""
         leaked = [n for n, v in secrets.items() if v in text]
         assert leaked == [], f"{leaked} in {c.logfile}"
+
+
+def test_prometheus_scrapes_postgres_through_its_exporter_and_it_is_up(lakehouse_stack: Settings) -> None:
+    import time
+
+    import requests
+
+    s = lakehouse_stack
+    exporter = f"https://{s.host}:{s.postgres_exporter_port}/metrics"
+    assert requests.get(exporter, timeout=10, verify=str(s.ca_file)).status_code == 401  # no login, no metrics
+    deadline = time.monotonic() + 60  # the first scrape comes within one 15 s interval
+    while True:
+        r = requests.get(
+            f"{s.prometheus_url}/api/v1/query",
+            params={"query": 'pg_up{job="postgres"}'},
+            timeout=10,
+            auth=s.http_auth(),
+            verify=str(s.ca_file),
+        ).json()
+        values = [float(v["value"][1]) for v in r["data"]["result"]]
+        if values or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert values == [1.0], r  # the exporter reaches PostgreSQL (TLS, the monitor role) and Prometheus the exporter

@@ -350,6 +350,7 @@ def test_the_cluster_profile_stack_has_three_brokers_a_spark_master_two_workers_
     cluster = [c.name for c in components(Settings(_env_file=None, state_dir=tmp_path, profile="cluster"))]  # type: ignore[call-arg]
     local = [c.name for c in components(Settings(_env_file=None, state_dir=tmp_path))]  # type: ignore[call-arg]
     extra = ["kafka-2", "kafka-3", "objectstore", "spark-master", "spark-worker-1", "spark-worker-2", "postgres"]
+    extra += ["postgres-exporter"]
     assert [n for n in cluster if n not in local] == extra
     assert [n for n in cluster if n in local] == local  # the same services otherwise, in the same order
     assert cluster.index("postgres") < cluster.index("dagster-code-server")  # Dagster's storage first
