@@ -379,7 +379,7 @@ def main(
         "phases": [{k: v for k, v in asdict(p).items() if k != "latencies"} for p in phases],
     }
     (out / "latency.json").write_text(json.dumps(payload, indent=2))
-    chart(phases, out / "latency.png")
+    chart(phases, out / "latency.png", s.spark_master)
     return phases
 
 
@@ -402,7 +402,7 @@ def table(phases: list[Phase]) -> str:
     return "\n".join(lines)
 
 
-def chart(phases: list[Phase], path: Path) -> None:
+def chart(phases: list[Phase], path: Path, master: str = "local[2]") -> None:
     cdf_chart(
         [
             (f"{p.rate:,.0f}/s {p.system} {what}", values, p.system == "baseline")
@@ -410,6 +410,6 @@ def chart(phases: list[Phase], path: Path) -> None:
             for what, values in p.latencies.items()
         ],
         path,
-        "End-to-end latency, open-loop load (local[2])",
+        f"End-to-end latency, open-loop load ({master})",
         "produce (scheduled) -> visible in Redis, seconds (log)",
     )
