@@ -9,7 +9,8 @@ Against the generator's ground truth of what was produced:
 - **gold = recomputation**: each minute table equals a batch recomputation over silver (minus the
   recorded late events);
 - **alerts = reference**: ``gold.fraud_alerts`` equals the truth's reference alerts (rules, score);
-- **Redis = gold** (when the serving stream ran): ``lakehouse.serving.verify``.
+- **Redis = gold**: the serving stream's Redis (a private one: the counts are exact) holds each
+  contract key of every gold row, with gold's values, and no other (``redis_equals_gold``).
 
 Each check returns what it found wrong, in words; an empty list means the lake is exact.
 """
@@ -20,6 +21,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.contracts import NORMAL_RANGES, TOPICS
@@ -167,11 +169,131 @@ def alerts_equal_reference(spark: SparkSession, s: Settings, truth: GroundTruth,
     return [f"fraud alerts: {len(missing)} missing, {len(extra)} unexpected, {len(differ)} with other rules or score"]
 
 
+#: The values of ``device:{id}:{sensor}:latest`` besides its window.
+DEVICE_VALUES = ("readings", "value_avg", "value_min", "value_max", "anomalies")
+
+
+def _count(r: Any, pattern: str) -> int:
+    return sum(1 for _ in r.scan_iter(match=pattern, count=1000))
+
+
+def redis_equals_gold(spark: SparkSession, s: Settings, truth: GroundTruth, acc: Accounting) -> list[str]:
+    """Every contract key family of Redis at ``s.redis_address`` against gold, row for row, and key counts
+    equal to gold's rows (so nothing extra either): it must be a Redis only this lake's serving fed."""
+    from pyspark.sql import functions as F
+
+    from lakehouse import serving
+
+    r = serving.connect(s, role="admin")
+    client = serving.ServingClient(r)
+    out: list[str] = []
+    counts = acc.counts.setdefault("redis", {})
+
+    def compare(family: str, want: dict[Any, Any], fetch: Callable[[Any], Any], pattern: str) -> None:
+        wrong = [k for k, v in want.items() if fetch(k) != v]
+        keys = _count(r, pattern)
+        counts[family] = keys
+        if wrong:
+            out.append(f"redis {family}: {len(wrong)} of {len(want)} keys differ from gold (first: {wrong[0]})")
+        if keys != len(want):
+            out.append(f"redis {family}: {keys} keys, gold has {len(want)} rows to serve")
+
+    merchants = _read(spark, s, GOLD["merchant_minute"]).collect()
+    compare(
+        "merchant minutes",
+        {
+            (m["merchant_id"], m["window_start"]): serving.MerchantMinute(
+                **{**{c: m[c] for c in serving.MERCHANT_MINUTE_COLUMNS}, "window_start": _utc(m["window_start"])}
+            )
+            for m in merchants
+        },
+        lambda k: client.merchant_minute(*k),
+        "merchant:*:minute:*",
+    )
+
+    def device(key: tuple[str, str]) -> tuple[Any, ...] | None:
+        got = client.device_latest(*key)
+        if got is None:
+            return None
+        return (got.window_start, got.readings, got.value_avg, got.value_min, got.value_max, got.anomalies)
+
+    devices = _read(spark, s, GOLD["device_minute"])
+    newest = devices.groupBy("device_id", "sensor_type").agg(F.max("window_start").alias("window_start"))
+    latest = devices.join(newest, ["device_id", "sensor_type", "window_start"]).collect()
+    compare(
+        "device latest",
+        {(d["device_id"], d["sensor_type"]): (_utc(d["window_start"]), *(d[c] for c in DEVICE_VALUES)) for d in latest},
+        device,
+        "device:*:latest",
+    )
+
+    pages: dict[Any, dict[str, int]] = {}
+    for p in _read(spark, s, GOLD["page_minute"]).where("views IS NOT NULL").collect():
+        pages.setdefault(p["window_start"], {})[p["page"]] = p["views"]
+    compare(
+        "top pages",
+        pages,
+        lambda w: {e.page: e.views for e in client.top_pages(w, n=1_000_000).entries},
+        "page:top:*",
+    )
+
+    alerts = _read(spark, s, GOLD["fraud_alerts"]).collect()
+    stream: dict[str, list[Any]] = {}
+    for served in client.recent_fraud_alerts(n=serving.FRAUD_ALERTS_MAXLEN):
+        stream.setdefault(served.event_id, []).append(served)
+    counts["fraud alerts"] = sum(len(v) for v in stream.values())
+    twice = [k for k, v in stream.items() if len(v) > 1]
+    if twice:
+        out.append(f"redis fraud:alerts: {len(twice)} alerts more than once (first: {twice[0]})")
+    extra = stream.keys() - {a["event_id"] for a in alerts}
+    if extra:
+        out.append(f"redis fraud:alerts: {len(extra)} alerts gold does not hold (first: {sorted(extra)[0]})")
+    differ = [
+        a["event_id"]
+        for a in alerts
+        if [
+            (x.user_id, x.merchant_id, x.amount, x.score, x.rules, x.event_time)
+            for x in stream.get(a["event_id"], [])[:1]
+        ]
+        != [(a["user_id"], a["merchant_id"], a["amount"], a["score"], tuple(a["rules"]), _utc(a["event_time"]))]
+    ]
+    if differ:
+        out.append(
+            f"redis fraud:alerts: {len(differ)} of {len(alerts)} gold alerts missing or different (first: {differ[0]})"
+        )
+
+    def user(user_id: str) -> tuple[Any, ...] | None:
+        got = client.user_fraud(user_id)
+        if got is None:
+            return None
+        return (got.alert_count, got.last_alert_event_id, got.last_score)
+
+    per_user: dict[str, list[Any]] = {}
+    for a in alerts:
+        if a["user_id"] is not None:  # an alert without a user has no summary to serve
+            per_user.setdefault(a["user_id"], []).append(a)
+    newest_alert = {u: max(rows, key=lambda a: (a["event_time"], a["event_id"])) for u, rows in per_user.items()}
+    compare(
+        "user fraud summaries",
+        {u: (len(per_user[u]), a["event_id"], a["score"]) for u, a in newest_alert.items()},
+        user,
+        "fraud:user:*",
+    )
+    r.close()
+    return out
+
+
+def _utc(ts: datetime) -> datetime:
+    """A timestamp Spark hands out (naive, UTC) as the aware one the serving reader returns."""
+    return ts.replace(tzinfo=UTC)
+
+
 CHECKS: dict[str, Callable[[SparkSession, Settings, GroundTruth, Accounting], list[str]]] = {
     "bronze = produced": bronze_equals_produced,
     "silver + quarantine + duplicates = bronze": silver_accounts_for_bronze,
     "gold = recomputation": gold_equals_recomputation,
     "alerts = reference": alerts_equal_reference,
+    "Redis = gold": redis_equals_gold,
 }
 
 

@@ -16,9 +16,11 @@ had when it began), so it judges only what it produced, and leaves the stack's l
   stream keeps going; quarantine holds each invalid record with its reason, silver the big valid ones.
 
 Scenarios can run one after another on one private lake (``lakehouse chaos kill-driver
-poison-flood``). Then the stream drains what is left (available-now) and ``lakehouse.chaos.accounting`` checks
-bronze = produced, silver + quarantine + duplicates = bronze, gold = recomputation and alerts =
-reference. ``lakehouse chaos SCENARIO`` runs one; tests/integration/test_chaos.py runs each.
+poison-flood``). Then the stream drains what is left (available-now), the serving stream pushes gold
+into a private Redis (a ``redis-server`` configured as the stack's, on a free port, so its keys are
+this lake's alone) and ``lakehouse.chaos.accounting`` checks bronze = produced, silver + quarantine +
+duplicates = bronze, gold = recomputation, alerts = reference and Redis = gold.
+``lakehouse chaos SCENARIO`` runs one; tests/integration/test_chaos.py runs each.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from lakehouse.services import streams
 from lakehouse.services.kafka import end_offsets_json
 from lakehouse.services.topics import checkpoint_positions
 from lakehouse.settings import Settings
+from lakehouse.stack.components import Redis, free_port
 from lakehouse.storage import lake_path
 from lakehouse.tables import QUARANTINE
 
@@ -122,6 +125,19 @@ class SmallDisk:
             self.mounted = False
 
 
+class _PrivateRedis(Redis):
+    """redis-server as the stack configures it (TLS, ACL users, memory policy), in the harness's own
+    directory under the stack's state, on the port the harness's settings name."""
+
+    def __init__(self, s: Settings) -> None:
+        super().__init__(s)
+        self.name = "chaos-redis"
+
+    def start(self, log: Log) -> str:
+        shutil.rmtree(self.workdir, ignore_errors=True)  # an earlier run's keys are not this lake's
+        return super().start(log)
+
+
 class Harness:
     """A private lake, a producer thread, and the pipeline's driver as a process to start, kill and drain."""
 
@@ -131,8 +147,12 @@ class Harness:
                 "lake_root": workdir / "lake",
                 "kafka_starting_offsets": end_offsets_json(base),
                 "stream_trigger_interval": "2 seconds",
+                "redis_port": free_port(),
+                "redis_endpoint": None,
             }
         )
+        #: The serving stream's private Redis (its keys counted exactly); run() starts and stops it.
+        self.redis = _PrivateRedis(self.s)
         self.workdir = workdir
         self.log = log
         self.rng = random.Random(seed)  # noqa: S311 (when to kill, not a secret)
@@ -261,10 +281,14 @@ class Harness:
         self.stream = None
 
     def drain(self) -> None:
-        """Catch everything up (available-now), as the next run of a catch-up would."""
+        """Catch everything up (available-now), as the next run of a catch-up would, then serve gold:
+        a fresh serving checkpoint reads each gold table's snapshot, then its changes."""
         code = streams.run(self.s, "all", available_now=True, on_line=lambda line: None)
         if code != 0:
             raise ChaosError(f"the final catch-up failed (exit {code})")
+        code = streams.run(self.s, "serving", available_now=True, on_line=lambda line: None)
+        if code != 0:
+            raise ChaosError(f"serving gold into the private Redis failed (exit {code})")
 
     def quarantined(self) -> int:
         """Rows in the private lake's quarantine (from its Delta log: no Spark)."""
@@ -517,9 +541,12 @@ def run(
             raise ChaosError(f"disk-full cannot run here: {why}")
         disk = SmallDisk(workdir / "lake")
         disk.mount()
+    redis: Redis | None = None
     try:
         h = Harness(base, workdir, log)
         h.disk = disk
+        redis = h.redis
+        redis.start(log)
         for name in names:
             fn, what = SCENARIOS[name]
             log(f"{h.elapsed()} {name}: {what}")
@@ -531,10 +558,12 @@ def run(
         h.stop_stream()  # gracefully, at a batch boundary
         log(f"{h.elapsed()} draining: the pipeline catches up with everything produced (available-now)")
         h.drain()
-        log(f"{h.elapsed()} accounting: bronze, silver, quarantine, gold and alerts against the truth")
+        log(f"{h.elapsed()} accounting: bronze, silver, quarantine, gold, alerts and Redis against the truth")
         acc = h.account(spark)
         log(f"{h.elapsed()} accounted")
     finally:
+        if redis is not None:
+            redis.stop()
         if disk is not None:
             disk.unmount()
     return Outcome(" + ".join(names), acc, h.events, time.monotonic() - t0)

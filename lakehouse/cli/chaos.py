@@ -52,10 +52,11 @@ def chaos(scenarios: tuple[str, ...], times: int, workdir: Path | None, allow_de
                    and get it going again (needs --allow-deleting-records)
     list           say what each scenario does
 
-    The scenarios write to one private lake (the stack's lake is left alone) and end with one
-    drain and the accounting: bronze = produced; silver + quarantine + duplicates = bronze (each
-    reason naming the broken field); gold = recomputation; fraud alerts = reference. Exit 0 only
-    when all of them hold exactly.
+    The scenarios write to one private lake and a private Redis (the stack's are left alone) and
+    end with one drain, serving gold into that Redis, and the accounting: bronze = produced;
+    silver + quarantine + duplicates = bronze (each reason naming the broken field); gold =
+    recomputation; fraud alerts = reference; Redis = gold (every key). Exit 0 only when all of
+    them hold exactly.
     """
     from lakehouse.chaos.scenarios import SCENARIOS, ChaosError, run
 

@@ -1,7 +1,8 @@
 """The fault suite: the scenarios of ``lakehouse chaos`` one after another against the real stack,
 on one private lake, ending with the exact accounting (bronze = produced; silver + quarantine +
 duplicates = bronze, each reason naming the broken field; gold = recomputation; fraud alerts =
-reference). A scenario that finds the books wrong fails with what it found.
+reference; Redis = gold, key for key, in a Redis only this lake's serving stream fed). A scenario
+that finds the books wrong fails with what it found.
 
 One run for all of them: a scenario's cost is mostly fixed (driver starts, the final drain's Spark
 start, the accounting's recomputation), so they share one drain and one accounting, and a stream one
@@ -42,7 +43,8 @@ def test_driver_kills_a_full_disk_a_poison_flood_a_broker_restart_and_a_retentio
     assert any(e.startswith("bronze stopped with DATA_LOST") for e in outcome.events)
     assert any(e.startswith("skip-lost recorded exactly the") for e in outcome.events)
     assert outcome.exact, outcome.accounting.summary()
-    assert len(outcome.accounting.problems) == 4  # every check ran
+    assert len(outcome.accounting.problems) == 5  # every check ran
     counts = outcome.accounting.counts
     assert all(counts[t]["bronze"] == counts[t]["sent"] > 0 for t in ("payments", "clickstream", "iot"))
     assert sum(counts[t]["quarantine"] for t in ("payments", "clickstream", "iot")) >= 1200
+    assert all(n > 0 for n in counts["redis"].values()), counts["redis"]  # every key family was compared
