@@ -480,7 +480,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         description="Replicas that must have a record before an acks=all producer is told it is stored (topic "
-        "setting min.insync.replicas; with 3 replicas: 2, so one broker may be down and nothing acknowledged lost).",
+        "setting min.insync.replicas; with 3 replicas: 2, so one broker may be down and nothing acknowledged lost). "
+        "`lakehouse up` applies a changed value to the existing topics.",
     )
     trino_catalog: str = Field("lakehouse", description="Trino catalog of the lake (Delta Lake connector).")
     pii_hmac_key: SecretStr | None = Field(

@@ -39,7 +39,6 @@ def ensure_acls(s: Settings) -> int:
     """Create the ACLs of ``acls`` (creating an existing one is a no-op); return how many there are."""
     from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, as documented
         AclBinding,
-        AclBindingFilter,
         AclOperation,
         AclPermissionType,
         AdminClient,
@@ -67,37 +66,56 @@ def ensure_acls(s: Settings) -> int:
         except Exception as e:
             raise RuntimeError(f"creating Kafka ACL {binding} failed: {e}") from e
 
-    # The controller has them; the broker's authorizer applies them from the metadata log a moment
-    # later, and a client that connects in between is denied (seen: a producer right after `up` got
-    # TopicAuthorizationFailed). DescribeAcls is answered by the broker's authorizer: wait until it
-    # lists every ACL.
-    def key(b: Any) -> tuple[str, str, str, str, str]:
-        return (b.restype.name, b.name, b.resource_pattern_type.name, b.principal, b.operation.name)
-
-    everything = AclBindingFilter(  # None matches any name, principal and host (confluent-kafka's docs)
-        ResourceType.ANY,
-        None,  # type: ignore[arg-type]
-        ResourcePatternType.ANY,
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        AclOperation.ANY,
-        AclPermissionType.ANY,
-    )
-    want = {key(b) for b in wanted}
+    # The controller has them; each broker's authorizer applies them from the metadata log a moment
+    # later, and a client that connects to a broker in between is denied (seen: a producer right after
+    # `up` got TopicAuthorizationFailed, from the third broker of three 1.4 s after the ACLs were
+    # created). DescribeAcls is answered by the authorizer of the broker it is sent to: wait until
+    # every broker lists every ACL.
+    want = {(name, pattern, f"User:{principal}", op) for principal, _, pattern, name, op in acls()}
     deadline = time.monotonic() + 30
-    # Each broker has its own authorizer: ask each, through a client that knows only that broker.
-    for broker in s.bootstrap_servers.split(","):
-        client = AdminClient(config | {"bootstrap.servers": broker})
-        while True:
-            have = {key(b) for b in client.describe_acls(everything, request_timeout=10).result()}
-            if want <= have:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"broker {broker} does not enforce {len(want - have)} of the ACLs 30 s after creating them"
-                )
-            time.sleep(0.2)
+    while True:
+        held = acls_per_broker(s)
+        behind = [f"broker {node} lacks {len(want - have)}" for node, have in sorted(held.items()) if not want <= have]
+        if len(held) < s.kafka_brokers:  # the client has not learnt of every broker yet
+            behind.append(f"{s.kafka_brokers - len(held)} of {s.kafka_brokers} brokers not in the metadata")
+        if not behind:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kafka does not enforce every ACL 30 s after creating them: {', '.join(behind)}")
+        time.sleep(0.2)
     return len(wanted)
+
+
+def acls_per_broker(s: Settings) -> dict[int, set[tuple[str, str, str, str]]]:
+    """The ACLs each broker's own authorizer holds, by node id: (resource name, pattern type, principal,
+    operation). DescribeAcls goes to each node in turn: kafka-python's and librdkafka's public calls
+    send it to whichever broker they like, which may be the one that is already up to date."""
+    from kafka.admin import ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourceType
+    from kafka.protocol.admin import DescribeAclsRequest
+
+    request = DescribeAclsRequest(
+        resource_type_filter=ResourceType.ANY,
+        resource_name_filter=None,
+        pattern_type_filter=ACLResourcePatternType.ANY,
+        principal_filter=None,
+        host_filter=None,
+        operation=ACLOperation.ANY,
+        permission_type=ACLPermissionType.ANY,
+    )
+    client = admin(s, timeout_ms=10_000)
+    try:
+        manager = client._manager  # kafka-python 3.0's connection manager: the one way to pick the node
+        out = {}
+        for broker in manager.cluster.brokers():
+            response = manager.run(manager.send, request, broker.node_id)
+            found, _ = client._convert_describe_acls_response_to_acls(response)
+            out[broker.node_id] = {
+                (a.resource_pattern.resource_name, a.resource_pattern.pattern_type.name, a.principal, a.operation.name)
+                for a in found
+            }
+        return out
+    finally:
+        client.close()
 
 
 def broker_ready(s: Settings, bootstrap: str | None = None) -> bool:
@@ -143,6 +161,35 @@ def ensure_topics(s: Settings) -> list[str]:
                 ]
             )
         return missing
+    finally:
+        client.close()
+
+
+def align_topic_configs(s: Settings) -> dict[str, dict[str, str]]:
+    """Set ``topic_config`` on the contract topics that exist with other values (topics are created with
+    it, but a setting changed later, e.g. ``kafka_min_insync_replicas``, must reach them too), through
+    IncrementalAlterConfigs: only those keys change. Returns what was changed, per topic."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    want = topic_config(s)
+    client = admin(s)
+    try:
+        existing = set(client.list_topics())
+        names = [t.name for t in TOPICS if t.name in existing]
+        if not names:
+            return {}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        answer = client.describe_configs(resources, config_filter="all").get("topic") or {}
+        changes = {
+            name: {k: v for k, v in want.items() if str((answer.get(name, {}).get(k) or {}).get("value")) != v}
+            for name in names
+        }
+        changes = {name: c for name, c in changes.items() if c}
+        if changes:
+            client.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, n, configs=c) for n, c in changes.items()], incremental=True
+            )
+        return changes
     finally:
         client.close()
 

@@ -551,7 +551,7 @@ class Kafka(Component):
         return ""
 
     def after_start(self, log: Log) -> None:
-        from lakehouse.services.kafka import ensure_acls, ensure_topics
+        from lakehouse.services.kafka import align_topic_configs, ensure_acls, ensure_topics
 
         if any(n.process() is None for n in self._peers()):
             log(f"      {self.name}: topics and ACLs once every broker runs ({self.s.kafka_brokers})")
@@ -568,6 +568,8 @@ class Kafka(Component):
             f" x{self.s.kafka_replication_factor} replicas, {self.s.kafka_min_insync_replicas} in sync"
             + (f"; created {', '.join(created)}" if created else "")
         )
+        for topic, changed in align_topic_configs(self.s).items():
+            log(f"      topic {topic}: set {', '.join(f'{k}={v}' for k, v in changed.items())} (from the settings)")
         log(f"      ACLs: {ensure_acls(self.s)} (principals {', '.join(KAFKA_PRINCIPALS)}; none where no ACL matches)")
 
     def version(self) -> str:

@@ -5,7 +5,8 @@ A broker SIGKILLed under load costs nothing acknowledged: the producer goes on t
 (each acknowledged record is on at least two brokers), and once it is back every record acknowledged
 before, during and after is where the producer was told it is, byte for byte. With two of three down
 (one replica left, no controller majority) nothing can be acknowledged: the producer's records fail
-(time out) instead of being promised on a single copy.
+(time out) instead of being promised on a single copy. A topic setting changed after the topics were
+created reaches them.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from lakehouse.clients import librdkafka_config
+from lakehouse.contracts import TOPICS
 from lakehouse.settings import Settings
 from lakehouse.stack import components, secrets
 from tests import kafka_records
@@ -35,12 +36,12 @@ def _free_base() -> tuple[int, int, int]:
             return base
 
 
-@pytest.fixture
-def cluster(own_stack: Settings, tmp_path: Path) -> Iterator[Settings]:
+@pytest.fixture(scope="module")
+def cluster(own_stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     client, controller, metrics = _free_base()
     s = own_stack.model_copy(
         update={
-            "state_dir": tmp_path / "state",
+            "state_dir": tmp_path_factory.mktemp("kafka-cluster") / "state",
             "jvm_root": own_stack.jvm_dir,  # the downloaded jars, shared
             "kafka_brokers": 3,
             "kafka_replication_factor": 3,
@@ -74,6 +75,8 @@ class Load:
         self.acked: dict[bytes, tuple[int, int, float]] = {}
         self.failed: dict[bytes, str] = {}
         self.sent = 0
+        #: What stopped the producing thread (None: running, or stopped by the test).
+        self.error: Exception | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -87,15 +90,18 @@ class Load:
                 self.failed[value] = str(err)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            for _ in range(50):
-                value = json.dumps({"event_id": f"cluster-{self.sent:07d}", "pad": "x" * 200}).encode()
-                try:
-                    self.producer.produce(TOPIC, value=value, on_delivery=self._report)
-                    self.sent += 1
-                except BufferError:  # the local queue is full while the cluster fails over: wait, not drop
-                    break
-            self.producer.poll(0.01)
+        try:
+            while not self._stop.is_set():
+                for _ in range(50):
+                    value = json.dumps({"event_id": f"cluster-{self.sent:07d}", "pad": "x" * 200}).encode()
+                    try:
+                        self.producer.produce(TOPIC, value=value, on_delivery=self._report)
+                        self.sent += 1
+                    except BufferError:  # the local queue is full while the cluster fails over: wait, not drop
+                        break
+                self.producer.poll(0.01)
+        except Exception as e:  # e.g. the topic refused: said by the test instead of a silent stall
+            self.error = e
 
     def __enter__(self) -> Load:
         self._thread.start()
@@ -140,7 +146,8 @@ def test_a_broker_killed_under_load_loses_no_acknowledged_record(cluster: Settin
     nodes = {c.name: c for c in components.components(s) if isinstance(c, components.Kafka)}
     assert set(_replicas(s).values()) == {(3, 3)}  # every partition on three brokers, all in sync
     with Load(s) as load:
-        _wait("records acknowledged", lambda: load.count() > 2_000)
+        _wait("records acknowledged", lambda: load.count() > 2_000 or load.error is not None)
+        assert load.error is None, f"the producer stopped: {load.error!r}"
         victim = nodes["kafka"]  # the first bootstrap server, a controller and the leader of some partitions
         proc = victim.process()
         assert proc is not None
@@ -192,3 +199,24 @@ def test_a_broker_killed_under_load_loses_no_acknowledged_record(cluster: Settin
     stored = kafka_records.stored(s, TOPIC)
     lost = {v[:40]: at[:2] for v, at in load.acked.items() if stored.get(v) != at[:2]}
     assert lost == {}, f"{len(lost)} acknowledged records missing after two brokers were killed and restarted"
+
+
+def test_a_changed_topic_setting_reaches_the_existing_topics(cluster: Settings) -> None:
+    """Topics are created with the settings' configuration; a setting changed later is applied to them at
+    the next start (``align_topic_configs``, run by the broker's start), and only where it differs."""
+    from lakehouse.services import topics
+    from lakehouse.services.kafka import align_topic_configs
+
+    names = [t.name for t in TOPICS]
+
+    def min_isr() -> set[str]:
+        return {t.configs["min.insync.replicas"] for t in topics.describe(cluster, names, with_configs=True)}
+
+    assert min_isr() == {"2"}
+    assert align_topic_configs(cluster) == {}  # as created: nothing to change
+    stricter = cluster.model_copy(update={"kafka_min_insync_replicas": 3})
+    assert align_topic_configs(stricter) == {key: {"min.insync.replicas": "3"} for key in names}
+    assert min_isr() == {"3"}
+    assert align_topic_configs(stricter) == {}
+    assert align_topic_configs(cluster) == {key: {"min.insync.replicas": "2"} for key in names}
+    assert min_isr() == {"2"}
