@@ -325,13 +325,7 @@ def _consumed_rate(out: str) -> float:
 
 
 # --------------------------------------------------------------------------- Redis
-class _BenchRedis(Redis):
-    def __init__(self, s: Settings, name: str) -> None:
-        super().__init__(s)
-        self.name = name
-
-
-class _PlainRedis(_BenchRedis):
+class _PlainRedis(Redis):
     """The stack's Redis configuration (persistence, memory policy) without TLS and ACL users."""
 
     def prepare(self) -> None:
@@ -367,9 +361,9 @@ def redis_bench(s: Settings, writes: int, reads: int, rounds: int, log: Log) -> 
     write = Measure("redis", "pipelined writes (HSET+EXPIRE, 100 per pipeline)", "writes/s", True)
     read_p50 = Measure("redis", "read latency p50 (HGETALL)", "ms", False)
     read_p99 = Measure("redis", "read latency p99 (HGETALL)", "ms", False)
-    servers: dict[str, tuple[Settings, _BenchRedis]] = {}
+    servers: dict[str, tuple[Settings, Redis]] = {}
     try:
-        for mode, cls in (("plain", _PlainRedis), ("secured", _BenchRedis)):
+        for mode, cls in (("plain", _PlainRedis), ("secured", Redis)):
             p = s.model_copy(update={"redis_port": free_port()})
             server = cls(p, f"bench-redis-{mode}")
             shutil.rmtree(server.workdir, ignore_errors=True)

@@ -21,7 +21,6 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.contracts import NORMAL_RANGES, TOPICS
@@ -203,7 +202,10 @@ def redis_equals_gold(spark: SparkSession, s: Settings, truth: GroundTruth, acc:
         "merchant minutes",
         {
             (m["merchant_id"], m["window_start"]): serving.MerchantMinute(
-                **{**{c: m[c] for c in serving.MERCHANT_MINUTE_COLUMNS}, "window_start": _utc(m["window_start"])}
+                **{
+                    **{c: m[c] for c in serving.MERCHANT_MINUTE_COLUMNS},
+                    "window_start": serving.as_utc(m["window_start"]),
+                }
             )
             for m in merchants
         },
@@ -222,7 +224,10 @@ def redis_equals_gold(spark: SparkSession, s: Settings, truth: GroundTruth, acc:
     latest = devices.join(newest, ["device_id", "sensor_type", "window_start"]).collect()
     compare(
         "device latest",
-        {(d["device_id"], d["sensor_type"]): (_utc(d["window_start"]), *(d[c] for c in DEVICE_VALUES)) for d in latest},
+        {
+            (d["device_id"], d["sensor_type"]): (serving.as_utc(d["window_start"]), *(d[c] for c in DEVICE_VALUES))
+            for d in latest
+        },
         device,
         "device:*:latest",
     )
@@ -255,7 +260,16 @@ def redis_equals_gold(spark: SparkSession, s: Settings, truth: GroundTruth, acc:
             (x.user_id, x.merchant_id, x.amount, x.score, x.rules, x.event_time)
             for x in stream.get(a["event_id"], [])[:1]
         ]
-        != [(a["user_id"], a["merchant_id"], a["amount"], a["score"], tuple(a["rules"]), _utc(a["event_time"]))]
+        != [
+            (
+                a["user_id"],
+                a["merchant_id"],
+                a["amount"],
+                a["score"],
+                tuple(a["rules"]),
+                serving.as_utc(a["event_time"]),
+            )
+        ]
     ]
     if differ:
         out.append(
@@ -281,11 +295,6 @@ def redis_equals_gold(spark: SparkSession, s: Settings, truth: GroundTruth, acc:
     )
     r.close()
     return out
-
-
-def _utc(ts: datetime) -> datetime:
-    """A timestamp Spark hands out (naive, UTC) as the aware one the serving reader returns."""
-    return ts.replace(tzinfo=UTC)
 
 
 CHECKS: dict[str, Callable[[SparkSession, Settings, GroundTruth, Accounting], list[str]]] = {

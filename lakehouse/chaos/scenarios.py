@@ -125,19 +125,6 @@ class SmallDisk:
             self.mounted = False
 
 
-class _PrivateRedis(Redis):
-    """redis-server as the stack configures it (TLS, ACL users, memory policy), in the harness's own
-    directory under the stack's state, on the port the harness's settings name."""
-
-    def __init__(self, s: Settings) -> None:
-        super().__init__(s)
-        self.name = "chaos-redis"
-
-    def start(self, log: Log) -> str:
-        shutil.rmtree(self.workdir, ignore_errors=True)  # an earlier run's keys are not this lake's
-        return super().start(log)
-
-
 class Harness:
     """A private lake, a producer thread, and the pipeline's driver as a process to start, kill and drain."""
 
@@ -151,8 +138,9 @@ class Harness:
                 "redis_endpoint": None,
             }
         )
-        #: The serving stream's private Redis (its keys counted exactly); run() starts and stops it.
-        self.redis = _PrivateRedis(self.s)
+        #: The serving stream's private Redis, configured as the stack's, on the port above (its keys
+        #: counted exactly); run() starts and stops it.
+        self.redis = Redis(self.s, name="chaos-redis")
         self.workdir = workdir
         self.log = log
         self.rng = random.Random(seed)  # noqa: S311 (when to kill, not a secret)
@@ -546,6 +534,7 @@ def run(
         h = Harness(base, workdir, log)
         h.disk = disk
         redis = h.redis
+        shutil.rmtree(redis.workdir, ignore_errors=True)  # an earlier run's keys are not this lake's
         redis.start(log)
         for name in names:
             fn, what = SCENARIOS[name]

@@ -180,11 +180,12 @@ def align_topic_configs(s: Settings) -> dict[str, dict[str, str]]:
             return {}
         resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
         answer = client.describe_configs(resources, config_filter="all").get("topic") or {}
-        changes = {
-            name: {k: v for k, v in want.items() if str((answer.get(name, {}).get(k) or {}).get("value")) != v}
-            for name in names
-        }
-        changes = {name: c for name, c in changes.items() if c}
+        changes: dict[str, dict[str, str]] = {}
+        for name in names:
+            have = answer.get(name, {})
+            differ = {k: v for k, v in want.items() if str((have.get(k) or {}).get("value")) != v}
+            if differ:
+                changes[name] = differ
         if changes:
             client.alter_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, n, configs=c) for n, c in changes.items()], incremental=True

@@ -614,8 +614,11 @@ def redis_acl(s: Settings) -> str:
 
 
 class Redis(Component):
-    def __init__(self, s: Settings) -> None:
-        super().__init__(s, name="redis", timeout_s=30)
+    """redis-server as the stack configures it; NAME (its directory, pid file and log) other than
+    ``redis`` for a private one beside the stack's (the fault suite's, the benchmarks')."""
+
+    def __init__(self, s: Settings, name: str = "redis") -> None:
+        super().__init__(s, name=name, timeout_s=30)
 
     def port(self) -> int:
         return self.s.redis_port
